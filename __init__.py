@@ -1,0 +1,8 @@
+"""triopacs: a DICOM archive node on Trio."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("triopacs")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+unknown"

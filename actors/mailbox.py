@@ -113,15 +113,15 @@ class Mailbox:
             raise ActorStopped(self.path) from None
 
     def close(self) -> None:
-        """The actor is gone for good: refuse new messages, fail the queued asks."""
-        self.receive_channel.close()
-        while True:
+        """The actor is gone for good: fail the queued asks, refuse new messages."""
+        while True:  # no checkpoint in here, so nothing can be queued behind our back
             try:
                 envelope = self.receive_channel.receive_nowait()
             except (trio.WouldBlock, trio.ClosedResourceError, trio.EndOfChannel):
                 break
             if envelope.reply is not None and not envelope.reply.done:
                 envelope.reply.fail(ActorStopped(self.path))
+        self.receive_channel.close()
 
     def statistics(self) -> MailboxStatistics:
         return MailboxStatistics(

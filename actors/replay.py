@@ -190,12 +190,12 @@ def _replayable(record: Record) -> bool:
 
 
 async def replay(
-    trace: Path | Iterable[str] | list[Record],
+    trace: Path | Iterable[str] | Iterable[Record],
     *,
     actors: Collection[str] | None = None,
     factories: Mapping[str, Callable[[], Actor]] | None = None,
 ) -> ReplayResult:
-    records: list[Record] = trace if isinstance(trace, list) else list(read_trace(trace))
+    records = _load(trace)
     factories = dict(factories or {})
     started = {r["path"]: r for r in records if r.get("kind") == "actor"}
     if actors is None:
@@ -257,6 +257,15 @@ async def replay(
         compared=sum(len(v) for v in expected.values()),
         mismatches=tuple(mismatches),
     )
+
+
+def _load(trace: Path | Iterable[str] | Iterable[Record]) -> list[Record]:
+    if isinstance(trace, Path):
+        return list(read_trace(trace))
+    items = list(trace)
+    if items and isinstance(items[0], dict):
+        return items  # already parsed
+    return list(read_trace(items))  # type: ignore[arg-type]
 
 
 async def _ask_quietly(ref: Any, message: object) -> None:

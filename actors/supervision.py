@@ -174,6 +174,7 @@ class Supervisor:
         self._restart_times: deque[float] = deque()
         self._escalation: Escalation | None = None
         self._restart_all = False
+        self._specs_added = False
 
     def __repr__(self) -> str:
         return f"<Supervisor {self.path} {self.policy.strategy.value}>"
@@ -226,36 +227,46 @@ class Supervisor:
             self._remove(child)
 
     async def _run(self, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
-        first = True
+        """Run the children until cancelled or until giving up (raises Escalation).
+
+        Children outlive a failed run: when our parent restarts us, the same mailboxes
+        come back, so refs stay valid. Whoever gives up on us for good finishes them.
+        """
+        if not self._specs_added:
+            for spec in self._specs:
+                self._add(spec)
+            self._specs_added = True
+        else:
+            self._drop_temporary_children()
+        self._restart_times.clear()
+        self._escalation = None
+        reported = False
         try:
             while True:
                 self._restart_all = False
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
-                    if first:
-                        starting = [self._add(spec) for spec in self._specs]
-                    else:
-                        starting = list(self._children.values())
-                    for child in starting:
-                        await nursery.start(self._watch, child, first)
-                    if first:
+                    for child in list(self._children.values()):
+                        await nursery.start(self._watch, child, not reported)
+                    if not reported:
                         task_status.started(self)
-                        first = False
+                        reported = True
                     await trio.sleep_forever()
-                self._nursery = None
                 if self._escalation is not None:
                     raise self._escalation
                 if self._restart_all:
                     await self._restart_everyone()
         finally:
             self._nursery = None
-            self._finish_children()
 
-    async def _restart_everyone(self) -> None:
-        # Temporary children do not come back; the others restart in their original order.
+    def _drop_temporary_children(self) -> None:
         for child in list(self._children.values()):
             if child.spec.restart is Restart.NEVER:
                 self._remove(child)
+
+    async def _restart_everyone(self) -> None:
+        # Temporary children do not come back; the others restart in their original order.
+        self._drop_temporary_children()
         delay = max(self.policy.backoff(len(self._restart_times) - 1), 0.0)
         await trio.sleep(delay)
         for child in self._children.values():
@@ -355,3 +366,5 @@ async def open_supervisor(
         if single is group:
             raise
         raise single from None
+    finally:
+        supervisor._finish_children()

@@ -160,8 +160,8 @@ class Association:
             try:
                 pdu = decoder.next_pdu()
             except RemoteProtocolError as exc:
-                if exc.rejection is not None:
-                    rejection = AAssociateRJ.from_rejection(exc.rejection)
+                if exc.reject is not None:
+                    rejection = AAssociateRJ.from_rejection(exc.reject)
                     self._step(Event.EVT6, rejection=rejection)
                 else:
                     self._step(Event.EVT19, reason=exc.abort_reason)

@@ -69,7 +69,7 @@ _UNEXPECTED = AbortReason.UNEXPECTED_PDU_PARAMETER
 
 
 def _fail(message: str, reason: AbortReason = _INVALID) -> RemoteProtocolError:
-    return RemoteProtocolError(message, reason=reason)
+    return RemoteProtocolError(message, abort_reason=reason)
 
 
 class PDUDecoder:
@@ -338,7 +338,7 @@ def _decode_associate(data: bytes, is_request: bool) -> AAssociateRQ | AAssociat
 
 def _reject(message: str, reason: RejectUserReason) -> RemoteProtocolError:
     rejection = Rejection(result=RejectResult.REJECTED_PERMANENT, source=RejectSource.SERVICE_USER, reason=reason)
-    return RemoteProtocolError(message, reason=_INVALID, rejection=rejection)
+    return RemoteProtocolError(message, abort_reason=_INVALID, reject=rejection)
 
 
 def _check_context_id(context_id: int) -> None:

@@ -1,39 +1,35 @@
-"""The two ways the upper layer can go wrong, kept apart on purpose.
+"""The two protocol error kinds (after h11): our own misuse vs. a peer's bad input.
 
-`RemoteProtocolError`: the peer sent something invalid. The decoder raises only this,
-and it says how to answer: an A-ABORT reason, or for an A-ASSOCIATE-RQ that must be
-rejected rather than aborted, the A-ASSOCIATE-RJ codes. The association object turns
-it into an event of the state table; it never escapes to the caller from there.
-
-`LocalProtocolError`: our own caller misused the API (a primitive the current state
-does not allow, a field that cannot be encoded). It is a bug on our side of the wire.
+LocalProtocolError: the caller asked for something the protocol forbids now (a primitive
+the current state does not allow, a field that cannot be encoded): a bug on our side.
+RemoteProtocolError: the peer sent something invalid. It carries what to put in the
+A-ABORT (abort_source, abort_reason) or, for an A-ASSOCIATE-RQ that is well framed but
+must be rejected rather than aborted, the A-ASSOCIATE-RJ codes (reject). The PDU decoder
+raises nothing else; the association object turns it into a state-table event, so it
+never escapes to the association's caller.
 """
 
 from .codes import AbortReason, AbortSource, Rejection
 
 
 class ProtocolError(Exception):
-    """Base of both protocol errors."""
+    pass
 
 
 class LocalProtocolError(ProtocolError):
-    """The local user asked for something the protocol does not allow now."""
+    pass
 
 
 class RemoteProtocolError(ProtocolError):
-    """The peer sent bytes that are not a valid PDU (or not an acceptable A-ASSOCIATE-RQ)."""
-
-    abort_source = AbortSource.SERVICE_PROVIDER
-
     def __init__(
         self,
         message: str,
         *,
-        reason: AbortReason = AbortReason.INVALID_PDU_PARAMETER_VALUE,
-        rejection: Rejection | None = None,
+        abort_source: int = AbortSource.SERVICE_PROVIDER,
+        abort_reason: int = AbortReason.REASON_NOT_SPECIFIED,
+        reject: Rejection | None = None,
     ) -> None:
         super().__init__(message)
-        self.abort_reason = reason
-        # Set only for an A-ASSOCIATE-RQ that is well framed but must be rejected
-        # (unusable AE title, application context): the acceptor answers with an RJ.
-        self.rejection = rejection
+        self.abort_source = abort_source
+        self.abort_reason = abort_reason
+        self.reject = reject

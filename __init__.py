@@ -6,3 +6,12 @@ try:
     __version__ = version("triopacs")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
+
+
+def __getattr__(name: str):
+    # The node API is imported lazily so `import triopacs.protocol` stays light.
+    if name in ("open_node", "run_node", "Node"):
+        from . import supervisor
+
+        return getattr(supervisor, name)
+    raise AttributeError(f"module 'triopacs' has no attribute {name!r}")

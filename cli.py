@@ -1,0 +1,138 @@
+"""The `triopacs` command.
+
+Exit status: 0 success, 1 failure at run time (including a replay mismatch), 2 bad usage
+or configuration (one line on stderr saying which key is wrong and what it may be).
+"""
+
+import argparse
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+import trio
+
+from . import __version__
+from .config import ConfigError, default_toml, load_config
+from .log import configure_logging
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    pass
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="triopacs", description="A DICOM archive node on Trio.")
+    parser.add_argument("--version", action="version", version=f"triopacs {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the node until SIGINT/SIGTERM")
+    serve.add_argument("--config", type=Path, help="TOML configuration file")
+    serve.add_argument("--ae-title", help="our AE title")
+    serve.add_argument("--port", type=int, help="DICOM port (0: pick a free one)")
+    serve.add_argument("--bind", help="address to listen on")
+    serve.add_argument("--data", help="data directory")
+    serve.add_argument("--trace", help="record every message to this JSON-lines file")
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error", "critical"])
+    serve.add_argument("--log-format", choices=["auto", "console", "json"])
+
+    config = commands.add_parser("config", help="show or check configuration")
+    config.add_argument("--print-default", action="store_true", help="print the complete default config as TOML")
+    config.add_argument("--check", type=Path, metavar="FILE", help="load FILE (and TRIOPACS_* variables) and report")
+
+    replay = commands.add_parser("replay", help="replay a recorded trace and compare behaviour")
+    replay.add_argument("trace", type=Path, help="trace file written by serve --trace")
+    replay.add_argument("--actor", action="append", dest="actors", metavar="PATH", help="replay only this actor (repeatable)")
+    return parser
+
+
+def _serve_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    node = {key: value for key, value in {
+        "ae_title": args.ae_title, "port": args.port, "bind": args.bind, "data_dir": args.data,
+    }.items() if value is not None}
+    overrides: dict[str, dict[str, Any]] = {"node": node}
+    if args.trace is not None:
+        overrides["trace"] = {"file": args.trace}
+    logs = {key: value for key, value in {"level": args.log_level, "format": args.log_format}.items() if value}
+    if logs:
+        overrides["log"] = logs
+    return overrides
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .supervisor import Node, run_node
+
+    config = load_config(args.config, overrides=_serve_overrides(args))
+    configure_logging(config.log.level, config.log.format)
+    log = structlog.get_logger()
+
+    def announce(node: Node) -> None:
+        print(f"ready {node.describe()}", flush=True)
+
+    async def main() -> int:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+
+                async def stop_on_signal() -> None:
+                    async for signum in signals:
+                        log.info("stopping on signal", signal=signal.Signals(signum).name)
+                        nursery.cancel_scope.cancel()
+                        return
+
+                nursery.start_soon(stop_on_signal)
+                await run_node(config, on_ready=announce)
+        return 0
+
+    return trio.run(main)
+
+
+def _config(args: argparse.Namespace) -> int:
+    if args.print_default:
+        sys.stdout.write(default_toml())
+        return 0
+    if args.check is not None:
+        config = load_config(args.check)
+        print(f"ok: {args.check} is valid ({config.node.ae_title} on {config.node.bind}:{config.node.port})")
+        return 0
+    raise UsageError("config needs --print-default or --check FILE")
+
+
+def _replay(args: argparse.Namespace) -> int:
+    import trio.testing
+
+    from .actors import ReplayError, replay
+
+    configure_logging("warning", "console")
+    if not args.trace.is_file():
+        raise UsageError(f"no trace file at {args.trace}")
+
+    async def main() -> int:
+        try:
+            result = await replay(args.trace, actors=args.actors)
+        except ReplayError as error:
+            raise UsageError(str(error)) from None
+        print(result.report())
+        return 0 if result.ok else EXIT_FAILURE
+
+    return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+COMMANDS = {"serve": _serve, "config": _config, "replay": _replay}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (ConfigError, UsageError) as error:
+        print(f"triopacs {args.command}: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

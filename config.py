@@ -1,0 +1,282 @@
+"""Node configuration: attrs sections, read from TOML, then TRIOPACS_* variables, then flags.
+
+Every setting carries its help text, which is what `triopacs config --print-default`
+prints above it. Errors name the key, the value and what is allowed.
+"""
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import cattrs
+
+from .actors.ae_registry import RemoteAE
+
+ENV_PREFIX = "TRIOPACS_"
+
+
+class ConfigError(ValueError):
+    def __init__(self, key: str, value: object, allowed: str) -> None:
+        super().__init__(f"{key} = {value!r}: {allowed}")
+        self.key = key
+        self.value = value
+        self.allowed = allowed
+
+    def under(self, section: str) -> "ConfigError":
+        return ConfigError(f"{section}.{self.key}", self.value, self.allowed)
+
+
+def setting(default: Any, help: str, check: Callable[[Any], str | None] | None = None, example: Any = None) -> Any:
+    """A config field: its default, its help text, and a check returning what is allowed."""
+
+    def validate(_: object, attribute: attrs.Attribute, value: Any) -> None:
+        allowed = check(value) if check is not None else None
+        if allowed is not None:
+            raise ConfigError(attribute.name, value, allowed)
+
+    return attrs.field(default=default, validator=validate, metadata={"help": help, "example": example})
+
+
+def between(low: float, high: float) -> Callable[[Any], str | None]:
+    return lambda v: None if low <= v <= high else f"must be between {low} and {high}"
+
+
+def one_of(*choices: str) -> Callable[[Any], str | None]:
+    return lambda v: None if v in choices else f"must be one of {', '.join(choices)}"
+
+
+_AE_TITLE = re.compile(r"[\x20-\x5b\x5d-\x7e]{1,16}")  # default repertoire, no backslash
+
+
+def ae_title(value: str) -> str | None:
+    if _AE_TITLE.fullmatch(value) and value.strip():
+        return None
+    return "must be 1 to 16 printable ASCII characters, not all spaces, no backslash"
+
+
+def ae_titles(values: tuple[str, ...]) -> str | None:
+    bad = [v for v in values if ae_title(v) is not None]
+    return f"each entry {ae_title('')}" if bad else None
+
+
+@attrs.frozen(kw_only=True)
+class NodeSettings:
+    ae_title: str = setting("TRIOPACS", "Our AE title: peers must call it by this name.", ae_title)
+    bind: str = setting("127.0.0.1", "Address the DICOM listener binds; 0.0.0.0 for every interface.")
+    port: int = setting(11112, "DICOM port; 0 picks a free one (printed in the ready line).", between(0, 65535))
+    data_dir: str = setting("./triopacs-data", "Where the index database and the stored files live.")
+    shutdown_grace: float = setting(5.0, "Seconds actors get to finish their work on shutdown.", between(0, 600))
+
+
+@attrs.frozen(kw_only=True)
+class LogSettings:
+    level: str = setting("info", "Least severe level logged.", one_of("debug", "info", "warning", "error", "critical"))
+    format: str = setting("auto", "console (human), json (one object a line), or auto: console on a TTY.", one_of("auto", "console", "json"))
+
+
+@attrs.frozen(kw_only=True)
+class TraceSettings:
+    file: str = setting("", "Record every delivered message to this JSON-lines file (empty: off).", example="triopacs-trace.jsonl")
+
+
+def _remote_entries(entries: tuple[RemoteAE, ...]) -> str | None:
+    for entry in entries:
+        if ae_title(entry.ae_title) is not None:
+            return f"remote AE title {entry.ae_title!r} {ae_title(entry.ae_title)}"
+        if not 1 <= entry.port <= 65535:
+            return f"port of {entry.ae_title} must be between 1 and 65535"
+    titles = [e.ae_title for e in entries]
+    if len(set(titles)) != len(titles):
+        return "each AE title may appear once"
+    return None
+
+
+@attrs.frozen(kw_only=True)
+class Config:
+    node: NodeSettings = NodeSettings()
+    log: LogSettings = LogSettings()
+    trace: TraceSettings = TraceSettings()
+    remote: tuple[RemoteAE, ...] = setting(
+        (), "Remote AEs we may send to (C-MOVE destinations).", _remote_entries,
+        example=[{"ae_title": "VIEWER", "host": "127.0.0.1", "port": 11113}],
+    )
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.node.data_dir)
+
+
+SECTIONS: dict[str, type] = {f.name: f.type for f in attrs.fields(Config) if attrs.has(f.type)}
+
+# cattrs would turn "false" into True and 1.5 into 1; settings must be what they say.
+_strict = cattrs.Converter()
+
+
+def _exactly(kind: type) -> Callable[[Any, type], Any]:
+    def structure(value: Any, _: type) -> Any:
+        if isinstance(value, bool) and kind is not bool:
+            raise TypeError(kind.__name__)
+        if kind is float and isinstance(value, int):
+            return float(value)
+        if not isinstance(value, kind):
+            raise TypeError(kind.__name__)
+        return value
+
+    return structure
+
+
+for _kind in (int, float, bool, str):
+    _strict.register_structure_hook(_kind, _exactly(_kind))
+
+_KIND_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _structure_field(key: str, value: Any, kind: Any) -> Any:
+    try:
+        return _strict.structure(value, kind)
+    except Exception:
+        raise ConfigError(key, value, f"must be {_KIND_NAMES.get(kind, 'a list of tables with ae_title, host and port')}") from None
+
+
+def _structure_section(name: str, cls: type, data: Any) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(name, data, "must be a table")
+    fields = {f.name: f for f in attrs.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{name}.{unknown[0]}", data[unknown[0]], f"unknown key; known keys are {', '.join(fields)}")
+    values = {key: _structure_field(f"{name}.{key}", value, fields[key].type) for key, value in data.items()}
+    try:
+        return cls(**values)
+    except ConfigError as error:
+        raise error.under(name) from None
+
+
+def from_mapping(data: Mapping[str, Any]) -> Config:
+    """Build a Config from parsed TOML (sections as tables, `remote` as an array of tables)."""
+    known = set(SECTIONS) | {"remote"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(unknown[0], data[unknown[0]], f"unknown section; known sections are {', '.join(sorted(known))}")
+    sections = {name: _structure_section(name, cls, data.get(name, {})) for name, cls in SECTIONS.items()}
+    remotes = data.get("remote", [])
+    if not isinstance(remotes, list) or not all(isinstance(r, Mapping) for r in remotes):
+        raise ConfigError("remote", remotes, "must be an array of tables ([[remote]])")
+    entries = []
+    for index, entry in enumerate(remotes):
+        missing = {"ae_title", "host", "port"} - set(entry)
+        extra = set(entry) - {"ae_title", "host", "port"}
+        if missing or extra:
+            raise ConfigError(f"remote[{index}]", dict(entry), "needs exactly ae_title, host and port")
+        entries.append(
+            RemoteAE(
+                ae_title=_structure_field(f"remote[{index}].ae_title", entry["ae_title"], str),
+                host=_structure_field(f"remote[{index}].host", entry["host"], str),
+                port=_structure_field(f"remote[{index}].port", entry["port"], int),
+            )
+        )
+    try:
+        return Config(**sections, remote=tuple(entries))
+    except ConfigError as error:
+        raise error from None
+
+
+def _from_env_text(key: str, text: str, kind: type) -> Any:
+    if kind is bool:
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(key, text, "must be true or false")
+    if kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            raise ConfigError(key, text, f"must be {_KIND_NAMES[kind]}") from None
+    return text
+
+
+def environment_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """TRIOPACS_<SECTION>_<KEY> variables as a partial mapping, e.g. TRIOPACS_NODE_PORT."""
+    result: dict[str, dict[str, Any]] = {}
+    for variable, text in environ.items():
+        if not variable.startswith(ENV_PREFIX):
+            continue
+        rest = variable[len(ENV_PREFIX):].lower()
+        for section, cls in SECTIONS.items():
+            if rest.startswith(section + "_"):
+                key = rest[len(section) + 1:]
+                fields = {f.name: f.type for f in attrs.fields(cls)}
+                if key not in fields:
+                    raise ConfigError(variable, text, f"unknown setting; known for [{section}]: {', '.join(fields)}")
+                result.setdefault(section, {})[key] = _from_env_text(variable, text, fields[key])
+                break
+        else:
+            raise ConfigError(variable, text, f"unknown section; variables look like {ENV_PREFIX}NODE_PORT")
+    return result
+
+
+def merge(base: Mapping[str, Any], overrides: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    merged = {key: (dict(value) if isinstance(value, Mapping) else value) for key, value in base.items()}
+    for section, values in overrides.items():
+        target = merged.setdefault(section, {})
+        if isinstance(target, dict):
+            target.update(values)
+    return merged
+
+
+def load_config(
+    path: Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Config:
+    """The effective config: file, then environment, then explicit overrides (CLI flags)."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as file:
+                data = tomllib.load(file)
+        except FileNotFoundError:
+            raise ConfigError("--config", str(path), "no such file") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError("--config", str(path), f"not valid TOML ({error})") from None
+    data = merge(data, environment_overrides(os.environ if environ is None else environ))
+    data = merge(data, overrides or {})
+    return from_mapping(data)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"no TOML form for {value!r}")
+
+
+def default_toml() -> str:
+    """The complete default configuration as commented TOML."""
+    lines = ["# triopacs configuration. Every key is shown with its default.", ""]
+    for name, cls in SECTIONS.items():
+        lines.append(f"[{name}]")
+        for field in attrs.fields(cls):
+            lines.append(f"# {field.metadata['help']}")
+            lines.append(f"{field.name} = {_toml_value(field.default)}")
+            if field.metadata.get("example") is not None:
+                lines.append(f"# for example: {field.name} = {_toml_value(field.metadata['example'])}")
+        lines.append("")
+    remote = attrs.fields(Config).remote
+    lines.append(f"# {remote.metadata['help']} One [[remote]] table per AE, for example:")
+    for example in remote.metadata["example"]:
+        lines.append("# [[remote]]")
+        lines.extend(f"# {key} = {_toml_value(value)}" for key, value in example.items())
+    return "\n".join(lines) + "\n"

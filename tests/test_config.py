@@ -1,0 +1,68 @@
+import tomllib
+
+import pytest
+
+from triopacs.actors.ae_registry import RemoteAE
+from triopacs.config import Config, ConfigError, default_toml, from_mapping, load_config
+
+
+def test_default_toml_round_trips_through_the_loader(tmp_path):
+    path = tmp_path / "triopacs.toml"
+    path.write_text(default_toml())
+    assert load_config(path, environ={}) == Config()
+
+
+def test_every_setting_appears_in_the_default():
+    text = default_toml()
+    parsed = tomllib.loads(text)
+    assert parsed["node"]["ae_title"] == "TRIOPACS" and parsed["node"]["port"] == 11112
+    assert set(parsed) == {"node", "log", "trace"}
+    assert "# [[remote]]" in text
+
+
+def test_file_then_environment_then_flags(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[node]\nport = 4000\nae_title = "FROMFILE"\n[[remote]]\nae_title = "VIEW"\nhost = "127.0.0.1"\nport = 104\n')
+    config = load_config(path, environ={"TRIOPACS_NODE_PORT": "5000", "TRIOPACS_LOG_LEVEL": "debug"})
+    assert (config.node.port, config.node.ae_title, config.log.level) == (5000, "FROMFILE", "debug")
+    assert config.remote == (RemoteAE(ae_title="VIEW", host="127.0.0.1", port=104),)
+    config = load_config(path, environ={"TRIOPACS_NODE_PORT": "5000"}, overrides={"node": {"port": 6000}})
+    assert config.node.port == 6000
+
+
+@pytest.mark.parametrize(
+    "data,key,fragment",
+    [
+        ({"node": {"port": 70000}}, "node.port", "between 0 and 65535"),
+        ({"node": {"port": "eleven"}}, "node.port", "an integer"),
+        ({"node": {"port": True}}, "node.port", "an integer"),
+        ({"node": {"ae_title": "THIS_TITLE_IS_TOO_LONG"}}, "node.ae_title", "1 to 16"),
+        ({"node": {"colour": "blue"}}, "node.colour", "known keys are"),
+        ({"log": {"format": "xml"}}, "log.format", "auto, console, json"),
+        ({"nodes": {}}, "nodes", "unknown section"),
+        ({"remote": [{"ae_title": "A", "host": "h", "port": 0}]}, "remote", "between 1 and 65535"),
+        ({"remote": [{"ae_title": "A", "host": "h"}]}, "remote[0]", "ae_title, host and port"),
+    ],
+)
+def test_errors_name_key_value_and_what_is_allowed(data, key, fragment):
+    with pytest.raises(ConfigError) as info:
+        from_mapping(data)
+    assert info.value.key == key
+    assert fragment in str(info.value)
+    assert str(info.value).startswith(f"{key} = ")
+
+
+def test_environment_errors_name_the_variable():
+    with pytest.raises(ConfigError, match="TRIOPACS_NODE_PROT"):
+        load_config(environ={"TRIOPACS_NODE_PROT": "1"})
+    with pytest.raises(ConfigError, match="node.port = 'abc'|TRIOPACS_NODE_PORT"):
+        load_config(environ={"TRIOPACS_NODE_PORT": "abc"})
+
+
+def test_missing_or_broken_file(tmp_path):
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "absent.toml", environ={})
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[node\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(broken, environ={})

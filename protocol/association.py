@@ -48,6 +48,9 @@ _EVENT_OF_PDU = {
     AAbort: Event.EVT16,
 }
 _PDV_HEADER_LENGTH = 6
+# attrs' frozen __init__ is slow for a per-PDU object; the hot path fills the slot itself.
+_new = object.__new__
+_set_pdvs = DataReceived.pdvs.__set__
 
 # The two hot paths (a P-DATA-TF received or sent in Sta6) skip the generic dispatch;
 # they must stay exactly what the table says.
@@ -171,7 +174,9 @@ class Association:
             pdu_type = type(pdu)
             if pdu_type is PDataTF and self.state is State.STA6:
                 # The hot path, DT-2 of the table without the generic dispatch.
-                self._events.append(DataReceived(pdu.pdvs))
+                event = _new(DataReceived)
+                _set_pdvs(event, pdu.pdvs)
+                self._events.append(event)
                 continue
             event = _EVENT_OF_PDU[pdu_type]
             if event is Event.EVT6:

@@ -79,6 +79,11 @@ class PDUDecoder:
     sub-item announced; 0 = no limit announced, then DEFAULT_MAX_PDATA_LENGTH applies).
     After a framing error (bad header) the stream cannot be resynchronised: the decoder
     is `broken` and drops everything after. A bad body only costs that one PDU.
+
+    Buffering: a PDU that lies wholly inside one fed chunk is sliced out of it with no
+    copy (a chunk that is not `bytes` is copied once first, since the caller may reuse
+    it). Only a PDU that straddles chunks is gathered in a bytearray, taking from the
+    next chunk no more than it lacks, and that bytearray is then handed over whole.
     """
 
     def __init__(
@@ -87,87 +92,94 @@ class PDUDecoder:
         max_pdata_length: int = DEFAULT_MAX_PDATA_LENGTH,
         max_associate_length: int = DEFAULT_MAX_ASSOCIATE_LENGTH,
     ) -> None:
-        self.max_pdata_length = max_pdata_length
         self.max_associate_length = max_associate_length
+        self.max_pdata_length = max_pdata_length
         self.broken = False
-        self._buf = bytearray()
-        self._pos = 0  # read offset into _buf; compacted when a PDU is still incomplete
-        self._view: memoryview | None = None  # a bytes chunk parsed in place (no copy)
+        self._partial = bytearray()  # the start of a PDU that straddles chunks
+        self._view: memoryview | None = None  # unread part of the fed chunk(s), from _vpos
         self._vpos = 0
+
+    @property
+    def max_pdata_length(self) -> int:
+        return self._max_pdata_length
+
+    @max_pdata_length.setter
+    def max_pdata_length(self, value: int) -> None:
+        self._max_pdata_length = value
+        self._pdata_limit = value or DEFAULT_MAX_PDATA_LENGTH
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet returned as PDUs."""
-        pending = len(self._buf) - self._pos
-        return pending + (len(self._view) - self._vpos if self._view is not None else 0)
+        view = self._view
+        return len(self._partial) + (len(view) - self._vpos if view is not None else 0)
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         if self.broken or not data:
             return
-        if self._view is None and self._pos == len(self._buf) and type(data) is bytes:
-            # Nothing pending and the chunk is immutable: parse it in place.
-            if self._buf:
-                self._buf = bytearray()
-                self._pos = 0
-            self._view = memoryview(data)
-            self._vpos = 0
-            return
         if self._view is not None:
-            self._spill_view()
-        self._buf += data
+            # Fed again before the last chunk was drained: keep its rest in front.
+            self._partial += self._view[self._vpos :]
+        self._view = memoryview(data if type(data) is bytes else bytes(data))
+        self._vpos = 0
 
     def next_pdu(self) -> PDU | None:
         """The next complete PDU, or None if more bytes are needed. Raises RemoteProtocolError."""
-        if self.broken:
-            return None
+        if self._partial:
+            return self._next_from_partial()
         view = self._view
-        if view is not None:
-            pos = self._vpos
-            if len(view) - pos >= 6:
-                pdu_type, length = _PDU_HEADER.unpack_from(view, pos)
+        if view is None:
+            return None
+        pos = self._vpos
+        size = len(view)
+        if size - pos >= 6:
+            pdu_type, length = _unpack_header(view, pos)
+            if pdu_type != 4 or length > self._pdata_limit:
                 self._check_header(pdu_type, length)
-                end = pos + 6 + length
-                if end <= len(view):
+            end = pos + 6 + length
+            if end <= size:
+                if end == size:
+                    self._view = None
+                else:
                     self._vpos = end
-                    if end == len(view):
-                        self._view = None
-                    return self._parse(pdu_type, view[pos + 6 : end])
-            self._spill_view()
-        buf, pos = self._buf, self._pos
-        if len(buf) - pos < 6:
-            self._compact()
-            return None
-        pdu_type, length = _PDU_HEADER.unpack_from(buf, pos)
-        self._check_header(pdu_type, length)
-        end = pos + 6 + length
-        if end > len(buf):
-            self._compact()
-            return None
-        if end == len(buf):
-            # The PDU ends the buffer: hand the buffer over instead of copying the body out.
-            self._buf = bytearray()
-            self._pos = 0
-            body = memoryview(buf)[pos + 6 : end]
-        else:
-            body = memoryview(buf[pos + 6 : end])
-            self._pos = end
-        return self._parse(pdu_type, body)
-
-    def _spill_view(self) -> None:
-        assert self._view is not None
-        self._buf += self._view[self._vpos :]
+                if pdu_type == 4:
+                    return decode_pdata(view[pos + 6 : end])
+                return self._parse(pdu_type, view[pos + 6 : end])
+        # An incomplete PDU ends the chunk: keep its start (one copy) for the next feed.
+        self._partial += view[pos:]
         self._view = None
+        return None
 
-    def _compact(self) -> None:
-        if self._pos:
-            del self._buf[: self._pos]
-            self._pos = 0
+    def _next_from_partial(self) -> PDU | None:
+        partial = self._partial
+        if len(partial) < 6 and not self._take(6 - len(partial)):
+            return None
+        pdu_type, length = _unpack_header(partial, 0)
+        self._check_header(pdu_type, length)
+        if not self._take(6 + length - len(partial)):
+            return None
+        self._partial = bytearray()
+        body = memoryview(partial)[6:]  # the bytearray is handed over, not copied
+        return decode_pdata(body) if pdu_type == 4 else self._parse(pdu_type, body)
+
+    def _take(self, wanted: int) -> bool:
+        """Move up to wanted bytes from the chunk into _partial; True if all of them came."""
+        view = self._view
+        if view is None:
+            return wanted <= 0
+        pos = self._vpos
+        stop = min(pos + wanted, len(view))
+        self._partial += view[pos:stop]
+        if stop == len(view):
+            self._view = None
+        else:
+            self._vpos = stop
+        return stop - pos >= wanted
 
     def _check_header(self, pdu_type: int, length: int) -> None:
         if pdu_type == PDUType.P_DATA_TF:
-            limit = self.max_pdata_length or DEFAULT_MAX_PDATA_LENGTH
-            if length > limit:
-                self._break(f"P-DATA-TF of {length} bytes exceeds the maximum length {limit}")
+            if length > self._pdata_limit:
+                self._break(f"P-DATA-TF of {length} bytes exceeds the maximum length {self._pdata_limit}")
         elif pdu_type in _FIXED_LENGTH_PDUS:
             if length != 4:
                 self._break(f"{PDUType(pdu_type).name} has length {length}, not 4")
@@ -179,14 +191,11 @@ class PDUDecoder:
 
     def _break(self, message: str, reason: AbortReason = _INVALID) -> None:
         self.broken = True
-        self._buf = bytearray()
-        self._pos = 0
+        self._partial = bytearray()
         self._view = None
         raise _fail(message, reason)
 
     def _parse(self, pdu_type: int, body: memoryview) -> PDU:
-        if pdu_type == PDUType.P_DATA_TF:
-            return decode_pdata(body)
         try:
             return _PARSERS[pdu_type](bytes(body))
         except RemoteProtocolError:
@@ -195,30 +204,57 @@ class PDUDecoder:
             raise _fail(f"malformed {PDUType(pdu_type).name}: {exc}") from exc
 
 
+# attrs' generated __init__ of a frozen class costs ~1.8 us here, more than the rest of
+# decoding a P-DATA-TF; the hot path fills the slots directly (the classes have no
+# validators or converters to skip).
+_new = object.__new__
+_set_context_id = PresentationDataValue.context_id.__set__
+_set_is_command = PresentationDataValue.is_command.__set__
+_set_is_last = PresentationDataValue.is_last.__set__
+_set_data = PresentationDataValue.data.__set__
+_set_pdvs = PDataTF.pdvs.__set__
+_unpack_header = _PDU_HEADER.unpack_from
+_unpack_pdv = _PDV_HEADER.unpack_from
+
+
+def _pdv(context_id: int, control: int, data: memoryview) -> PresentationDataValue:
+    pdv = _new(PresentationDataValue)
+    _set_context_id(pdv, context_id)
+    _set_is_command(pdv, (control & 1) != 0)
+    _set_is_last(pdv, (control & 2) != 0)
+    _set_data(pdv, data)
+    return pdv
+
+
+def _pdata(pdvs: tuple) -> PDataTF:
+    pdu = _new(PDataTF)
+    _set_pdvs(pdu, pdvs)
+    return pdu
+
+
 def decode_pdata(body: memoryview) -> PDataTF:
     """The PDVs of a P-DATA-TF variable field; their data are slices of body."""
-    pdvs = []
     end = len(body)
+    if end >= 6:
+        length, context_id, control = _unpack_pdv(body, 0)
+        if length + 4 == end and length >= 2 and context_id & 1:  # the usual single PDV
+            return _pdata((_pdv(context_id, control, body[6:]),))
+    pdvs = []
     offset = 0
-    unpack = _PDV_HEADER.unpack_from
     while offset < end:
         if end - offset < 6:
             raise _fail(f"P-DATA-TF has {end - offset} trailing bytes, too short for a PDV item")
-        length, context_id, control = unpack(body, offset)
+        length, context_id, control = _unpack_pdv(body, offset)
         stop = offset + 4 + length
         if length < 2 or stop > end:
             raise _fail(f"PDV item length {length} does not fit its P-DATA-TF")
         if not context_id & 1:
             raise _fail(f"PDV presentation context ID {context_id} is not odd")
-        pdvs.append(
-            PresentationDataValue(
-                context_id=context_id, is_command=bool(control & 1), is_last=bool(control & 2), data=body[offset + 6 : stop]
-            )
-        )
+        pdvs.append(_pdv(context_id, control, body[offset + 6 : stop]))
         offset = stop
     if not pdvs:
         raise _fail("P-DATA-TF carries no PDV item")
-    return PDataTF(pdvs=tuple(pdvs))
+    return _pdata(tuple(pdvs))
 
 
 def decode_pdus(data: bytes, **limits: int) -> list[PDU]:

@@ -1,0 +1,174 @@
+"""The SQLite index: tables, indexes, pruning triggers and their migrations.
+
+Versioning: ``PRAGMA user_version`` holds the number of migrations applied. At open,
+the missing ones run in order inside one ``BEGIN IMMEDIATE`` transaction (DDL and
+``user_version`` are transactional in SQLite), so a crash mid-upgrade leaves the old
+schema intact. A database newer than this code is refused rather than guessed at.
+
+Patient identity. PatientID is only unique within the authority that issued it (two
+hospitals both have a patient "12345"), so a patient row is keyed by the pair
+(PatientID, IssuerOfPatientID), with '' standing for "no issuer" because SQLite treats
+NULLs as distinct in UNIQUE constraints. Rows refer to each other through integer
+surrogate keys: compact foreign keys, and a later patient merge or ID correction
+updates one row instead of every study. Instances without any PatientID share the
+patient ('', ''): the type 2 attribute being empty, there is nothing better to key on.
+
+Matching columns hold comparable forms (normalize.py): dates YYYYMMDD, times
+HHMMSS.ffffff, PN also case folded. Values returned to C-FIND come from the per-level
+``attributes`` JSON, exactly as received.
+
+Emptied parents are pruned: deleting the last instance of a series deletes the series,
+and so on up to the patient (triggers, whatever code path deleted); a move between
+parents is pruned by the batch writer (index_db).
+"""
+
+from __future__ import annotations
+
+import aiosqlite
+import attrs
+
+
+@attrs.frozen
+class Migration:
+    description: str
+    statements: tuple[str, ...]
+
+
+_V1_TABLES = (
+    """
+    CREATE TABLE patient (
+        pk INTEGER PRIMARY KEY,
+        patient_id TEXT NOT NULL,
+        issuer_of_patient_id TEXT NOT NULL DEFAULT '',
+        patient_name TEXT,
+        patient_name_folded TEXT,
+        patient_birth_date TEXT,
+        patient_sex TEXT,
+        specific_character_set TEXT NOT NULL DEFAULT '',
+        attributes TEXT NOT NULL DEFAULT '{}',
+        UNIQUE (patient_id, issuer_of_patient_id)
+    )
+    """,
+    """
+    CREATE TABLE study (
+        pk INTEGER PRIMARY KEY,
+        patient_pk INTEGER NOT NULL REFERENCES patient (pk),
+        study_instance_uid TEXT NOT NULL UNIQUE,
+        study_date TEXT,
+        study_time TEXT,
+        accession_number TEXT,
+        study_id TEXT,
+        study_description TEXT,
+        referring_physician_name TEXT,
+        referring_physician_name_folded TEXT,
+        specific_character_set TEXT NOT NULL DEFAULT '',
+        attributes TEXT NOT NULL DEFAULT '{}'
+    )
+    """,
+    """
+    CREATE TABLE series (
+        pk INTEGER PRIMARY KEY,
+        study_pk INTEGER NOT NULL REFERENCES study (pk),
+        series_instance_uid TEXT NOT NULL UNIQUE,
+        modality TEXT,
+        series_number INTEGER,
+        series_description TEXT,
+        series_date TEXT,
+        series_time TEXT,
+        body_part_examined TEXT,
+        specific_character_set TEXT NOT NULL DEFAULT '',
+        attributes TEXT NOT NULL DEFAULT '{}'
+    )
+    """,
+    """
+    CREATE TABLE instance (
+        pk INTEGER PRIMARY KEY,
+        series_pk INTEGER NOT NULL REFERENCES series (pk),
+        sop_instance_uid TEXT NOT NULL UNIQUE,
+        sop_class_uid TEXT NOT NULL,
+        instance_number INTEGER,
+        specific_character_set TEXT NOT NULL DEFAULT '',
+        attributes TEXT NOT NULL DEFAULT '{}',
+        file_path TEXT NOT NULL,
+        file_size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        transfer_syntax_uid TEXT NOT NULL,
+        tier TEXT NOT NULL DEFAULT 'local',
+        stored_at REAL NOT NULL,
+        last_accessed REAL NOT NULL
+    )
+    """,
+)
+
+_V1_INDEXES = (
+    "CREATE INDEX patient_by_name ON patient (patient_name_folded)",
+    "CREATE INDEX study_by_patient ON study (patient_pk)",
+    "CREATE INDEX study_by_date ON study (study_date)",
+    "CREATE INDEX study_by_accession ON study (accession_number)",
+    # (study_pk, modality) also answers ModalitiesInStudy from the index alone.
+    "CREATE INDEX series_by_study ON series (study_pk, modality)",
+    "CREATE INDEX instance_by_series ON instance (series_pk, sop_class_uid)",
+    # HSM migration picks the least recently used instances of a tier.
+    "CREATE INDEX instance_by_tier_age ON instance (tier, last_accessed)",
+)
+
+
+def _prune_on_delete(child: str, parent: str, parent_fk: str) -> str:
+    """A trigger deleting the ``parent`` row once its last ``child`` row is deleted.
+
+    Only deletions prune here: a row moving to another parent (a corrected study) is
+    pruned by the writer at the end of its batch, because pruning mid-batch could
+    delete a parent that a later row of the same batch is about to use."""
+    return (
+        f"CREATE TRIGGER {child}_deleted_prunes_{parent} AFTER DELETE ON {child} BEGIN "
+        f"DELETE FROM {parent} WHERE pk = OLD.{parent_fk} "
+        f"AND NOT EXISTS (SELECT 1 FROM {child} WHERE {parent_fk} = OLD.{parent_fk}); END"
+    )
+
+
+_V1_TRIGGERS = (
+    _prune_on_delete("instance", "series", "series_pk"),
+    _prune_on_delete("series", "study", "study_pk"),
+    _prune_on_delete("study", "patient", "patient_pk"),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration("patient/study/series/instance with files, tiers and pruning", _V1_TABLES + _V1_INDEXES + _V1_TRIGGERS),
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was written by a newer triopacs; opening it could corrupt it."""
+
+
+async def schema_version(db: aiosqlite.Connection) -> int:
+    async with db.execute("PRAGMA user_version") as cursor:
+        row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def migrate(db: aiosqlite.Connection, migrations: tuple[Migration, ...] = MIGRATIONS) -> int:
+    """Apply the migrations the database lacks, all in one transaction; returns the version.
+
+    Requires a connection in autocommit mode (``isolation_level=None``) so the explicit
+    transaction is the only one."""
+    current = await schema_version(db)
+    if current > len(migrations):
+        raise SchemaTooNew(f"index schema version {current} is newer than this code's {len(migrations)}")
+    if current == len(migrations):
+        return current
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        # Re-read under the write lock: another process may have migrated meanwhile.
+        current = await schema_version(db)
+        for migration in migrations[current:]:
+            for statement in migration.statements:
+                await db.execute(statement)
+        await db.execute(f"PRAGMA user_version = {len(migrations)}")
+        await db.execute("COMMIT")
+    except BaseException:
+        await db.execute("ROLLBACK")
+        raise
+    return len(migrations)

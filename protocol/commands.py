@@ -15,7 +15,8 @@ Rules:
 """
 
 import enum
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar, NamedTuple
 
 import attrs
 
@@ -39,59 +40,64 @@ class DatasetRule(enum.Enum):
     OPTIONAL = "optional"
 
 
-_SPEC = "triopacs.dimse"  # attrs metadata key: (tag, VR, required on the wire)
+class _Spec(NamedTuple):
+    """What ties an attrs field to its command element (kept in the field's metadata)."""
+
+    tag: int
+    vr: VR
+    required: bool  # on the wire: decode fails without it, whatever the Python default
 
 
-def _check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    tag, vr, required = attribute.metadata[_SPEC]
-    if value is None:
-        if required:
-            raise LocalProtocolError(f"{type(instance).__name__}: {el.tag_label(tag)} is required")
-        return
-    problem = el.check_value(vr, value)
-    if problem is not None:
-        raise LocalProtocolError(f"{type(instance).__name__}: {el.tag_label(tag)} {problem}")
+_SPEC = "triopacs.dimse"
+
+
+def _validator(spec: _Spec, extra: Callable[[Any], str | None] | None = None):
+    check = el.CHECKERS[spec.vr]
+
+    def validate(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if value is None:
+            problem = "is required" if spec.required else None
+        else:
+            problem = check(value) or (extra(value) if extra else None)
+        if problem:
+            raise LocalProtocolError(f"{type(instance).__name__}: {el.tag_label(spec.tag)} {problem}")
+
+    return validate
 
 
 def _strip_text(value: Any) -> Any:
     return value.strip(" ") if isinstance(value, str) else value
 
 
-def _element(tag: int, *, required: bool = True, default: Any = attrs.NOTHING) -> Any:
+def _element(tag: int, *, required: bool = True) -> Any:
     """An attrs field bound to a command element. Optional elements default to None."""
-    vr = el.COMMAND_DICTIONARY[tag][1]
-    if default is attrs.NOTHING and not required:
-        default = None
+    spec = _Spec(tag, el.COMMAND_DICTIONARY[tag][1], required)
     return attrs.field(
-        default=default,
-        validator=_check,
-        converter=_strip_text if vr in (VR.AE, VR.LO, VR.CS) else None,
-        metadata={_SPEC: (tag, vr, required)},
+        default=attrs.NOTHING if required else None,
+        validator=_validator(spec),
+        converter=_strip_text if spec.vr in (VR.AE, VR.LO, VR.CS) else None,
+        metadata={_SPEC: spec},
     )
 
 
-def _to_priority(value: Any) -> Any:
-    try:
-        return Priority(value)
-    except ValueError:
-        return value  # left for the validator to report with the tag
-
-
-def _check_priority(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    _check(instance, attribute, value)
-    if not isinstance(value, Priority):
-        raise LocalProtocolError(
-            f"{type(instance).__name__}: {el.tag_label(el.PRIORITY)} {value} is not 0, 1 or 2"
-        )
+_PRIORITIES = {int(p): p for p in Priority}
 
 
 def _priority() -> Any:
+    spec = _Spec(el.PRIORITY, VR.US, True)
     return attrs.field(
         default=Priority.MEDIUM,
-        converter=_to_priority,
-        validator=_check_priority,
-        metadata={_SPEC: (el.PRIORITY, VR.US, True)},
+        converter=lambda value: _PRIORITIES.get(value, value),
+        validator=_validator(spec, lambda v: None if v in _PRIORITIES else f"{v} is not 0, 1 or 2"),
+        metadata={_SPEC: spec},
     )
+
+
+def _decode_priority(raw: bytes) -> Priority:
+    value = el.DECODERS[VR.US](raw)
+    if value not in _PRIORITIES:
+        raise ValueError(f"{value} is not 0, 1 or 2")
+    return _PRIORITIES[value]
 
 
 def _has_dataset_flag() -> Any:
@@ -112,23 +118,27 @@ class DimseMessage:
     command_field: ClassVar[int]
     dataset_rule: ClassVar[DatasetRule]
     has_dataset: ClassVar[bool]  # an instance field on messages with an optional data set
-    # (tag, attribute name, VR, required) in tag order, filled in by _message(); the two
-    # computed elements use the pseudo-names "command_field" and "_data_set_type".
-    _layout: ClassVar[tuple[tuple[int, str, VR, bool], ...]] = ()
+    _optional_dataset: ClassVar[bool]
+    # Precomputed by _message(): (element number, attribute or None, encoder) in tag
+    # order, None standing for the computed Command Field and Data Set Type; and
+    # (tag, attribute, decoder, required, default) for decode().
+    _encode_plan: ClassVar[tuple[tuple[int, str | None, Callable[[int, Any], bytes]], ...]]
+    _decode_plan: ClassVar[tuple[tuple[int, str, Callable[[bytes], Any], bool, Any], ...]]
 
     def encode(self) -> bytes:
         """The command set, Command Group Length first, elements in ascending tag order."""
         parts = []
-        for tag, name, vr, _ in self._layout:
-            if name == "command_field":
-                value = self.command_field
-            elif name == "_data_set_type":
-                value = DATASET_PRESENT if self.has_dataset else NO_DATASET
+        for element, name, encoder in self._encode_plan:
+            if name is None:
+                if element == el.COMMAND_FIELD:
+                    value = self.command_field
+                else:
+                    value = DATASET_PRESENT if self.has_dataset else NO_DATASET
             else:
                 value = getattr(self, name)
                 if value is None:
                     continue
-            parts.append(el.ENCODERS[vr](0, tag & 0xFFFF, value))
+            parts.append(encoder(element, value))
         body = b"".join(parts)
         return el.encode_group_length(len(body)) + body
 
@@ -155,20 +165,28 @@ MESSAGE_TYPES: dict[int, type[DimseMessage]] = {}
 
 
 def _message(command_field: int, rule: DatasetRule, response: type | None = None):
-    """Register a message class under its Command Field and precompute its layout."""
+    """Register a message class under its Command Field and precompute its plans."""
 
     def register(cls: type[DimseMessage]) -> type[DimseMessage]:
         cls.command_field = command_field
         cls.dataset_rule = rule
+        cls._optional_dataset = rule is DatasetRule.OPTIONAL
         if rule is not DatasetRule.OPTIONAL:
             cls.has_dataset = rule is DatasetRule.REQUIRED
-        layout = [(el.COMMAND_FIELD, "command_field", VR.US, True)]
-        layout.append((el.COMMAND_DATA_SET_TYPE, "_data_set_type", VR.US, True))
+        us = el.ENCODERS[VR.US]
+        encode_plan = [(el.COMMAND_FIELD, None, us), (el.COMMAND_DATA_SET_TYPE, None, us)]
+        decode_plan = []
         for field in attrs.fields(cls):
-            if _SPEC in field.metadata:
-                tag, vr, required = field.metadata[_SPEC]
-                layout.append((tag, field.name, vr, required))
-        cls._layout = tuple(sorted(layout))
+            spec = field.metadata.get(_SPEC)
+            if spec is None:
+                continue
+            encode_plan.append((spec.tag, field.name, el.ENCODERS[spec.vr]))
+            decoder = _decode_priority if spec.tag == el.PRIORITY else el.DECODERS[spec.vr]
+            default = None if field.default is attrs.NOTHING else field.default
+            decode_plan.append((spec.tag, field.name, decoder, spec.required, default))
+        encode_plan.sort(key=lambda entry: entry[0])
+        cls._encode_plan = tuple((tag & 0xFFFF, name, enc) for tag, name, enc in encode_plan)
+        cls._decode_plan = tuple(decode_plan)
         if response is not None:
             cls.response_type = response
         assert command_field not in MESSAGE_TYPES
@@ -408,9 +426,16 @@ class NDeleteRQ(DimseRequest):
 
 # --- decoding ---------------------------------------------------------------------------
 
+_new = object.__new__
+_set = object.__setattr__  # decoded values were checked by the decoders: skip attrs' __init__
+
 
 def _fail(message: str) -> RemoteProtocolError:
     return RemoteProtocolError(f"malformed command set: {message}")
+
+
+_decode_us = el.DECODERS[VR.US]
+_decode_ul = el.DECODERS[VR.UL]
 
 
 def decode(data: bytes | bytearray | memoryview) -> DimseMessage:
@@ -418,61 +443,42 @@ def decode(data: bytes | bytearray | memoryview) -> DimseMessage:
     try:
         elements, group_bytes = el.split_elements(bytes(data))
     except ValueError as exc:
-        raise _fail(str(exc)) from None
-
-    raw_length = elements.get(el.COMMAND_GROUP_LENGTH)
-    if raw_length is not None:
-        # Absent is tolerated (PS3.7 requires it, but its value tells us nothing we need);
-        # present and wrong means the peer's framing is broken.
-        length = _decode(el.COMMAND_GROUP_LENGTH, VR.UL, raw_length)
-        if length != group_bytes:
-            raise _fail(
-                f"{el.tag_label(el.COMMAND_GROUP_LENGTH)} says {length} bytes,"
-                f" the group has {group_bytes}"
-            )
-
-    command_field = _required_us(elements, el.COMMAND_FIELD, "command set")
-    cls = MESSAGE_TYPES.get(command_field)
-    if cls is None:
-        raise _fail(f"{el.tag_label(el.COMMAND_FIELD)} 0x{command_field:04X} is no DIMSE message")
-    name = cls.__name__
-
-    data_set_type = _required_us(elements, el.COMMAND_DATA_SET_TYPE, name)
-    present = data_set_type != NO_DATASET
-    kwargs: dict[str, Any] = {}
-    if cls.dataset_rule is DatasetRule.OPTIONAL:
-        kwargs["has_dataset"] = present
-    elif present != cls.has_dataset:
-        wanted = "requires a data set" if cls.has_dataset else "carries no data set"
-        raise _fail(
-            f"{name} {wanted}, but {el.tag_label(el.COMMAND_DATA_SET_TYPE)}"
-            f" is 0x{data_set_type:04X}"
-        )
-
-    for tag, attr, vr, required in cls._layout:
-        if attr[0] == "_" or attr == "command_field":
-            continue
+        raise _fail(str(exc)) from None  # names its element itself
+    tag = el.COMMAND_GROUP_LENGTH  # the element being decoded, for the error message
+    try:
         raw = elements.get(tag)
-        if raw is None or (not raw and vr is not VR.US):  # an empty text value is no value
-            if required:
-                raise _fail(f"{name} lacks {el.tag_label(tag)}")
-            continue
-        kwargs[attr] = _decode(tag, vr, raw)
-    try:
-        return cls(**kwargs)
-    except LocalProtocolError as exc:
-        raise _fail(str(exc)) from None
+        # Absent is tolerated (PS3.7 requires it, but nothing depends on it); present
+        # and wrong means the peer's framing is broken.
+        if raw is not None and (length := _decode_ul(raw)) != group_bytes:
+            raise ValueError(f"says {length} bytes, the group has {group_bytes}")
 
+        tag = el.COMMAND_FIELD
+        command_field = _decode_us(elements[tag])
+        cls = MESSAGE_TYPES.get(command_field)
+        if cls is None:
+            raise ValueError(f"0x{command_field:04X} is no DIMSE message")
 
-def _decode(tag: int, vr: VR, raw: bytes) -> Any:
-    try:
-        return el.DECODERS[vr](raw)
+        tag = el.COMMAND_DATA_SET_TYPE
+        data_set_type = _decode_us(elements[tag])
+        present = data_set_type != NO_DATASET
+        message = _new(cls)
+        if cls._optional_dataset:
+            _set(message, "has_dataset", present)
+        elif present != cls.has_dataset:
+            wanted = "requires a data set" if present is False else "carries no data set"
+            raise ValueError(f"is 0x{data_set_type:04X}, but {cls.__name__} {wanted}")
+
+        for tag, attr, decoder, required, default in cls._decode_plan:
+            raw = elements.get(tag)
+            value = None if raw is None else decoder(raw)
+            if value is None:  # absent, or a text value with nothing in it
+                if required:
+                    raise KeyError(tag)
+                value = default
+            _set(message, attr, value)
+        return message
+    except KeyError:
+        where = cls.__name__ if tag > el.COMMAND_FIELD else "command set"
+        raise _fail(f"{where} lacks {el.tag_label(tag)}") from None
     except ValueError as exc:
         raise _fail(f"{el.tag_label(tag)}: {exc}") from None
-
-
-def _required_us(elements: dict[int, bytes], tag: int, where: str) -> int:
-    raw = elements.get(tag)
-    if raw is None:
-        raise _fail(f"{where} lacks {el.tag_label(tag)}")
-    return _decode(tag, VR.US, raw)

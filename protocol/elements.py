@@ -11,6 +11,7 @@ the peer's are held to the same rules), an encoder and a decoder. Decoders raise
 """
 
 import enum
+import re
 import struct
 from collections.abc import Callable
 
@@ -98,80 +99,103 @@ def tag_label(tag: int) -> str:
 # --- checks: return None when the value is valid, else the reason --------------------
 
 # Text VRs: maximum length in characters (PS3.5 6.2). All use the default repertoire here
-# (PS3.7 says so for Error Comment; AE and CS allow nothing else).
+# (PS3.7 says so for Error Comment; AE and CS allow nothing else), without backslash,
+# the value delimiter.
 _TEXT_MAX = {VR.AE: 16, VR.LO: 64, VR.ST: 1024, VR.CS: 16}
-_UID_CHARS = frozenset("0123456789.")
-_PRINTABLE = frozenset(chr(c) for c in range(0x20, 0x7F)) - {"\\"}
-_CS_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _")
+_TEXT_CHARS = {VR.AE: r" -\[\]-~", VR.LO: r" -\[\]-~", VR.ST: r" -\[\]-~", VR.CS: r"A-Z0-9 _"}
+_PATTERNS = {vr: f"[{_TEXT_CHARS[vr]}]{{1,{limit}}}" for vr, limit in _TEXT_MAX.items()}
+# Only length and characters of a UID: the UID grammar (no leading zeros, ...) is checked
+# by the service layer, which can answer a bad UID with a status instead of an abort.
+_PATTERNS[VR.UI] = r"[0-9.]{1,64}"
+_STR_PATTERNS = {vr: re.compile(p) for vr, p in _PATTERNS.items()}
+_BYTES_PATTERNS = {vr: re.compile(p.encode("ascii")) for vr, p in _PATTERNS.items()}
 
 
-def check_value(vr: VR, value: object) -> str | None:
-    if vr is VR.US or vr is VR.UL:
-        limit = 0xFFFF if vr is VR.US else 0xFFFFFFFF
+def _describe_bad_string(vr: VR, value: str) -> str:
+    limit = 64 if vr is VR.UI else _TEXT_MAX[vr]
+    if not value:
+        return "must not be empty"
+    if len(value) > limit:
+        return f"of {len(value)} characters exceeds {vr.value}'s {limit}"
+    if vr is VR.UI:
+        return f"{value!r} has characters other than digits and '.'"
+    return f"{value!r} has characters {vr.value} does not allow"
+
+
+def _string_checker(vr: VR) -> Callable[[object], str | None]:
+    fullmatch = _STR_PATTERNS[vr].fullmatch
+
+    def check(value: object) -> str | None:
+        if value.__class__ is str and fullmatch(value):  # type: ignore[arg-type]
+            return None
+        if not isinstance(value, str):
+            return f"must be a str, not {type(value).__name__}"
+        return None if fullmatch(value) else _describe_bad_string(vr, value)
+
+    return check
+
+
+def _int_checker(vr: VR) -> Callable[[object], str | None]:
+    limit = 0xFFFF if vr is VR.US else 0xFFFFFFFF
+
+    def check(value: object) -> str | None:
         if not isinstance(value, int) or isinstance(value, bool):
             return f"must be an int, not {type(value).__name__}"
         if not 0 <= value <= limit:
             return f"{value} does not fit in {vr.value}"
         return None
-    if vr is VR.AT:
-        if not isinstance(value, tuple) or not value:
-            return "must be a non-empty tuple of tags"
-        for tag in value:
-            if not isinstance(tag, int) or isinstance(tag, bool) or not 0 <= tag <= 0xFFFFFFFF:
-                return f"{tag!r} is not a 32-bit tag"
-        return None
-    if not isinstance(value, str):
-        return f"must be a str, not {type(value).__name__}"
-    if not value:
-        return "must not be empty"
-    if vr is VR.UI:
-        # Only length and characters: the UID grammar (no leading zeros, ...) is checked
-        # by the service layer, which can answer a bad UID with a status instead of an abort.
-        if len(value) > 64:
-            return f"UID of {len(value)} characters exceeds 64"
-        if not _UID_CHARS.issuperset(value):
-            return f"{value!r} has characters other than digits and '.'"
-        return None
-    limit = _TEXT_MAX[vr]
-    if len(value) > limit:
-        return f"{len(value)} characters exceed {vr.value}'s {limit}"
-    allowed = _CS_CHARS if vr is VR.CS else _PRINTABLE
-    if not allowed.issuperset(value):
-        return f"{value!r} has characters {vr.value} does not allow"
+
+    return check
+
+
+def _check_at(value: object) -> str | None:
+    if not isinstance(value, tuple) or not value:
+        return "must be a non-empty tuple of tags"
+    for tag in value:
+        if not isinstance(tag, int) or isinstance(tag, bool) or not 0 <= tag <= 0xFFFFFFFF:
+            return f"{tag!r} is not a 32-bit tag"
     return None
 
 
-# --- encoders: (group, element, value) -> bytes --------------------------------------
+CHECKERS: dict[VR, Callable[[object], str | None]] = {
+    VR.US: _int_checker(VR.US),
+    VR.UL: _int_checker(VR.UL),
+    VR.AT: _check_at,
+    **{vr: _string_checker(vr) for vr in (VR.UI, VR.AE, VR.LO, VR.ST, VR.CS)},
+}
 
 
-def _encode_us(group: int, element: int, value: int) -> bytes:
-    return _US_ELEMENT.pack(group, element, 2, value)
+# --- encoders: (element number, value) -> bytes; the group is always 0000 -------------
 
 
-def _encode_ul(group: int, element: int, value: int) -> bytes:
-    return _UL_ELEMENT.pack(group, element, 4, value)
+def _encode_us(element: int, value: int) -> bytes:
+    return _US_ELEMENT.pack(0, element, 2, value)
 
 
-def _encode_ui(group: int, element: int, value: str) -> bytes:
+def _encode_ul(element: int, value: int) -> bytes:
+    return _UL_ELEMENT.pack(0, element, 4, value)
+
+
+def _encode_ui(element: int, value: str) -> bytes:
     raw = value.encode("ascii")
     if len(raw) % 2:
         raw += b"\x00"
-    return _ELEMENT_HEADER.pack(group, element, len(raw)) + raw
+    return _ELEMENT_HEADER.pack(0, element, len(raw)) + raw
 
 
-def _encode_text(group: int, element: int, value: str) -> bytes:
+def _encode_text(element: int, value: str) -> bytes:
     raw = value.encode("ascii")
     if len(raw) % 2:
         raw += b" "
-    return _ELEMENT_HEADER.pack(group, element, len(raw)) + raw
+    return _ELEMENT_HEADER.pack(0, element, len(raw)) + raw
 
 
-def _encode_at(group: int, element: int, value: tuple[int, ...]) -> bytes:
+def _encode_at(element: int, value: tuple[int, ...]) -> bytes:
     raw = b"".join(_AT_PAIR.pack(tag >> 16, tag & 0xFFFF) for tag in value)
-    return _ELEMENT_HEADER.pack(group, element, len(raw)) + raw
+    return _ELEMENT_HEADER.pack(0, element, len(raw)) + raw
 
 
-ENCODERS: dict[VR, Callable[[int, int, object], bytes]] = {
+ENCODERS: dict[VR, Callable[[int, object], bytes]] = {
     VR.US: _encode_us,
     VR.UL: _encode_ul,
     VR.UI: _encode_ui,
@@ -187,7 +211,8 @@ def encode_group_length(length: int) -> bytes:
     return _UL_ELEMENT.pack(0, 0, 4, length)
 
 
-# --- decoders: raw value bytes -> Python value, ValueError if malformed ----------------
+# --- decoders: raw value bytes -> value, None for "no value", ValueError if malformed --
+# They apply the same rules as CHECKERS, so decoded values need no second validation.
 
 
 def _decode_us(raw: bytes) -> int:
@@ -202,43 +227,35 @@ def _decode_ul(raw: bytes) -> int:
     return _UL.unpack(raw)[0]
 
 
-def _ascii(raw: bytes) -> str:
-    try:
-        return raw.decode("ascii")
-    except UnicodeDecodeError:
-        raise ValueError(f"non-ASCII bytes {raw[:32]!r}") from None
+def _string_decoder(vr: VR) -> Callable[[bytes], str | None]:
+    fullmatch = _BYTES_PATTERNS[vr].fullmatch
+    # UI is padded with NUL, the others with spaces; we take either, as some peers mix
+    # them up. AE, LO and CS also drop leading spaces, insignificant there (PS3.5 6.2).
+    strip = bytes.rstrip if vr in (VR.UI, VR.ST) else bytes.strip
+
+    def decode(raw: bytes) -> str | None:
+        value = strip(raw, b" \x00")
+        if not value:
+            return None
+        if fullmatch(value):
+            return value.decode("ascii")
+        text = value.decode("ascii", "backslashreplace")
+        raise ValueError(_describe_bad_string(vr, text))
+
+    return decode
 
 
-def _decode_ui(raw: bytes) -> str:
-    # NUL is the standard padding; some peers pad with a space.
-    return _ascii(raw.rstrip(b"\x00 "))
-
-
-def _decode_text(raw: bytes) -> str:
-    # Leading and trailing spaces are insignificant for AE, LO and CS; NUL is tolerated
-    # as padding because some peers use it.
-    return _ascii(raw).strip(" \x00")
-
-
-def _decode_st(raw: bytes) -> str:
-    return _ascii(raw).rstrip(" \x00")  # ST keeps leading spaces (PS3.5 6.2)
-
-
-def _decode_at(raw: bytes) -> tuple[int, ...]:
+def _decode_at(raw: bytes) -> tuple[int, ...] | None:
     if len(raw) % 4:
         raise ValueError(f"AT value of {len(raw)} bytes is not a multiple of 4")
-    return tuple(g << 16 | e for g, e in _AT_PAIR.iter_unpack(raw))
+    return tuple(g << 16 | e for g, e in _AT_PAIR.iter_unpack(raw)) or None
 
 
 DECODERS: dict[VR, Callable[[bytes], object]] = {
     VR.US: _decode_us,
     VR.UL: _decode_ul,
-    VR.UI: _decode_ui,
-    VR.AE: _decode_text,
-    VR.LO: _decode_text,
-    VR.CS: _decode_text,
-    VR.ST: _decode_st,
     VR.AT: _decode_at,
+    **{vr: _string_decoder(vr) for vr in (VR.UI, VR.AE, VR.LO, VR.ST, VR.CS)},
 }
 
 

@@ -23,6 +23,7 @@ The rules we follow (PS3.8 E.1, E.2, D.1):
 """
 
 from collections.abc import Iterable, Iterator
+from typing import NamedTuple
 
 import attrs
 
@@ -242,9 +243,12 @@ class CommandReceived:
     message: DimseMessage
 
 
-@attrs.frozen
-class DatasetFragment:
-    """A piece of the current message's data set, a view of the received PDU."""
+class DatasetFragment(NamedTuple):
+    """A piece of the current message's data set, a view of the received PDU.
+
+    A NamedTuple rather than an attrs class: one is built per PDV on the hot path, and
+    a tuple costs half as much to make. It is just as immutable.
+    """
 
     context_id: int
     data: memoryview
@@ -264,50 +268,49 @@ class MessageAssembler:
 
     def __init__(self, *, max_command_length: int = DEFAULT_MAX_COMMAND_LENGTH) -> None:
         self._max_command_length = max_command_length
-        self._context_id: int | None = None  # context of the message in progress
+        self._dataset_context: int | None = None  # set while a data set is arriving
+        self._command_context: int | None = None  # set while a command set is arriving
         self._command: list[bytes | memoryview] = []
         self._command_length = 0
-        self._in_dataset = False
 
     @property
     def idle(self) -> bool:
         """True between messages (nothing half-received)."""
-        return self._context_id is None
+        return self._dataset_context is None and self._command_context is None
 
     def feed(self, pdv: PresentationDataValue) -> CommandReceived | DatasetFragment | None:
-        context_id = pdv.context_id
-        if self._context_id is None:
-            if not pdv.is_command:
-                raise RemoteProtocolError(
-                    f"data set fragment on presentation context {context_id} with no command"
-                )
-            self._context_id = context_id
-        elif context_id != self._context_id:
-            raise RemoteProtocolError(
-                f"PDV on presentation context {context_id} in the middle of a message"
-                f" on context {self._context_id}"
-            )
-
-        if self._in_dataset:
-            if pdv.is_command:
-                raise RemoteProtocolError("command fragment in the middle of a data set")
+        # The hot path: the next fragment of the data set in progress.
+        if pdv.context_id == self._dataset_context and not pdv.is_command:
             data = pdv.data
             if pdv.is_last:
-                self._in_dataset = False
-                self._context_id = None
+                self._dataset_context = None
+                return DatasetFragment(
+                    pdv.context_id, data if data.__class__ is memoryview else memoryview(data), True
+                )
             return DatasetFragment(
-                context_id,
-                data if isinstance(data, memoryview) else memoryview(data),
-                pdv.is_last,
+                pdv.context_id, data if data.__class__ is memoryview else memoryview(data), False
             )
-
+        if self._dataset_context is not None:
+            if pdv.is_command:
+                raise RemoteProtocolError("command fragment in the middle of a data set")
+            raise self._wrong_context(pdv.context_id, self._dataset_context)
         if not pdv.is_command:
+            if self._command_context is None:
+                raise RemoteProtocolError(
+                    f"data set fragment on presentation context {pdv.context_id} with no command"
+                )
             raise RemoteProtocolError("data set fragment before the command set was complete")
+        return self._feed_command(pdv)
+
+    def _feed_command(self, pdv: PresentationDataValue) -> CommandReceived | None:
+        context_id = pdv.context_id
+        if self._command_context is None:
+            self._command_context = context_id
+        elif context_id != self._command_context:
+            raise self._wrong_context(context_id, self._command_context)
         self._command_length += len(pdv.data)
         if self._command_length > self._max_command_length:
-            raise RemoteProtocolError(
-                f"command set longer than {self._max_command_length} bytes"
-            )
+            raise RemoteProtocolError(f"command set longer than {self._max_command_length} bytes")
         if not pdv.is_last:
             self._command.append(pdv.data)
             return None
@@ -319,12 +322,18 @@ class MessageAssembler:
         else:
             command = pdv.data
         self._command_length = 0
+        self._command_context = None
         message = decode(command)
         if message.has_dataset:
-            self._in_dataset = True
-        else:
-            self._context_id = None
+            self._dataset_context = context_id
         return CommandReceived(context_id, message)
+
+    @staticmethod
+    def _wrong_context(context_id: int, expected: int) -> RemoteProtocolError:
+        return RemoteProtocolError(
+            f"PDV on presentation context {context_id} in the middle of a message"
+            f" on context {expected}"
+        )
 
     def feed_all(
         self, pdvs: Iterable[PresentationDataValue]

@@ -260,3 +260,17 @@ def test_abort_outputs() -> None:
 def test_refusal_names_state_and_event() -> None:
     with pytest.raises(LocalProtocolError, match="P-DATA request.*Sta7"):
         step(State.STA7, Event.EVT9, make_input(9))
+
+
+def test_committed_state_diagram_is_generated_from_the_table() -> None:
+    import importlib.util
+
+    script = REPO_ROOT / "docs" / "make_state_diagram.py"
+    spec = importlib.util.spec_from_file_location("make_state_diagram", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    committed = (REPO_ROOT / "docs" / "state-diagram.md").read_text()
+    assert committed == module.render(), "docs/state-diagram.md is stale: run python docs/make_state_diagram.py"
+    # Every defined cell appears on some arrow.
+    drawn = sum(label.count(",") + 1 for labels in module.edges().values() for label in labels)
+    assert drawn == 123 + 2  # the two conditional cells are drawn once per branch

@@ -1,5 +1,7 @@
 """Negotiation: the acceptor's answer (AC or RJ) and the requestor's reading of an AC."""
 
+from pathlib import Path
+
 import attrs
 import pytest
 
@@ -43,6 +45,10 @@ POLICY = AcceptorPolicy(
     ),
     max_pdu_length=16384,
 )
+
+
+def captured(name: str) -> bytes:
+    return bytes.fromhex((Path(__file__).parent / "captured" / name).read_text())
 
 
 def rq(*contexts: ProposedContext, called: str = "PACS", calling: str = "CT01", **kw):
@@ -187,16 +193,8 @@ def test_negotiated_lookups() -> None:
     assert negotiated.find(MR) is None
 
 
-# The AC that DCMTK 3.6.7 storescp sent to exactly this request (see test_pdu.py).
-DCMTK_STORESCP_AC = bytes.fromhex(
-    "0200000001110001000053544f524553435020202020202020205452494f534355202020202020202020000000"
-    "000000000000000000000000000000000000000000000000000000000010000015312e322e3834302e31303030"
-    "382e332e312e312e312100001b0100000040000013312e322e3834302e31303030382e312e322e312100001903"
-    "00000040000011312e322e3834302e31303030382e312e32210000190500040040000011312e322e3834302e31"
-    "303030382e312e32210000190700030040000011312e322e3834302e31303030382e312e325000003a51000004"
-    "000040005200001b312e322e3237362e302e373233303031302e332e302e332e362e375500000f4f464649535f"
-    "44434d544b5f333637"
-)
+# The AC that DCMTK 3.6.7 storescp sent to exactly this request (see captured/README.md).
+DCMTK_STORESCP_AC = captured("dcmtk-storescp-ac.hex")
 
 
 def test_reading_a_dcmtk_acceptance() -> None:

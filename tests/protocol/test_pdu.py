@@ -1,6 +1,8 @@
 """Byte fixtures for every PDU and item, written out by hand from PS3.8 9.3 / Annex D and
 PS3.7 D.3.3 (field by field in the comments), plus PDUs captured from DCMTK 3.6.7."""
 
+from pathlib import Path
+
 import pytest
 
 from triopacs.protocol.codes import AbortReason, AbortSource, ContextResult, RejectResult, RejectSource
@@ -34,6 +36,10 @@ from triopacs.protocol.pdu import (
     PDataTF,
     PresentationDataValue,
 )
+
+
+def captured(name: str) -> bytes:
+    return bytes.fromhex((Path(__file__).parent / "captured" / name).read_text())
 
 
 def h(text: str) -> bytes:
@@ -249,24 +255,10 @@ def test_decoded_codes_are_enums() -> None:
 
 # echoscu -aet ECHOSCU -aec ANY-SCP: note the presentation context's reserved byte ffH,
 # which receivers must not test.
-DCMTK_ECHOSCU_RQ = bytes.fromhex(
-    "0100000000cd00010000414e592d5343502020202020202020204543484f534355202020202020202020000000"
-    "000000000000000000000000000000000000000000000000000000000010000015312e322e3834302e31303030"
-    "382e332e312e312e312000002e0100ff0030000011312e322e3834302e31303030382e312e3140000011312e32"
-    "2e3834302e31303030382e312e325000003a51000004000040005200001b312e322e3237362e302e373233303031"
-    "302e332e302e332e362e375500000f4f464649535f44434d544b5f333637"
-)
+DCMTK_ECHOSCU_RQ = captured("dcmtk-echoscu-rq.hex")
 # storescp's answer to our own RQ (4 contexts: verification, CT in implicit LE, MR in JPEG
 # baseline, an unknown SOP class): results 0, 0, 4, 3.
-DCMTK_STORESCP_AC = bytes.fromhex(
-    "0200000001110001000053544f524553435020202020202020205452494f534355202020202020202020000000"
-    "000000000000000000000000000000000000000000000000000000000010000015312e322e3834302e31303030"
-    "382e332e312e312e312100001b0100000040000013312e322e3834302e31303030382e312e322e312100001903"
-    "00000040000011312e322e3834302e31303030382e312e32210000190500040040000011312e322e3834302e31"
-    "303030382e312e32210000190700030040000011312e322e3834302e31303030382e312e325000003a51000004"
-    "000040005200001b312e322e3237362e302e373233303031302e332e302e332e362e375500000f4f464649535f"
-    "44434d544b5f333637"
-)
+DCMTK_STORESCP_AC = captured("dcmtk-storescp-ac.hex")
 
 
 def test_decodes_dcmtk_echoscu_request() -> None:

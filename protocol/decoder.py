@@ -142,9 +142,21 @@ class PDUDecoder:
                     self._view = None
                 else:
                     self._vpos = end
-                if pdu_type == 4:
-                    return decode_pdata(view[pos + 6 : end])
-                return self._parse(pdu_type, view[pos + 6 : end])
+                if pdu_type != 4:
+                    return self._parse(pdu_type, view[pos + 6 : end])
+                if length >= 6:
+                    # The hot path, inlined: one PDV filling the PDU, sliced straight from the chunk.
+                    pdv_length, context_id, control = _unpack_pdv(view, pos + 6)
+                    if pdv_length + 4 == length and pdv_length >= 2 and context_id & 1:
+                        pdv = _new(PresentationDataValue)
+                        _set_context_id(pdv, context_id)
+                        _set_is_command(pdv, (control & 1) != 0)
+                        _set_is_last(pdv, (control & 2) != 0)
+                        _set_data(pdv, view[pos + 12 : end])
+                        pdu = _new(PDataTF)
+                        _set_pdvs(pdu, (pdv,))
+                        return pdu
+                return decode_pdata(view[pos + 6 : end])
         # An incomplete PDU ends the chunk: keep its start (one copy) for the next feed.
         self._partial += view[pos:]
         self._view = None

@@ -81,20 +81,27 @@ def _element(tag: int, *, required: bool = True) -> Any:
 
 
 _PRIORITIES = {int(p): p for p in Priority}
+_decode_us = el.DECODERS[VR.US]
+_decode_ul = el.DECODERS[VR.UL]
+
+
+def _to_priority(value: Any) -> Any:
+    # An invalid value is left as it is, for the validator to report with the tag.
+    return _PRIORITIES.get(value, value) if isinstance(value, int) else value
 
 
 def _priority() -> Any:
     spec = _Spec(el.PRIORITY, VR.US, True)
     return attrs.field(
         default=Priority.MEDIUM,
-        converter=lambda value: _PRIORITIES.get(value, value),
+        converter=_to_priority,
         validator=_validator(spec, lambda v: None if v in _PRIORITIES else f"{v} is not 0, 1 or 2"),
         metadata={_SPEC: spec},
     )
 
 
 def _decode_priority(raw: bytes) -> Priority:
-    value = el.DECODERS[VR.US](raw)
+    value = _decode_us(raw)
     if value not in _PRIORITIES:
         raise ValueError(f"{value} is not 0, 1 or 2")
     return _PRIORITIES[value]
@@ -434,17 +441,16 @@ def _fail(message: str) -> RemoteProtocolError:
     return RemoteProtocolError(f"malformed command set: {message}")
 
 
-_decode_us = el.DECODERS[VR.US]
-_decode_ul = el.DECODERS[VR.UL]
-
-
 def decode(data: bytes | bytearray | memoryview) -> DimseMessage:
     """Decode a whole command set; any defect raises RemoteProtocolError."""
     try:
         elements, group_bytes = el.split_elements(bytes(data))
     except ValueError as exc:
         raise _fail(str(exc)) from None  # names its element itself
-    tag = el.COMMAND_GROUP_LENGTH  # the element being decoded, for the error message
+    # For the error message: the element being decoded, and what it belongs to. A
+    # missing required element shows up as a KeyError.
+    tag = el.COMMAND_GROUP_LENGTH
+    name = "command set"
     try:
         raw = elements.get(tag)
         # Absent is tolerated (PS3.7 requires it, but nothing depends on it); present
@@ -457,6 +463,7 @@ def decode(data: bytes | bytearray | memoryview) -> DimseMessage:
         cls = MESSAGE_TYPES.get(command_field)
         if cls is None:
             raise ValueError(f"0x{command_field:04X} is no DIMSE message")
+        name = cls.__name__
 
         tag = el.COMMAND_DATA_SET_TYPE
         data_set_type = _decode_us(elements[tag])
@@ -465,8 +472,8 @@ def decode(data: bytes | bytearray | memoryview) -> DimseMessage:
         if cls._optional_dataset:
             _set(message, "has_dataset", present)
         elif present != cls.has_dataset:
-            wanted = "requires a data set" if present is False else "carries no data set"
-            raise ValueError(f"is 0x{data_set_type:04X}, but {cls.__name__} {wanted}")
+            wanted = "requires a data set" if cls.has_dataset else "carries no data set"
+            raise ValueError(f"is 0x{data_set_type:04X}, but {name} {wanted}")
 
         for tag, attr, decoder, required, default in cls._decode_plan:
             raw = elements.get(tag)
@@ -478,7 +485,6 @@ def decode(data: bytes | bytearray | memoryview) -> DimseMessage:
             _set(message, attr, value)
         return message
     except KeyError:
-        where = cls.__name__ if tag > el.COMMAND_FIELD else "command set"
-        raise _fail(f"{where} lacks {el.tag_label(tag)}") from None
+        raise _fail(f"{name} lacks {el.tag_label(tag)}") from None
     except ValueError as exc:
         raise _fail(f"{el.tag_label(tag)}: {exc}") from None

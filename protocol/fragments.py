@@ -22,6 +22,7 @@ The rules we follow (PS3.8 E.1, E.2, D.1):
   fragment and the data set's first one in the same PDU, saving a send per message.
 """
 
+from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
@@ -91,7 +92,7 @@ class MessageFragmenter:
         self._budget = self._fragment + PDV_OVERHEAD  # data space of one PDU, headers included
         self._has_dataset = message.has_dataset
         self._command_tail: PresentationDataValue | None = None
-        self._pending: list[memoryview] = []
+        self._pending: deque[memoryview] = deque()  # data not yet cut into fragments
         self._pending_length = 0
         self._dataset_length = 0
         self._finished = False
@@ -140,7 +141,9 @@ class MessageFragmenter:
             # Strictly more than a fragment pending: then this fragment is not the last.
             while self._pending_length > (size := self._next_fragment_size()):
                 self._emit_data(self._take(size), is_last=False)
-            self._pending = [p if p.readonly else memoryview(bytes(p)) for p in self._pending]
+            # What is left is the tail of this chunk (fragments are cut from the front).
+            if not self._pending[-1].readonly:
+                self._pending[-1] = memoryview(bytes(self._pending[-1]))
         return self._drain()
 
     def finish(self) -> list[PDataTF]:
@@ -170,7 +173,7 @@ class MessageFragmenter:
         if len(first) >= size:
             fragment = first[:size]
             if len(first) == size:
-                self._pending.pop(0)
+                self._pending.popleft()
             else:
                 self._pending[0] = first[size:]
             self._pending_length -= size
@@ -181,7 +184,7 @@ class MessageFragmenter:
             piece = self._pending[0]
             if len(piece) <= needed:
                 parts.append(piece)
-                self._pending.pop(0)
+                self._pending.popleft()
                 needed -= len(piece)
             else:
                 parts.append(piece[:needed])
@@ -218,7 +221,7 @@ def fragment_message(
     max_fragment: int = DEFAULT_MAX_FRAGMENT,
 ) -> Iterator[PDataTF]:
     """All PDUs of a message whose data set is in memory or a synchronous iterable of
-    chunks (read lazily, one chunk ahead of the PDUs yielded)."""
+    chunks, read lazily: the next chunk is taken once the PDUs before it are."""
     if (dataset is not None) != message.has_dataset:
         wanted = "needs a data set" if message.has_dataset else "carries no data set"
         raise LocalProtocolError(f"{type(message).__name__} {wanted}")

@@ -170,6 +170,20 @@ def test_reused_writable_read_buffer_is_safe():
     assert received == source
 
 
+def test_many_tiny_writable_chunks_are_gathered_into_full_fragments():
+    source = random.Random(6).randbytes(6000)
+    buffer = bytearray(2)
+    fragmenter = f.MessageFragmenter(STORE, context_id=1, max_pdu_length=64)
+    pdus = []
+    for offset in range(0, len(source), 2):
+        buffer[:] = source[offset : offset + 2]
+        pdus += [_parse_pdu(pdu.encode()) for pdu in fragmenter.add_data(buffer)]
+    pdus += [_parse_pdu(pdu.encode()) for pdu in fragmenter.finish()]
+    assert b"".join(_data_of(pdvs) for pdvs in pdus) == source
+    data_sizes = [len(pdv.data) for pdvs in pdus for pdv in pdvs if not pdv.is_command]
+    assert set(data_sizes[1:-1]) == {58}
+
+
 def _parse_pdu(wire: bytes) -> list[PresentationDataValue]:
     """Just enough P-DATA-TF parsing to check our bytes independently of the decoder."""
     pdvs = []

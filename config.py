@@ -73,6 +73,16 @@ class NodeSettings:
 
 
 @attrs.frozen(kw_only=True)
+class NetworkSettings:
+    max_associations: int = setting(64, "Associations served at once; more are rejected (transient, local limit exceeded).", between(1, 10000))
+    calling_ae_titles: tuple[str, ...] = setting((), "Calling AE titles allowed in (empty: any).", ae_titles, example=["CT1", "VIEWER"])
+    max_pdu_length: int = setting(65536, "Largest P-DATA-TF we accept (advertised to peers); it bounds the memory one PDU takes.", between(4096, 64 * 1024 * 1024))
+    artim_timeout: float = setting(30.0, "Seconds to wait for an A-ASSOCIATE-RQ after connect and for the close after release/abort.", between(0.1, 3600))
+    dimse_timeout: float = setting(60.0, "Seconds to wait for a DIMSE response from a peer (C-STORE sub-operations, our SCU).", between(0.1, 86400))
+    idle_timeout: float = setting(300.0, "An association with no traffic for this many seconds is aborted.", between(0.1, 86400))
+
+
+@attrs.frozen(kw_only=True)
 class LogSettings:
     level: str = setting("info", "Least severe level logged.", one_of("debug", "info", "warning", "error", "critical"))
     format: str = setting("auto", "console (human), json (one object a line), or auto: console on a TTY.", one_of("auto", "console", "json"))
@@ -98,6 +108,7 @@ def _remote_entries(entries: tuple[RemoteAE, ...]) -> str | None:
 @attrs.frozen(kw_only=True)
 class Config:
     node: NodeSettings = NodeSettings()
+    network: NetworkSettings = NetworkSettings()
     log: LogSettings = LogSettings()
     trace: TraceSettings = TraceSettings()
     remote: tuple[RemoteAE, ...] = setting(
@@ -132,7 +143,7 @@ def _exactly(kind: type) -> Callable[[Any, type], Any]:
 for _kind in (int, float, bool, str):
     _strict.register_structure_hook(_kind, _exactly(_kind))
 
-_KIND_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+_KIND_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string", tuple[str, ...]: "a list of strings"}
 
 
 def _structure_field(key: str, value: Any, kind: Any) -> Any:
@@ -198,6 +209,8 @@ def _from_env_text(key: str, text: str, kind: type) -> Any:
             return kind(text)
         except ValueError:
             raise ConfigError(key, text, f"must be {_KIND_NAMES[kind]}") from None
+    if kind == tuple[str, ...]:
+        return [part.strip() for part in text.split(",") if part.strip()]  # comma-separated
     return text
 
 

@@ -1,9 +1,11 @@
 """The node: its supervision tree, and the two ways to run it.
 
-    /node                      root (one-for-one)
-    ├── /node/services         index, storage tiers, lock manager, scheduler, ... (one-for-one)
-    │   └── /node/services/aes remote AE registry
-    └── /node/associations     the DICOM listener and one actor per association (one-for-one)
+    /node                              root (one-for-one)
+    ├── /node/services                 index, storage tiers, lock manager, scheduler, ... (one-for-one)
+    │   └── /node/services/aes         remote AE registry
+    └── /node/associations             DICOM networking (one-for-one)
+        ├── /node/associations/listener    accepts connections
+        └── /node/associations/a1, a2, ... one temporary actor per association
 
 `open_node(config)` embeds a node in any Trio program; `run_node(config)` runs one until
 cancelled. Both own the node's asyncio portal and trace file and close them on exit.
@@ -32,6 +34,9 @@ from .actors import (
     open_trace_file,
 )
 from .actors.ae_registry import AERegistry
+from .actors.association import AssociationActor, AssociationSettings, ServiceSet
+from .actors.listener import GetAddress, Listener, ListeningOn
+from .actors.services import VerificationService
 from .config import Config
 
 log = structlog.get_logger()
@@ -48,6 +53,7 @@ class Node:
     config: Config
     system: ActorSystem
     root: Supervisor
+    address: ListeningOn
 
     def ref(self, path: str) -> ActorRef:
         """The actor at `path`, absolute (/node/services/aes) or under services (aes)."""
@@ -68,15 +74,53 @@ class Node:
         return [self.system.mailbox(path).statistics() for path in self.system.paths()]
 
     def describe(self) -> str:
-        return f"{self.config.node.ae_title} data={self.config.data_dir.resolve()}"
+        return (
+            f"{self.config.node.ae_title} dicom={self.address.host}:{self.address.port}"
+            f" data={self.config.data_dir.resolve()}"
+        )
 
 
 def service_specs(config: Config) -> list[ActorSpec | SupervisorSpec]:
     return [ActorSpec(name="aes", actor=AERegistry, args={"remotes": config.remote})]
 
 
+def dicom_services(config: Config) -> ServiceSet:
+    return ServiceSet([VerificationService()])
+
+
+def association_settings(config: Config) -> AssociationSettings:
+    network = config.network
+    return AssociationSettings(
+        ae_title=config.node.ae_title,
+        calling_ae_titles=frozenset(network.calling_ae_titles) or None,
+        max_pdu_length=network.max_pdu_length,
+        artim_timeout=network.artim_timeout,
+        idle_timeout=network.idle_timeout,
+        dimse_timeout=network.dimse_timeout,
+    )
+
+
 def association_specs(config: Config) -> list[ActorSpec | SupervisorSpec]:
-    return []
+    settings = association_settings(config)
+    services = dicom_services(config)
+
+    def make_association(stream, association_id: str, peer: str, over_limit: bool) -> AssociationActor:
+        return AssociationActor(
+            stream=stream,
+            association_id=association_id,
+            peer=peer,
+            settings=settings,
+            services=services,
+            over_limit=over_limit,
+        )
+
+    listener_args = {
+        "bind": config.node.bind,
+        "port": config.node.port,
+        "max_associations": config.network.max_associations,
+        "make_association": make_association,
+    }
+    return [ActorSpec(name="listener", actor=Listener, args=listener_args)]
 
 
 @contextmanager
@@ -107,7 +151,8 @@ async def open_node(config: Config | None = None) -> AsyncIterator[Node]:
                 SupervisorSpec(name="associations", children=association_specs(config)),
             ]
             async with open_supervisor(system, ROOT, RestartPolicy(max_restarts=3, within=30.0), tree) as root:
-                node = Node(config=config, system=system, root=root)
+                address = await system.lookup(f"{ASSOCIATIONS}/listener").ask(GetAddress())
+                node = Node(config=config, system=system, root=root, address=address)
                 log.info("node started", ae_title=config.node.ae_title, data_dir=str(config.data_dir))
                 try:
                     yield node

@@ -16,6 +16,7 @@ from .errors import ActorCrashed, ActorStopped, ReplyError, UnknownMessage
 from .mailbox import ActorRef, Envelope, Mailbox, Reply, current_actor
 
 if TYPE_CHECKING:
+    from .supervision import Supervisor
     from .system import ActorSystem
 
 
@@ -40,8 +41,11 @@ class Actor:
 class ActorContext:
     """What an actor may use of the runtime: its identity, the system, its task scope."""
 
-    def __init__(self, system: "ActorSystem", mailbox: Mailbox, nursery: trio.Nursery) -> None:
+    def __init__(
+        self, system: "ActorSystem", mailbox: Mailbox, nursery: trio.Nursery, parent: "Supervisor | None" = None
+    ) -> None:
         self.system = system
+        self.parent = parent  # the supervisor running this actor (to start siblings)
         self.path = mailbox.path
         self.ref = ActorRef(mailbox)
         self.nursery = nursery
@@ -80,13 +84,17 @@ class ActorContext:
 
 
 async def run_incarnation(
-    actor: Actor, mailbox: Mailbox, system: "ActorSystem", task_status: trio.TaskStatus[None]
+    actor: Actor,
+    mailbox: Mailbox,
+    system: "ActorSystem",
+    task_status: trio.TaskStatus[None],
+    parent: "Supervisor | None" = None,
 ) -> None:
     """Run one life of `actor` on `mailbox` until it stops, crashes or is cancelled."""
     current_actor.set(mailbox.path)
     structlog.contextvars.bind_contextvars(actor=mailbox.path)
     async with trio.open_nursery() as nursery:
-        ctx = ActorContext(system, mailbox, nursery)
+        ctx = ActorContext(system, mailbox, nursery, parent)
         actor.ctx = ctx
         try:
             await actor.on_start()

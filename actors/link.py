@@ -20,7 +20,8 @@ import attrs
 import structlog
 import trio
 
-from ..protocol.association import Association
+from ..protocol.association import Association, Role
+from ..protocol.machine import State
 from ..protocol.commands import DimseMessage
 from ..protocol.errors import LocalProtocolError, RemoteProtocolError
 from ..protocol.events import (
@@ -150,7 +151,14 @@ class DimseLink:
     # --- the reader ----------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Read until the connection is gone. Start it in a nursery before using the link."""
+        """Read until the connection is gone. Start it in a nursery before using the link.
+
+        For an acceptor this first tells the machine the connection exists (Evt5):
+        bytes read before that would meet Sta1, where the table ignores them.
+        """
+        if self.association.role is Role.ACCEPTOR and self.association.state is State.STA1:
+            self.association.connection_made()
+            await self._after_input()
         task_status.started()
         try:
             while not self._closed:

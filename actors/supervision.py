@@ -107,13 +107,13 @@ class _ActorChild:
         self.failures: deque[float] = deque()
         self._incarnations = 0
 
-    async def run_once(self, system: ActorSystem, status: _ReadyFlag) -> None:
+    async def run_once(self, system: ActorSystem, status: _ReadyFlag, parent: "Supervisor") -> None:
         actor = self.spec.actor(**self.spec.args)
         if self._incarnations == 0 and system.recorder is not None:
             system.recorder.actor_started(self.path, type(actor), _recordable(self.spec.args))
         self._incarnations += 1
         system.bus.publish(ActorStarted(path=self.path, restarts=self.mailbox.restarts))
-        await run_incarnation(actor, self.mailbox, system, status)  # type: ignore[arg-type]
+        await run_incarnation(actor, self.mailbox, system, status, parent)  # type: ignore[arg-type]
 
     def count_restart(self) -> int:
         self.mailbox.restarts += 1
@@ -131,7 +131,7 @@ class _SupervisorChild:
         self.handle = Supervisor(system, path, spec.policy, spec.children)
         self.failures: deque[float] = deque()
 
-    async def run_once(self, system: ActorSystem, status: _ReadyFlag) -> None:
+    async def run_once(self, system: ActorSystem, status: _ReadyFlag, parent: "Supervisor") -> None:
         await self.handle._run(status)  # type: ignore[arg-type]
 
     def count_restart(self) -> int:
@@ -288,7 +288,7 @@ class Supervisor:
         status = _ReadyFlag(task_status)
         while True:
             try:
-                await child.run_once(self.system, status)
+                await child.run_once(self.system, status, self)
             except BaseException as exc:
                 failure, cancelled = split_cancelled(exc)
                 if failure is None:

@@ -14,7 +14,7 @@ from triopacs.actors import dumps, loads, registered
 
 def _import_every_module() -> None:
     for info in pkgutil.walk_packages(triopacs.__path__, "triopacs."):
-        if ".tests" not in info.name:
+        if ".tests" not in info.name and not info.name.endswith("__main__"):
             importlib.import_module(info.name)
 
 

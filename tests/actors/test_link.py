@@ -26,7 +26,6 @@ async def serve_one(listener, received: list, *, respond=True):
     link = DimseLink(stream, Acceptor())
     async with trio.open_nursery() as nursery:
         await nursery.start(link.run)
-        link.association.connection_made()
         while True:
             try:
                 event = await link.next()
@@ -102,7 +101,6 @@ async def test_peer_vanishing_mid_dataset_discards_the_sink():
         link = DimseLink(stream, Acceptor(), sink_for=lambda cid, m: WatchedSink())
         async with trio.open_nursery() as nursery:
             await nursery.start(link.run)
-            link.association.connection_made()
             while True:
                 try:
                     event = await link.next()
@@ -150,3 +148,20 @@ async def test_malformed_command_set_aborts_with_a_violation():
         event = await link.next()
         assert isinstance(event, Aborted) and event.by_peer
     assert any(isinstance(e, ProtocolViolation) for e in received)
+
+
+async def test_a_request_already_waiting_when_the_acceptor_starts_is_not_lost():
+    # The peer's A-ASSOCIATE-RQ may be in the socket before our reader runs; the machine
+    # must already be out of Sta1 (where the table ignores bytes) by the first read.
+    import trio.testing
+
+    ours, theirs = trio.testing.memory_stream_pair()
+    rq = build_request(calling_ae_title="SCU", called_ae_title="NODE", contexts=[ProposedContext(abstract_syntax=VERIFICATION)])
+    await theirs.send_all(rq.encode())
+    link = DimseLink(ours, Acceptor())
+    async with trio.open_nursery() as nursery:
+        await nursery.start(link.run)
+        event = await link.next()
+        assert isinstance(event, AssociationRequested)
+        assert event.request.calling_ae_title.strip() == "SCU"
+        nursery.cancel_scope.cancel()

@@ -1,0 +1,266 @@
+"""One accepted DICOM association as an actor (the node's acceptor side).
+
+It answers the A-ASSOCIATE-RQ (our AE title, the calling AE allow-list, the association
+limit, the presentation contexts the services offer), then dispatches each DIMSE request
+to the service that offers it. It is a temporary child of /node/associations: when the
+connection ends, so does the actor, and whatever goes wrong here ends only this
+association.
+"""
+
+from collections.abc import Iterable
+
+import attrs
+import structlog
+import trio
+
+from ..protocol.association import Acceptor
+from ..protocol.commands import CCancelRQ, DimseMessage, DimseRequest, DimseResponse
+from ..protocol.events import Aborted, AssociationRequested, ConnectionClosed, ReleaseRequested
+from ..protocol.negotiation import AcceptorPolicy, SupportedContext, negotiate
+from ..protocol.status import Status
+from .actor import Actor
+from .link import DatasetSink, DimseLink, LinkClosed, MemorySink, MessageReceived, ProtocolViolation
+from .messages import message
+from .services.base import Operation, Service, Session
+
+
+@attrs.frozen(kw_only=True)
+class AssociationSettings:
+    ae_title: str
+    calling_ae_titles: frozenset[str] | None = None
+    transfer_syntaxes: tuple[str, ...] = ()
+    max_pdu_length: int = 65536
+    artim_timeout: float = 30.0
+    idle_timeout: float = 300.0
+    dimse_timeout: float = 60.0
+
+
+class ServiceSet:
+    """The services offered on every association, and who serves which request."""
+
+    def __init__(self, services: Iterable[Service]) -> None:
+        self.services = tuple(services)
+        self._by_request = {request: service for service in self.services for request in service.requests}
+
+    def for_request(self, request_type: type) -> Service | None:
+        return self._by_request.get(request_type)
+
+    def contexts(self) -> tuple[SupportedContext, ...]:
+        merged: dict[str, SupportedContext] = {}
+        for service in self.services:
+            for context in service.contexts():
+                known = merged.get(context.abstract_syntax)
+                if known is not None:
+                    context = attrs.evolve(
+                        known, scp_role=known.scp_role or context.scp_role, scu_role=known.scu_role or context.scu_role
+                    )
+                merged[context.abstract_syntax] = context
+        return tuple(merged.values())
+
+
+@message("association.abort")
+class AbortAssociation:
+    reason: str = ""
+
+
+@message("association.describe")
+class DescribeAssociation:
+    pass
+
+
+@message("association.description")
+class AssociationDescription:
+    association_id: str
+    peer: str
+    calling_ae_title: str
+    state: str
+    bytes_received: int
+    bytes_sent: int
+
+
+class AssociationActor(Actor):
+    replayable = False  # driven by a socket, not by messages
+    accepts = (AbortAssociation, DescribeAssociation)
+
+    def __init__(
+        self,
+        *,
+        stream: trio.SocketStream,
+        association_id: str,
+        peer: str,
+        settings: AssociationSettings,
+        services: ServiceSet,
+        over_limit: bool = False,
+    ) -> None:
+        self.stream = stream
+        self.association_id = association_id
+        self.peer = peer
+        self.settings = settings
+        self.services = services
+        self.over_limit = over_limit
+        self.session: Session | None = None
+        self.calling_ae_title = ""
+        self._operation: Operation | None = None
+
+    async def on_start(self) -> None:
+        structlog.contextvars.bind_contextvars(association=self.association_id, peer=self.peer)
+        self.log = self.ctx.log.bind(association=self.association_id, peer=self.peer)
+        self.link = DimseLink(
+            self.stream,
+            Acceptor(max_pdata_length=self.settings.max_pdu_length),
+            artim_timeout=self.settings.artim_timeout,
+            idle_timeout=self.settings.idle_timeout,
+            sink_for=self._sink_for,
+            log=self.log,
+        )
+        await self.ctx.nursery.start(self.link.run)
+        self.ctx.nursery.start_soon(self._serve)
+
+    async def on_stop(self) -> None:
+        if self.link.association.is_established:
+            await self.link.abort()  # we are going away mid-association: tell the peer
+        await self.stream.aclose()
+
+    async def handle(self, message):
+        match message:
+            case AbortAssociation(reason=reason):
+                self.log.warning("aborting on request", reason=reason)
+                await self.link.abort()
+            case DescribeAssociation():
+                return AssociationDescription(
+                    association_id=self.association_id,
+                    peer=self.peer,
+                    calling_ae_title=self.calling_ae_title,
+                    state=self.link.association.state.name,
+                    bytes_received=self.link.bytes_received,
+                    bytes_sent=self.link.bytes_sent,
+                )
+
+    # --- the association's life ----------------------------------------------------
+
+    async def _serve(self) -> None:
+        try:
+            while True:
+                event = await self.link.next()
+                match event:
+                    case AssociationRequested(request=request):
+                        await self._answer(request)
+                    case MessageReceived():
+                        await self._dispatch(event)
+                    case ReleaseRequested():
+                        self._cancel_operation()
+                        await self.link.respond_release()
+                        self.log.info("association released")
+                    case Aborted(source=source, reason=reason, by_peer=by_peer):
+                        self._cancel_operation()
+                        self.log.info("association aborted", source=source, reason=reason, by_peer=by_peer)
+                    case ProtocolViolation(error=error):
+                        self._cancel_operation()
+                        self.log.warning("association aborted: the peer broke the protocol", error=error)
+                    case ConnectionClosed():
+                        break
+        except LinkClosed:
+            pass
+        finally:
+            self.ctx.stop()
+
+    async def _answer(self, request) -> None:
+        self.calling_ae_title = request.calling_ae_title.strip()
+        policy = AcceptorPolicy(
+            ae_titles=frozenset({self.settings.ae_title}),
+            calling_ae_titles=self.settings.calling_ae_titles,
+            contexts=self.services.contexts(),
+            transfer_syntaxes=self.settings.transfer_syntaxes or AcceptorPolicy().transfer_syntaxes,
+            max_pdu_length=self.settings.max_pdu_length,
+        )
+        decision = negotiate(request, policy, too_many_associations=self.over_limit)
+        if decision.negotiated is None:
+            rj = decision.response
+            self.log.warning(
+                "association rejected",
+                calling_ae=self.calling_ae_title,
+                called_ae=request.called_ae_title.strip(),
+                result=rj.result,
+                source=rj.source,
+                reason=rj.reason,
+            )
+            await self.link.reject(rj)
+            return
+        self.session = Session(
+            association_id=self.association_id,
+            link=self.link,
+            negotiated=decision.negotiated,
+            calling_ae_title=self.calling_ae_title,
+            called_ae_title=request.called_ae_title.strip(),
+            peer=self.peer,
+            ctx=self.ctx,
+            settings=self.settings,
+        )
+        structlog.contextvars.bind_contextvars(calling_ae=self.calling_ae_title)
+        self.log = self.log.bind(calling_ae=self.calling_ae_title)
+        await self.link.accept(decision.response)
+        self.log.info("association accepted", contexts=len(decision.negotiated.contexts))
+
+    def _sink_for(self, context_id: int, message: DimseMessage) -> DatasetSink:
+        service = self.services.for_request(type(message))
+        if service is None:
+            return MemorySink()
+        return service.sink_for(self.session, context_id, message)
+
+    async def _dispatch(self, received: MessageReceived) -> None:
+        message = received.message
+        operation = self._operation
+        if isinstance(message, CCancelRQ):
+            if operation is not None and operation.message_id == message.message_id_being_responded_to:
+                operation.cancel()
+            return
+        if isinstance(message, DimseResponse):
+            if operation is not None:
+                operation.route(message)
+            else:
+                self.log.warning("unexpected response", message=type(message).__name__)
+            return
+        assert self.session is not None and isinstance(message, DimseRequest)
+        service = self.services.for_request(type(message))
+        if service is None or not self._serves_context(service, received.context_id):
+            await self._refuse(received, Status.UNRECOGNIZED_OPERATION if service is None else Status.SOP_CLASS_NOT_SUPPORTED)
+            return
+        if operation is not None:
+            await operation.done.wait()  # one operation at a time (asynchronous window 1)
+        if service.operation:
+            self._operation = Operation(message.message_id)
+            self.ctx.nursery.start_soon(self._run_operation, service, received, self._operation)
+        else:
+            await service.handle(self.session, received, None)
+
+    def _serves_context(self, service: Service, context_id: int) -> bool:
+        assert self.session is not None
+        accepted = self.session.negotiated.context(context_id)
+        offered = {c.abstract_syntax for c in service.contexts()}
+        return accepted is not None and accepted.abstract_syntax in offered
+
+    async def _run_operation(self, service: Service, received: MessageReceived, operation: Operation) -> None:
+        try:
+            assert self.session is not None
+            await service.handle(self.session, received, operation)
+        except LinkClosed:
+            pass  # the association ended under the operation; nothing left to tell
+        finally:
+            operation.done.set()
+            if self._operation is operation:
+                self._operation = None
+
+    def _cancel_operation(self) -> None:
+        if self._operation is not None:
+            self._operation.cancel()
+
+    async def _refuse(self, received: MessageReceived, status: int) -> None:
+        message = received.message
+        if received.dataset is not None:
+            await received.dataset.discard()
+        self.log.warning("request refused", request=type(message).__name__, status=hex(status))
+        response_type = getattr(message, "response_type", None)
+        if response_type is not None:
+            await self.link.send(
+                response_type(message_id_being_responded_to=message.message_id, status=status), received.context_id
+            )

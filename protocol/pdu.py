@@ -49,12 +49,15 @@ class PDataTF:
     pdvs: tuple[PresentationDataValue, ...]
 
     def encode(self) -> bytes:
-        parts = []
+        parts = [b""]  # the PDU header goes here once the length is known: one copy of the data in all
+        length = 0
         for pdv in self.pdvs:
-            parts.append(_PDV_HEADER.pack(len(pdv.data) + 2, pdv.context_id, pdv.control_header))
+            size = len(pdv.data)
+            parts.append(_PDV_HEADER.pack(size + 2, pdv.context_id, pdv.control_header))
             parts.append(pdv.data)
-        body = b"".join(parts)
-        return _PDU_HEADER.pack(0x04, len(body)) + body
+            length += size + 6
+        parts[0] = _PDU_HEADER.pack(0x04, length)
+        return b"".join(parts)
 
 
 def _pdu(pdu_type: PDUType, body: bytes) -> bytes:

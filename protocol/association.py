@@ -217,7 +217,11 @@ class Association:
         """P-DATA request (Evt9): one P-DATA-TF PDU carrying pdvs, within the peer's maximum length."""
         if not pdvs:
             raise LocalProtocolError("a P-DATA request needs at least one PDV")
-        length = sum(len(pdv.data) for pdv in pdvs) + _PDV_HEADER_LENGTH * len(pdvs)
+        length = 0
+        for pdv in pdvs:
+            if not (0 < pdv.context_id < 256 and pdv.context_id & 1):
+                raise LocalProtocolError(f"presentation context ID {pdv.context_id} is not an odd number in 1..255")
+            length += len(pdv.data) + _PDV_HEADER_LENGTH
         limit = self.peer_max_pdu_length
         if limit and length > limit:
             raise LocalProtocolError(f"P-DATA-TF of {length} bytes exceeds the peer's maximum length {limit}")
@@ -247,10 +251,14 @@ class Association:
 
     def _step(self, event: Event, pdu=None, *, reason: int = 0, rejection: AAssociateRJ | None = None) -> None:
         inp = Input(pdu=pdu, reason=reason, rejection=rejection, requestor=self._requestor)
-        self.state, outputs = step(self.state, event, inp)
-        for output in outputs:
-            if type(output) is SendPDU:
-                self._out.append(output.pdu.encode())
+        next_state, outputs = step(self.state, event, inp)
+        # Encode before changing anything: a PDU our user built may be unencodable
+        # (LocalProtocolError), and then the call must leave no trace.
+        encoded = [output.pdu.encode() if type(output) is SendPDU else output for output in outputs]
+        self.state = next_state
+        for output in encoded:
+            if type(output) is bytes:
+                self._out.append(output)
             else:
                 self._events.append(output)
 

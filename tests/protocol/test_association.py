@@ -361,6 +361,21 @@ def test_misuse_when_established(pair: ConnectionPair) -> None:
     assert pair.requestor.state is State.STA6
 
 
+def test_unencodable_primitives_leave_no_trace(pair: ConnectionPair) -> None:
+    pair.requestor.request_association(request())
+    pair.pump()
+    pair.new(pair.acceptor)
+    with pytest.raises(LocalProtocolError):
+        pair.acceptor.reject(AAssociateRJ(result=1, source=1, reason=300))
+    assert pair.acceptor.state is State.STA3 and pair.acceptor.data_to_send() == b""
+    pair.acceptor.accept(negotiate(pair.acceptor.request, POLICY).response)
+    pair.pump()
+    for bad in (pdv(context_id=2), pdv(context_id=257)):
+        with pytest.raises(LocalProtocolError):
+            pair.requestor.send_data((bad,))
+    assert pair.requestor.state is State.STA6 and pair.requestor.data_to_send() == b""
+
+
 def test_local_data_refused_while_awaiting_release_reply(pair: ConnectionPair) -> None:
     pair.establish()
     pair.requestor.request_release()

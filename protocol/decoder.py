@@ -336,7 +336,7 @@ def _decode_associate(data: bytes, is_request: bool) -> AAssociateRQ | AAssociat
     for item_type, start, end in _items(data, _ASSOCIATE_FIXED.size, len(data), name):
         if item_type == ItemType.APPLICATION_CONTEXT:
             _once(app_context, "application context item")
-            app_context = _text(data, start, end)
+            app_context = (start, end)
         elif item_type == (ItemType.PRESENTATION_CONTEXT_RQ if is_request else ItemType.PRESENTATION_CONTEXT_AC):
             contexts.append(_decode_context_rq(data, start, end) if is_request else _decode_context_ac(data, start, end))
         elif item_type == ItemType.USER_INFORMATION:
@@ -358,7 +358,7 @@ def _decode_associate(data: bytes, is_request: bool) -> AAssociateRQ | AAssociat
             # Reserved in the AC: echoes of the request, not tested.
             called_ae_title=called_raw.decode("latin-1").strip(" "),
             calling_ae_title=calling_raw.decode("latin-1").strip(" "),
-            application_context_name=_uid(app_context.encode("latin-1"), 0, len(app_context), "application context"),
+            application_context_name=_uid(data, *app_context, "application context"),
             presentation_contexts=tuple(contexts),
             user_information=user_info,
         )
@@ -368,10 +368,10 @@ def _decode_associate(data: bytes, is_request: bool) -> AAssociateRQ | AAssociat
         raise _reject(f"called AE title {called!r} is not valid", RejectUserReason.CALLED_AE_TITLE_NOT_RECOGNIZED)
     if not is_valid_ae_title(calling):
         raise _reject(f"calling AE title {calling!r} is not valid", RejectUserReason.CALLING_AE_TITLE_NOT_RECOGNIZED)
-    app_uid = app_context.removesuffix("\x00")
+    app_uid = _text(data, *app_context).removesuffix("\x00")
     if not is_valid_uid(app_uid):
         raise _reject(
-            f"application context name {app_context!r} is not a UID",
+            f"application context name {app_uid!r} is not a UID",
             RejectUserReason.APPLICATION_CONTEXT_NAME_NOT_SUPPORTED,
         )
     return AAssociateRQ(

@@ -16,14 +16,16 @@ Rules of this module:
             before we closed), a transport close in Sta1 (already closed), an ARTIM
             expiry where the timer is not running (a timer the driver failed to
             cancel in time). Peer input therefore never raises here.
-- Abort codes (codes.md leaves AA-1 in Sta2, AA-7 and AA-8 to us): whenever our
-  provider aborts because of the peer's input, the PDU says source service-provider
-  with the precise reason: unexpected-PDU for a valid PDU in the wrong state (as DCMTK
-  and pynetdicom do for AA-7), the decoder's reason for an invalid one (Evt19). The
-  same reason goes into the local A-P-ABORT indication of AA-8. AA-1 sends
-  service-user only for the local user's own A-ABORT (Evt15); triggered by the peer in
-  Sta2, before any user has seen the association, a user-source abort with a blank
-  reason would misinform the peer, so it uses the provider source and reason too.
+- Abort codes. PS3.8 names AA-8's source (service-provider) but no reason, and neither
+  for AA-7 (codes.md). Whenever our provider aborts because of the peer's input we send
+  source service-provider with the precise reason: unexpected-PDU for a valid PDU in
+  the wrong state (as DCMTK and pynetdicom do for AA-7), the decoder's reason for an
+  invalid one (Evt19); AA-8's local A-P-ABORT indication carries the same reason.
+  AA-1's text says service-user, which fits its main trigger, the local user's own
+  A-ABORT (Evt15), and is what we send then. Where a peer PDU triggers AA-1 (Sta2,
+  before any user has seen the association) we deliberately deviate and send the
+  provider source and reason as above: a user-source abort with a blank reason would
+  tell the peer nothing about what went wrong. Action and next state are unchanged.
 """
 
 from collections.abc import Callable

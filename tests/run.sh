@@ -101,8 +101,8 @@ if [ "$(cat "$STAMP" 2>/dev/null)" = "$wanted" ] &&
     "$VENV/bin/python" -c 'import triopacs, pytest, pytest_trio, pynetdicom, moto, boto3' 2>/dev/null; then
     echo "up to date"
 else
-    "$VENV/bin/python" -m pip install -q --upgrade pip || die "pip upgrade failed"
-    "$VENV/bin/python" -m pip install -q -e ".[test]" || die "pip install -e '.[test]' failed"
+    "$VENV/bin/python" -m pip install -qq --upgrade pip || die "pip upgrade failed"
+    "$VENV/bin/python" -m pip install -qq -e ".[test]" || die "pip install -e '.[test]' failed"
     echo "$wanted" >"$STAMP"
 fi
 

@@ -83,6 +83,16 @@ class NetworkSettings:
 
 
 @attrs.frozen(kw_only=True)
+class StorageSettings:
+    layout: str = setting("uid", "Where files go: uid (Study/Series/SOP UID folders) or date (YYYY/MM/DD of the study).", one_of("uid", "date"))
+    duplicates: str = setting("replace", "A SOP instance received again: replace it, reject it (failure 0111), or ignore it (success, kept as is).", one_of("replace", "reject", "ignore"))
+    transfer_syntaxes: tuple[str, ...] = setting(
+        (), "Transfer syntaxes accepted, in order of preference (empty: every one pydicom knows, uncompressed first).",
+        example=["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"],
+    )
+
+
+@attrs.frozen(kw_only=True)
 class LogSettings:
     level: str = setting("info", "Least severe level logged.", one_of("debug", "info", "warning", "error", "critical"))
     format: str = setting("auto", "console (human), json (one object a line), or auto: console on a TTY.", one_of("auto", "console", "json"))
@@ -109,6 +119,7 @@ def _remote_entries(entries: tuple[RemoteAE, ...]) -> str | None:
 class Config:
     node: NodeSettings = NodeSettings()
     network: NetworkSettings = NetworkSettings()
+    storage: StorageSettings = StorageSettings()
     log: LogSettings = LogSettings()
     trace: TraceSettings = TraceSettings()
     remote: tuple[RemoteAE, ...] = setting(

@@ -36,8 +36,14 @@ from .actors import (
 from .actors.ae_registry import AERegistry
 from .actors.association import AssociationActor, AssociationSettings, ServiceSet
 from .actors.listener import GetAddress, Listener, ListeningOn
+from .actors.index import IndexActor
 from .actors.services import VerificationService
+from .actors.services.storage import StorageService
+from .actors.services.storage import StorageSettings as StorageServiceSettings
 from .config import Config
+from .protocol.catalog import transfer_syntaxes
+from .storage.index_db import DuplicatePolicy
+from .storage.layout import Layout
 
 log = structlog.get_logger()
 
@@ -80,12 +86,33 @@ class Node:
         )
 
 
+INDEX = f"{SERVICES}/index"
+
+
+def index_database(config: Config) -> str:
+    return str(config.data_dir / "index.sqlite")
+
+
 def service_specs(config: Config) -> list[ActorSpec | SupervisorSpec]:
-    return [ActorSpec(name="aes", actor=AERegistry, args={"remotes": config.remote})]
+    return [
+        ActorSpec(name="aes", actor=AERegistry, args={"remotes": config.remote}),
+        ActorSpec(
+            name="index",
+            actor=IndexActor,
+            args={"database": index_database(config), "duplicate_policy": DuplicatePolicy(config.storage.duplicates)},
+            capacity=1024,
+        ),
+    ]
 
 
 def dicom_services(config: Config) -> ServiceSet:
-    return ServiceSet([VerificationService()])
+    storage = StorageServiceSettings(
+        root=config.data_dir,
+        layout=Layout(config.storage.layout),
+        duplicates=DuplicatePolicy(config.storage.duplicates),
+        index_path=INDEX,
+    )
+    return ServiceSet([VerificationService(), StorageService(storage)])
 
 
 def association_settings(config: Config) -> AssociationSettings:
@@ -93,6 +120,7 @@ def association_settings(config: Config) -> AssociationSettings:
     return AssociationSettings(
         ae_title=config.node.ae_title,
         calling_ae_titles=frozenset(network.calling_ae_titles) or None,
+        transfer_syntaxes=config.storage.transfer_syntaxes or transfer_syntaxes(),
         max_pdu_length=network.max_pdu_length,
         artim_timeout=network.artim_timeout,
         idle_timeout=network.idle_timeout,

@@ -250,4 +250,8 @@ def _converted_json(elem: DataElement, encodings: list[str], max_sequence_bytes:
         if len(elem.value) > MAX_SEQUENCE_ITEMS:
             return None
         return _sequence_json(elem.value, encodings, max_sequence_bytes)
-    return elem.to_json_dict(None, 0)
+    attr = elem.to_json_dict(None, 0)
+    numbers = [v for v in attr.get("Value", ()) if isinstance(v, float)]
+    if not all(math.isfinite(v) for v in numbers):
+        raise UndecodableElement("non-finite float has no JSON form")
+    return attr

@@ -14,4 +14,8 @@ def __getattr__(name: str):
         from . import supervisor
 
         return getattr(supervisor, name)
+    if name == "connect":  # the SCU client, as lazily (actors/client.py)
+        from .actors.client import connect
+
+        return connect
     raise AttributeError(f"module 'triopacs' has no attribute {name!r}")

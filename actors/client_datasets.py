@@ -1,0 +1,213 @@
+"""Dataset bytes for the SCU client: files read off the event loop, pydicom encoding and
+decoding in the negotiated transfer syntax, and the choice of context for a C-STORE.
+
+A file is sent as its stored bytes from the dataset's first byte, never decoded; the
+only conversion we make is between the two uncompressed little endian syntaxes (explicit
+and implicit VR), which pydicom does losslessly. Big endian and compressed data are sent
+only in their own syntax.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import zlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import attrs
+import trio
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import read_dataset, read_partial
+from pydicom.filewriter import write_dataset
+
+from ..protocol.catalog import (
+    DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+    EXPLICIT_VR_BIG_ENDIAN,
+    EXPLICIT_VR_LITTLE_ENDIAN,
+    IMPLICIT_VR_LITTLE_ENDIAN,
+)
+from ..protocol.negotiation import AcceptedContext, Negotiated
+from ..storage.errors import InvalidPart10File
+from ..storage.part10 import StoredDataset, locate_dataset
+from .client_errors import InvalidInput, NoPresentationContext
+
+# Big enough that a thread hop per chunk costs nothing next to the I/O, small enough that
+# a 1 GiB file never sits in memory.
+READ_CHUNK = 1024 * 1024
+LITTLE_ENDIAN = (EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN)  # what we convert between
+SOP_INSTANCE_UID = 0x00080018
+
+
+# --- files ------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class FileToSend:
+    """A Part 10 file as a C-STORE sends it: the stored dataset bytes (plus a NUL pad when
+    a deflated dataset is odd, PS3.5 A.5) and the SOP UIDs the dataset itself carries."""
+
+    stored: StoredDataset
+    sop_class_uid: str
+    sop_instance_uid: str
+    padded: bool = False
+
+    @property
+    def transfer_syntax_uid(self) -> str:
+        return self.stored.transfer_syntax_uid
+
+    @property
+    def length(self) -> int:
+        return self.stored.length + self.padded
+
+
+def _stop_after_sop_uids(tag, vr, length) -> bool:
+    return tag > SOP_INSTANCE_UID
+
+
+def locate(path: str | os.PathLike[str]) -> FileToSend:
+    """Where a Part 10 file's dataset starts, its transfer syntax and its SOP UIDs.
+
+    The UIDs come from the dataset, not the file meta: the peer checks the command
+    against the dataset, and some files disagree with their own meta information.
+    """
+    try:
+        stored = locate_dataset(path)
+        with open(path, "rb") as file:
+            head = read_partial(file, stop_when=_stop_after_sop_uids)
+    except InvalidPart10File as error:
+        raise InvalidInput(f"{path}: {error.reason}") from None
+    except OSError as error:
+        raise InvalidInput(f"{path}: {error.strerror or error}") from None
+    except Exception as error:  # pydicom could not read the start of the dataset
+        raise InvalidInput(f"{path}: unreadable dataset ({error})") from None
+    meta = stored.meta
+    sop_class = str(head.get("SOPClassUID", "") or meta.media_storage_sop_class_uid)
+    sop_instance = str(head.get("SOPInstanceUID", "") or meta.media_storage_sop_instance_uid)
+    if not sop_class or not sop_instance:
+        raise InvalidInput(f"{path}: no SOP Class UID or SOP Instance UID")
+    padded = stored.length % 2 == 1 and stored.transfer_syntax_uid == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN
+    if stored.length <= 0 or (stored.length % 2 and not padded):
+        raise InvalidInput(f"{path}: the dataset is {stored.length} bytes long; DICOM datasets have an even, non-zero length")
+    return FileToSend(stored=stored, sop_class_uid=sop_class, sop_instance_uid=sop_instance, padded=padded)
+
+
+def read_whole(file: FileToSend) -> bytes:
+    """The dataset bytes of a small file, in one read."""
+    stored = file.stored
+    with open(stored.path, "rb") as handle:
+        handle.seek(stored.offset)
+        data = handle.read(stored.length)
+    if len(data) != stored.length:
+        raise InvalidInput(f"{stored.path}: the file changed while being read")
+    return data + b"\0" if file.padded else data
+
+
+async def file_chunks(file: FileToSend, chunk_size: int = READ_CHUNK) -> AsyncIterator[bytes]:
+    """The dataset's bytes as stored, each chunk read in a worker thread.
+
+    Close it (`aclose`) when done early: the file stays open until then.
+    """
+    stored = file.stored
+    handle = await trio.open_file(stored.path, "rb")
+    try:
+        await handle.seek(stored.offset)
+        remaining = stored.length
+        while remaining:
+            chunk = await handle.read(min(chunk_size, remaining))
+            if not chunk:
+                raise InvalidInput(f"{stored.path}: the file shrank while being sent")
+            remaining -= len(chunk)
+            yield chunk
+        if file.padded:
+            yield b"\0"
+    finally:
+        with trio.CancelScope(shield=True):
+            await handle.aclose()
+
+
+def read_part10(path: str | os.PathLike[str]) -> Dataset:
+    return dcmread(path)
+
+
+# --- pydicom encoding -----------------------------------------------------------------------
+
+
+def _without_file_meta(dataset: Dataset) -> Dataset:
+    if not any(tag.group == 2 for tag in dataset.keys()):
+        return dataset
+    copy = Dataset()
+    for element in dataset:
+        if element.tag.group != 2:
+            copy.add(element)
+    return copy
+
+
+def encode_dataset(dataset: Dataset, transfer_syntax: str) -> bytes:
+    """The dataset's bytes in `transfer_syntax`: a little endian syntax, deflated explicit
+    VR little endian, or the encapsulated syntax its pixel data is already in."""
+    if transfer_syntax == EXPLICIT_VR_BIG_ENDIAN:
+        raise InvalidInput("we do not encode datasets in explicit VR big endian")
+    if dataset.original_encoding[1] is False:
+        # pydicom would leave big endian pixel data unswapped: the image would be garbage.
+        raise InvalidInput("a dataset read as big endian can only be sent as the file it came from")
+    fp = DicomBytesIO()
+    fp.is_little_endian = True
+    fp.is_implicit_VR = transfer_syntax == IMPLICIT_VR_LITTLE_ENDIAN
+    write_dataset(fp, _without_file_meta(dataset))
+    data = fp.getvalue()
+    if transfer_syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
+        compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)  # raw deflate (PS3.5 A.5)
+        data = compressor.compress(data) + compressor.flush()
+        if len(data) % 2:
+            data += b"\0"
+    return data
+
+
+def decode_dataset(data: bytes | bytearray | memoryview, transfer_syntax: str) -> Dataset:
+    """A dataset received in `transfer_syntax` (an identifier, a C-GET instance)."""
+    raw = bytes(data)
+    if transfer_syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
+        raw = zlib.decompress(raw, -zlib.MAX_WBITS)
+    implicit = transfer_syntax == IMPLICIT_VR_LITTLE_ENDIAN
+    little = transfer_syntax != EXPLICIT_VR_BIG_ENDIAN
+    return read_dataset(io.BytesIO(raw), implicit, little)
+
+
+def convert_file(path: Path, transfer_syntax: str) -> bytes:
+    """A little endian file's dataset re-encoded in the other little endian syntax."""
+    return encode_dataset(dcmread(path), transfer_syntax)
+
+
+# --- which context a C-STORE goes on ---------------------------------------------------------
+
+
+def context_for_file(negotiated: Negotiated, sop_class: str, syntax: str) -> tuple[AcceptedContext, bool]:
+    """(context, must convert): the file's own syntax if accepted, else the other little
+    endian one when the file is little endian."""
+    exact = negotiated.find(sop_class, as_scu=True, transfer_syntax=syntax)
+    if exact is not None:
+        return exact, False
+    if syntax in LITTLE_ENDIAN:
+        for other in LITTLE_ENDIAN:
+            context = negotiated.find(sop_class, as_scu=True, transfer_syntax=other)
+            if context is not None:
+                return context, True
+    raise NoPresentationContext(sop_class, syntax)
+
+
+def context_for_dataset(negotiated: Negotiated, sop_class: str, bound_syntax: str | None) -> AcceptedContext:
+    """For a pydicom dataset: its encapsulated syntax if bound to one, else any syntax we encode."""
+    if bound_syntax is not None:
+        context = negotiated.find(sop_class, as_scu=True, transfer_syntax=bound_syntax)
+        if context is None:
+            raise NoPresentationContext(sop_class, bound_syntax)
+        return context
+    for syntax in (*LITTLE_ENDIAN, DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN):
+        context = negotiated.find(sop_class, as_scu=True, transfer_syntax=syntax)
+        if context is not None:
+            return context
+    raise NoPresentationContext(sop_class, None)
+

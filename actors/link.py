@@ -246,6 +246,10 @@ class DimseLink:
             await self._incoming_send.send(event)
         except trio.BrokenResourceError:
             pass  # the owner stopped listening
+        except trio.ClosedResourceError:
+            # The reader already finished (and said ConnectionClosed); this is a late
+            # duplicate from a local primitive whose flush raced the peer's last PDU.
+            pass
 
     async def _close_transport(self) -> None:
         if not self._closed:

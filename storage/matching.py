@@ -38,6 +38,8 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 
 from .dicom_json import BINARY_NUMBER_FORMATS, CHARSET_VRS, MULTI_VALUE_DELIMITERS, PN_DELIMITERS, _binary_numbers
+from triopacs.protocol.uid import is_valid_uid
+
 from .errors import QueryError
 from .normalize import datetime_bounds, fold_name, normalize_date, normalize_datetime, normalize_time, person_name_text, time_bounds
 
@@ -270,6 +272,8 @@ def _single(vr: str, value: str, *, name: str, fold: bool) -> Condition:
         return _span_condition(value, name, time_bounds, Domain.TIME)
     if vr == "DT":
         return _span_condition(value, name, datetime_bounds, Domain.DATETIME, datetime=True)
+    if vr == "UI" and not is_valid_uid(value):
+        raise QueryError(f"{name}: {value[:24]!r} is not a valid UID")
     if vr in NUMERIC_VRS:
         number = _number(value)
         if number is None:

@@ -255,10 +255,11 @@ async def _send(running: Running, folders: list[Path], timeout: float) -> list[s
 
     async def one(folder: Path) -> None:
         result = await run_dcmtk(
-            "storescu", "-aet", "BENCH", "-aec", running.target.ae_title, "+sd", "+r",
+            # -nh: keep sending after a failed store, so "stored" tells how many got in.
+            "storescu", "-aet", "BENCH", "-aec", running.target.ae_title, "+sd", "+r", "-nh",
             LOOPBACK, str(running.port), str(folder), timeout=timeout,
         )
-        if result.returncode != 0:
+        if result.returncode != 0 or result.errors():
             errors = result.errors() or [f"exit status {result.returncode}"]
             failures.append(f"storescu exit {result.returncode}: {errors[0]}")
 

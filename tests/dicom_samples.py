@@ -38,7 +38,11 @@ from pydicom.uid import (
 
 # ---------------------------------------------------------------- (a) pydicom samples
 
-# File name -> why it is in the mix. All carry patient/study/series/instance UIDs.
+# File name -> why it is in the mix. All carry patient/study/series/instance UIDs, and
+# DCMTK storescu sends all of them when it proposes each file's own SOP class and
+# transfer syntax (peers.storescu does, through an association config). With
+# storescu's built-in proposal (uncompressed only, 64 SOP classes) the compressed ones
+# and the Segmentation fail: DCMTK cannot decompress them and does not know SEG.
 MIXED_SAMPLES: dict[str, str] = {
     "CT_small.dcm": "CT, explicit VR little endian, ISO_IR 100",
     "MR_small.dcm": "MR, explicit VR little endian",

@@ -15,6 +15,7 @@ import structlog
 import trio
 
 from . import __version__
+from .cli_scu import SCU_COMMANDS, add_scu_commands
 from .config import ConfigError, default_toml, load_config
 from .log import configure_logging
 
@@ -48,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     replay = commands.add_parser("replay", help="replay a recorded trace and compare behaviour")
     replay.add_argument("trace", type=Path, help="trace file written by serve --trace")
     replay.add_argument("--actor", action="append", dest="actors", metavar="PATH", help="replay only this actor (repeatable)")
+    add_scu_commands(commands)
     return parser
 
 
@@ -122,7 +124,7 @@ def _replay(args: argparse.Namespace) -> int:
     return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
-COMMANDS = {"serve": _serve, "config": _config, "replay": _replay}
+COMMANDS = {"serve": _serve, "config": _config, "replay": _replay, **SCU_COMMANDS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

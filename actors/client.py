@@ -434,7 +434,6 @@ class ClientAssociation:
             return
         if not operation.cancel_sent:
             operation.cancel_sent = True
-            self.log.info("cancelling", operation=operation.name, message_id=operation.message_id)
             await self._send(CCancelRQ(message_id_being_responded_to=operation.message_id), operation.context.context_id)
         await operation.drain()
 
@@ -619,7 +618,6 @@ class ClientAssociation:
                 match await self._next_event():
                     case AssociationAccepted():
                         self.negotiated = self.link.association.negotiated
-                        self.log.debug("association accepted", contexts=len(self.negotiated.contexts))
                         return
                     case RejectedEvent(response=rj):
                         raise self._end(AssociationRejected(rj.result, rj.source, rj.reason))
@@ -646,7 +644,7 @@ class ClientAssociation:
                             self.log.warning("no clean end within the close timeout: aborting", timeout=self.close_timeout)
                             await self._abort()
             except ClientError as error:
-                self.log.info("the association ended while closing", error=str(error))
+                self.log.warning("the association ended while closing", error=str(error))
             finally:
                 self._end(AssociationAborted("the association was closed"))
                 self._reader_scope.cancel()

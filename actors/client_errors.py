@@ -7,10 +7,9 @@ readable line (the CLI prints it as it is). Network-level failures end the assoc
 
 from __future__ import annotations
 
-from enum import IntEnum
 from typing import TYPE_CHECKING
 
-from ..protocol.codes import REJECT_REASONS, AbortReason, AbortSource, RejectResult, RejectSource
+from ..protocol.codes import AbortReason, AbortSource, RejectResult, RejectSource
 from ..protocol.status import Service, describe
 
 if TYPE_CHECKING:
@@ -31,11 +30,30 @@ class ConnectionFailed(ClientError):
         self.reason = reason
 
 
-def _name(enum: type[IntEnum], value: int) -> str:
-    try:
-        return enum(value).name.lower().replace("_", " ")
-    except ValueError:
-        return f"code {value}"
+# Readable words for the codes of an A-ASSOCIATE-RJ and an A-ABORT (PS3.8 9.3.4, 9.3.8).
+_REJECT_SOURCES = {
+    RejectSource.SERVICE_USER: "service user",
+    RejectSource.SERVICE_PROVIDER_ACSE: "service provider (ACSE)",
+    RejectSource.SERVICE_PROVIDER_PRESENTATION: "service provider (presentation)",
+}
+_REJECT_REASONS = {
+    (RejectSource.SERVICE_USER, 1): "no reason given",
+    (RejectSource.SERVICE_USER, 2): "application context name not supported",
+    (RejectSource.SERVICE_USER, 3): "calling AE title not recognized",
+    (RejectSource.SERVICE_USER, 7): "called AE title not recognized",
+    (RejectSource.SERVICE_PROVIDER_ACSE, 1): "no reason given",
+    (RejectSource.SERVICE_PROVIDER_ACSE, 2): "protocol version not supported",
+    (RejectSource.SERVICE_PROVIDER_PRESENTATION, 1): "temporary congestion",
+    (RejectSource.SERVICE_PROVIDER_PRESENTATION, 2): "local limit exceeded",
+}
+_ABORT_REASONS = {
+    AbortReason.REASON_NOT_SPECIFIED: "reason not specified",
+    AbortReason.UNRECOGNIZED_PDU: "unrecognized PDU",
+    AbortReason.UNEXPECTED_PDU: "unexpected PDU",
+    AbortReason.UNRECOGNIZED_PDU_PARAMETER: "unrecognized PDU parameter",
+    AbortReason.UNEXPECTED_PDU_PARAMETER: "unexpected PDU parameter",
+    AbortReason.INVALID_PDU_PARAMETER_VALUE: "invalid PDU parameter value",
+}
 
 
 class AssociationRejected(ClientError):
@@ -54,12 +72,10 @@ class AssociationRejected(ClientError):
     @property
     def explanation(self) -> str:
         """E.g. "called AE title not recognized (permanent, by the service user)"."""
-        try:
-            reason = _name(REJECT_REASONS[RejectSource(self.source)], self.reason)
-        except ValueError:
-            reason = f"reason {self.reason}"
+        reason = _REJECT_REASONS.get((self.source, self.reason), f"reason {self.reason}")
+        source = _REJECT_SOURCES.get(self.source, f"source {self.source}")
         kind = "permanent" if self.permanent else "transient, try again later"
-        return f"{reason} ({kind}, by the {_name(RejectSource, self.source)})"
+        return f"{reason} ({kind}, by the {source})"
 
 
 class AssociationAborted(ClientError):
@@ -78,9 +94,11 @@ class AssociationAborted(ClientError):
         if by_peer and source == AbortSource.SERVICE_USER:
             detail = "the peer aborted it (service user)"
         elif by_peer:
-            detail = f"the peer's provider aborted it: {_name(AbortReason, reason)}"
-        else:
-            detail = f"the connection broke ({_name(AbortReason, reason)})"
+            detail = f"the peer's provider aborted it: {_ABORT_REASONS.get(reason, f'reason {reason}')}"
+        elif reason == AbortReason.REASON_NOT_SPECIFIED:
+            detail = "the connection closed unexpectedly"
+        else:  # our provider aborted on bad input from the peer
+            detail = f"the peer sent an invalid PDU ({_ABORT_REASONS.get(reason, f'reason {reason}')}); we aborted"
         return cls(detail, source=source, reason=reason, by_peer=by_peer)
 
 

@@ -231,7 +231,18 @@ class AssociationActor(Actor):
             self._operation = Operation(message.message_id)
             self.ctx.nursery.start_soon(self._run_operation, service, received, self._operation)
         else:
-            await service.handle(self.session, received, None)
+            await self._run_guarded(service, received, None)
+
+    async def _run_guarded(self, service: Service, received: MessageReceived, operation: Operation | None) -> None:
+        """Run a service; a bug in it costs this one request a failure status, not the association."""
+        assert self.session is not None
+        try:
+            await service.handle(self.session, received, operation)
+        except LinkClosed:
+            raise
+        except Exception:
+            self.log.exception("service failed", service=type(service).__name__, request=type(received.message).__name__)
+            await self._refuse(received, Status.PROCESSING_FAILURE, "internal error; see the node's log")
 
     def _serves_context(self, service: Service, context_id: int) -> bool:
         assert self.session is not None
@@ -241,8 +252,7 @@ class AssociationActor(Actor):
 
     async def _run_operation(self, service: Service, received: MessageReceived, operation: Operation) -> None:
         try:
-            assert self.session is not None
-            await service.handle(self.session, received, operation)
+            await self._run_guarded(service, received, operation)
         except LinkClosed:
             pass  # the association ended under the operation; nothing left to tell
         finally:
@@ -254,13 +264,14 @@ class AssociationActor(Actor):
         if self._operation is not None:
             self._operation.cancel()
 
-    async def _refuse(self, received: MessageReceived, status: int) -> None:
+    async def _refuse(self, received: MessageReceived, status: int, comment: str | None = None) -> None:
         message = received.message
         if received.dataset is not None:
             await received.dataset.discard()
-        self.log.warning("request refused", request=type(message).__name__, status=hex(status))
+        self.log.warning("request refused", request=type(message).__name__, status=hex(status), reason=comment)
         response_type = getattr(message, "response_type", None)
         if response_type is not None:
             await self.link.send(
-                response_type(message_id_being_responded_to=message.message_id, status=status), received.context_id
+                response_type(message_id_being_responded_to=message.message_id, status=status, error_comment=comment),
+                received.context_id,
             )

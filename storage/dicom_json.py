@@ -1,18 +1,22 @@
-"""DICOM JSON (PS3.18 Annex F) straight from pydicom's raw elements, without bulk data.
+"""DICOM JSON (PS3.18 Annex F) from raw element bytes, without bulk data.
 
-Why not ``Dataset.to_json_dict``: it converts every element through pydicom's value
-classes and validators first, which costs ~70 us per element (about 7 ms for the public
-attributes of a CT header) and this runs once per received instance. Decoding the raw
-bytes here is an order of magnitude cheaper and yields the same JSON for what we keep.
+Two sources, one result: ``elements_json`` takes dicom_walk's elements (the hot path),
+``dataset_json`` takes a pydicom Dataset's still-raw elements (big endian, deflated and
+odd files pydicom alone can read). Why not ``Dataset.to_json_dict``: it converts every
+element through pydicom's value classes and validators first, about 70 us per element
+(~7 ms for the public attributes of a CT header), once per received instance.
 
 What is kept: public attributes of text, number and sequence VRs. What is dropped:
 binary VRs (OB/OW/OD/OF/OL/OV and unresolvable UN), private attributes, group 0002,
-and any element that cannot be decoded (an index must not refuse an image because an
-optional attribute is malformed; the file itself is kept as received).
+sequences of more than MAX_SEQUENCE_ITEMS items or MAX_SEQUENCE_JSON characters (per-
+frame functional groups are bulk in all but name), and any element that cannot be
+decoded (an index must not refuse an image because an optional attribute is malformed;
+the file itself is kept as received).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import struct
 from collections.abc import Callable, Iterable
@@ -23,6 +27,8 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.valuerep import TEXT_VR_DELIMS
+
+from .dicom_walk import Element, WalkError, dictionary_vr, walk_items
 
 JsonAttr = dict[str, Any]
 JsonDataset = dict[str, JsonAttr]
@@ -44,6 +50,7 @@ PN_DELIMITERS = TEXT_VR_DELIMS | {0x5C, 0x3D, 0x5E}
 MULTI_VALUE_DELIMITERS = TEXT_VR_DELIMS | {0x5C}
 PN_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
 MAX_SEQUENCE_ITEMS = 64
+MAX_SEQUENCE_JSON = 16384
 
 
 class UndecodableElement(ValueError):
@@ -74,30 +81,20 @@ def character_set_of(ds: Dataset) -> str:
     return "\\".join(str(part).strip() for part in value)
 
 
-def dataset_json(
-    ds: Dataset,
-    encodings: list[str],
-    *,
-    keep: Callable[[int], bool] | None = None,
-    max_sequence_bytes: int = 16384,
-) -> JsonDataset:
-    """The JSON model of ``ds``'s public non-bulk attributes (``keep(tag)`` filters top level).
-
-    Sequences are kept whole when their raw encoding is at most ``max_sequence_bytes``
-    (a per-frame functional groups sequence of thousands of items is bulk in all but name).
-    """
+def dataset_json(ds: Dataset, encodings: list[str], *, keep: Callable[[int], bool] | None = None) -> JsonDataset:
+    """The JSON model of ``ds``'s public non-bulk attributes (``keep(tag)`` filters top level)."""
     out: JsonDataset = {}
     # items() hands out the raw elements without pydicom converting them (get_item would
     # too, but at twice the cost per element).
     for tag, elem in ds.items():
         key = int(tag)  # plain int: BaseTag's Python-level __eq__ is slow in a hot loop
         group = key >> 16
-        if group == 0x0002 or group & 1 or key == SPECIFIC_CHARACTER_SET:
-            continue
+        if group == 0x0002 or group & 1 or key == SPECIFIC_CHARACTER_SET or not key & 0xFFFF:
+            continue  # meta, private, charset (a column of its own), group lengths
         if keep is not None and not keep(key):
             continue
         try:
-            attr = element_json(ds, key, elem, encodings, max_sequence_bytes)
+            attr = element_json(ds, key, elem, encodings)
         except (UndecodableElement, UnicodeError, LookupError, struct.error, ValueError):
             continue
         if attr is not None:
@@ -105,22 +102,80 @@ def dataset_json(
     return out
 
 
-def element_json(
-    ds: Dataset, tag: int, elem: RawDataElement | DataElement, encodings: list[str], max_sequence_bytes: int
-) -> JsonAttr | None:
+def element_json(ds: Dataset, tag: int, elem: RawDataElement | DataElement, encodings: list[str]) -> JsonAttr | None:
     """One element of ``ds`` as a JSON attribute object, or None when it is bulk or unknown."""
     if isinstance(elem, RawDataElement):
         vr = _resolve_vr(ds, tag, elem.VR, elem.value)
         if vr is None or vr in BULK_VRS:
             return None
         if vr == "SQ":
-            if elem.length != 0xFFFFFFFF and elem.length > max_sequence_bytes:
-                return None
-            return _sequence_json(ds[tag].value, encodings, max_sequence_bytes)
+            return _sequence_json(ds[tag].value, encodings)
         # UN values are always implicit little endian, whatever the transfer syntax.
         little = elem.is_little_endian or elem.VR == "UN"
         return _value_json(vr, elem.value or b"", encodings, little)
-    return _converted_json(elem, encodings, max_sequence_bytes)
+    return _converted_json(elem, encodings)
+
+
+def elements_json(elements: list[Element], encodings: list[str]) -> JsonDataset:
+    """The JSON model of elements from dicom_walk (public, little endian), the same as
+    ``dataset_json`` gives for a pydicom dataset of the same bytes."""
+    signed_pixels = any(
+        tag == PIXEL_REPRESENTATION and isinstance(value, bytes) and value[:1] == b"\x01"
+        for tag, _, value in elements
+    )
+    out: JsonDataset = {}
+    for tag, vr, value in elements:
+        if tag >> 16 == 0x0002 or tag == SPECIFIC_CHARACTER_SET or not tag & 0xFFFF:
+            continue
+        if vr is None or vr == "UN":
+            vr = dictionary_vr(tag)
+        if vr is None:
+            continue
+        if " or " in vr:
+            if vr != "US or SS":
+                continue
+            vr = "SS" if signed_pixels else "US"
+        try:
+            if vr == "SQ":
+                if isinstance(value, bytes):  # a sequence that arrived as UN: implicit VR items
+                    value = walk_items(value, implicit=True)
+                attr = _items_json(value or [], encodings)
+                if attr is not None:
+                    out[f"{tag:08X}"] = attr
+            elif value is not None and vr not in BULK_VRS:
+                out[f"{tag:08X}"] = _value_json(vr, value, encodings, True)
+        except (UndecodableElement, WalkError, UnicodeError, LookupError, struct.error, ValueError):
+            continue
+    return out
+
+
+def _items_json(items: list[list[Element]], encodings: list[str]) -> JsonAttr | None:
+    if len(items) > MAX_SEQUENCE_ITEMS:
+        return None
+    values = []
+    for item in items:
+        item_encodings = encodings
+        for tag, _, value in item:
+            if tag == SPECIFIC_CHARACTER_SET and isinstance(value, bytes):
+                item_encodings = python_encodings(value.decode("ascii", "replace").strip(" \x00"))
+        values.append(elements_json(item, item_encodings))
+    return _bounded_sequence(values)
+
+
+def _bounded_sequence(values: list[JsonDataset]) -> JsonAttr | None:
+    attr: JsonAttr = {"vr": "SQ"}
+    if values:
+        attr["Value"] = values
+        if len(json.dumps(values, ensure_ascii=False)) > MAX_SEQUENCE_JSON:
+            return None
+    return attr
+
+
+def character_set_of_elements(elements: list[Element]) -> str:
+    for tag, _, value in elements:
+        if tag == SPECIFIC_CHARACTER_SET and isinstance(value, bytes):
+            return value.decode("ascii", "replace").strip(" \x00")
+    return ""
 
 
 def _resolve_vr(ds: Dataset, tag: int, vr: str | None, value: bytes | None) -> str | None:
@@ -142,17 +197,17 @@ def _resolve_vr(ds: Dataset, tag: int, vr: str | None, value: bytes | None) -> s
     return vr
 
 
-def _sequence_json(items: Iterable[Dataset], encodings: list[str], max_sequence_bytes: int) -> JsonAttr:
+def _sequence_json(items: Iterable[Dataset], encodings: list[str]) -> JsonAttr | None:
+    items = list(items)
+    if len(items) > MAX_SEQUENCE_ITEMS:
+        return None
     values = []
     for item in items:
         item_encodings = encodings
         if SPECIFIC_CHARACTER_SET in item:
             item_encodings = python_encodings(character_set_of(item))
-        values.append(dataset_json(item, item_encodings, max_sequence_bytes=max_sequence_bytes))
-    attr: JsonAttr = {"vr": "SQ"}
-    if values:
-        attr["Value"] = values
-    return attr
+        values.append(dataset_json(item, item_encodings))
+    return _bounded_sequence(values)
 
 
 def _value_json(vr: str, raw: bytes, encodings: list[str], little_endian: bool) -> JsonAttr:
@@ -241,15 +296,12 @@ def _tags(raw: bytes, little_endian: bool) -> list[str]:
     return [f"{halves[i]:04X}{halves[i + 1]:04X}" for i in range(0, len(halves), 2)]
 
 
-def _converted_json(elem: DataElement, encodings: list[str], max_sequence_bytes: int) -> JsonAttr | None:
+def _converted_json(elem: DataElement, encodings: list[str]) -> JsonAttr | None:
     """An element pydicom already converted (someone read its value): use its own JSON."""
     if elem.VR in BULK_VRS or " or " in elem.VR:
         return None
     if elem.VR == "SQ":
-        # Undefined-length sequences arrive parsed, their size unknown: bound the item count.
-        if len(elem.value) > MAX_SEQUENCE_ITEMS:
-            return None
-        return _sequence_json(elem.value, encodings, max_sequence_bytes)
+        return _sequence_json(elem.value, encodings)
     attr = elem.to_json_dict(None, 0)
     numbers = [v for v in attr.get("Value", ()) if isinstance(v, float)]
     if not all(math.isfinite(v) for v in numbers):

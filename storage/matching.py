@@ -368,7 +368,10 @@ def identifier_keys(ds: Dataset, encodings: list[str]) -> list[IdentifierKey]:
     keys = []
     for tag, elem in ds.items():
         key = int(tag)
-        if key >> 16 in (0x0000, 0x0002):
+        group = key >> 16
+        # Command and meta groups, group lengths, and private attributes (the index keeps
+        # none, and a private creator always has a value) take no part in a query.
+        if group in (0x0000, 0x0002) or group & 1 or not key & 0xFFFF:
             continue
         keys.append(_identifier_key(ds, key, elem, encodings))
     return keys

@@ -455,6 +455,16 @@ def test_image_level_needs_every_unique_key_above(index):
         find(index, PATIENT_ROOT, "IMAGE", StudyInstanceUID=uid(1), SeriesInstanceUID=uid(1, 1))
 
 
+def test_group_lengths_and_private_keys_take_no_part(index):
+    ds = identifier("STUDY", raw=False, StudyInstanceUID=uid(1))
+    ds.add_new(0x00080000, "UL", 42)
+    ds.add_new(0x00090010, "LO", "ACME")
+    ds.add_new(0x00091001, "LO", "secret")
+    plan = plan_find(ds, STUDY_ROOT)
+    [found] = run_on_index(index, lambda db: find_page(db, plan)).responses
+    assert set(found.keys()) == {0x00080052, 0x0020000D}
+
+
 def test_in_memory_identifiers_work_like_received_ones(index):
     found = find(
         index, STUDY_ROOT, "STUDY", raw=False, StudyDate="20230101-20231231", PatientName="Doe*", StudyInstanceUID=""

@@ -31,7 +31,9 @@ _U32 = struct.Struct("<I")
 # Every VR of PS3.5 table 6.2-1, by its two bytes: one dict lookup validates and decodes.
 _VRS = {
     vr.encode("ascii"): vr
-    for vr in "AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV".split()
+    for vr in (
+        "AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV"
+    ).split()
 }
 
 # (tag, VR or None when unknown, value bytes | None for skipped bulk | list of items)

@@ -264,7 +264,9 @@ async def record_instances(
     uids = list(dict.fromkeys(r.sop_instance_uid for r in records))
     async with transaction(db):
         existing_rows = await _select_in(
-            db, "SELECT sop_instance_uid, file_path, sha256, series_pk FROM instance WHERE sop_instance_uid IN ({})", uids
+            db,
+            "SELECT sop_instance_uid, file_path, sha256, series_pk FROM instance WHERE sop_instance_uid IN ({})",
+            uids,
         )
         existing = {uid: (path, sha) for uid, path, sha, _ in existing_rows}
         outcomes, to_write = _decide(records, existing, policy)
@@ -291,7 +293,8 @@ async def _write(db: aiosqlite.Connection, records: list[InstanceRecord], old_se
     await db.executemany(_UPSERT_PATIENT, [_patient_row(r) for r in patients])
     await db.executemany(_UPSERT_STUDY, [_study_row(r) for r in studies])
     await db.executemany(_UPSERT_SERIES, [_series_row(r) for r in series])
-    await db.executemany(_UPSERT_INSTANCE, [_instance_row(r, now) for r in _last_per_key(records, lambda r: r.sop_instance_uid)])
+    instances = _last_per_key(records, lambda r: r.sop_instance_uid)
+    await db.executemany(_UPSERT_INSTANCE, [_instance_row(r, now) for r in instances])
     # Deleting an emptied series fires the triggers that prune its study and patient.
     await _prune(db, "series", "instance", "series_pk", old_series)
     await _prune(db, "study", "series", "study_pk", old_studies)
@@ -408,7 +411,9 @@ async def delete_patient(db: aiosqlite.Connection, patient_id: str, issuer_of_pa
     )
 
 
-async def touch_instances(db: aiosqlite.Connection, sop_instance_uids: Sequence[str], *, now: float | None = None) -> int:
+async def touch_instances(
+    db: aiosqlite.Connection, sop_instance_uids: Sequence[str], *, now: float | None = None
+) -> int:
     """Mark instances as just accessed (retrieve, prefetch); returns how many rows changed."""
     stamp = time.time() if now is None else now
     changed = 0
@@ -426,7 +431,8 @@ async def set_location(db: aiosqlite.Connection, sop_instance_uid: str, *, tier:
     """Record that an instance's file now lives in another tier/path (HSM migration)."""
     async with transaction(db):
         cursor = await db.execute(
-            "UPDATE instance SET tier = ?, file_path = ? WHERE sop_instance_uid = ?", (tier, file_path, sop_instance_uid)
+            "UPDATE instance SET tier = ?, file_path = ? WHERE sop_instance_uid = ?",
+            (tier, file_path, sop_instance_uid),
         )
     return cursor.rowcount == 1
 

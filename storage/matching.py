@@ -41,7 +41,15 @@ from .dicom_json import BINARY_NUMBER_FORMATS, CHARSET_VRS, MULTI_VALUE_DELIMITE
 from triopacs.protocol.uid import is_valid_uid
 
 from .errors import QueryError
-from .normalize import datetime_bounds, fold_name, normalize_date, normalize_datetime, normalize_time, person_name_text, time_bounds
+from .normalize import (
+    datetime_bounds,
+    fold_name,
+    normalize_date,
+    normalize_datetime,
+    normalize_time,
+    person_name_text,
+    time_bounds,
+)
 
 WILDCARD_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
 SINGLE_VALUE_VRS = frozenset({"LT", "ST", "UT", "UR"})
@@ -226,21 +234,17 @@ class SequenceMatch:
     def test(self, values: Sequence[Any]) -> bool:
         for item in values:
             if isinstance(item, dict) and all(
-                condition.test(_json_values(item.get(tag_hex))) for tag_hex, condition in self.keys
+                condition.test(json_values(item.get(tag_hex))) for tag_hex, condition in self.keys
             ):
                 return True
         return False
 
 
-def _json_values(attr: dict[str, Any] | None) -> list[Any]:
+def json_values(attr: dict[str, Any] | None) -> list[Any]:
+    """The values of a DICOM JSON attribute, as conditions' ``test`` takes them."""
     if not attr:
         return []
     return list(attr.get("Value") or [])
-
-
-def json_values(attr: dict[str, Any] | None) -> list[Any]:
-    """The values of a DICOM JSON attribute, as conditions' ``test`` takes them."""
-    return _json_values(attr)
 
 
 # -- from key text to condition ---------------------------------------------------------------

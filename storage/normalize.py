@@ -28,7 +28,7 @@ _DATETIME = re.compile(r"(\d{4})(\d\d)?(\d\d)?(\d\d)?(\d\d)?(\d\d)?(?:\.(\d{1,6}
 def normalize_date(text: str | None) -> str | None:
     if not text:
         return None
-    value = text.strip().replace(".", "") if "." in text else text.strip()
+    value = text.strip().replace(".", "")
     if len(value) != 8 or not value.isdigit():
         return None
     month, day = int(value[4:6]), int(value[6:])

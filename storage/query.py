@@ -136,7 +136,8 @@ COLUMNS: dict[int, Column] = {
     ),
     _tag("SOPClassesInStudy"): Column(
         "z.sop_class_uid",
-        template="EXISTS (SELECT 1 FROM instance z JOIN series x ON x.pk = z.series_pk WHERE x.study_pk = st.pk AND {})",
+        template="EXISTS (SELECT 1 FROM instance z JOIN series x ON x.pk = z.series_pk "
+        "WHERE x.study_pk = st.pk AND {})",
     ),
 }
 
@@ -181,9 +182,8 @@ class FindPlan:
     level: Level
     where: str
     params: tuple[Any, ...]
-    json_filters: tuple[tuple[str, Condition], ...]
+    json_filters: tuple[tuple[str, Condition], ...]  # (tag hex, condition) tested on the stored JSON
     return_keys: tuple[IdentifierKey, ...]
-    sequence_filters: tuple[tuple[str, SequenceMatch], ...] = ()
     wants_availability: bool = False
 
 
@@ -240,7 +240,6 @@ def plan_find(identifier: Dataset, model: InformationModel, options: QueryOption
     where: list[str] = []
     params: list[Any] = []
     json_filters: list[tuple[str, Condition]] = []
-    sequence_filters: list[tuple[str, SequenceMatch]] = []
     conditions: dict[int, Condition] = {}
     return_keys: list[IdentifierKey] = []
     wants_availability = False
@@ -269,10 +268,8 @@ def plan_find(identifier: Dataset, model: InformationModel, options: QueryOption
                 params.extend(fragment[1])
         elif key.tag in COMPUTED_KEYS:
             continue  # counts are return keys only
-        elif isinstance(condition, SequenceMatch):
-            sequence_filters.append((key.tag_hex, condition))
         else:
-            json_filters.append((key.tag_hex, condition))
+            json_filters.append((key.tag_hex, condition))  # no column: sequences, any other attribute
 
     _check_hierarchy(model, level, conditions)
     return FindPlan(
@@ -281,7 +278,6 @@ def plan_find(identifier: Dataset, model: InformationModel, options: QueryOption
         where=" AND ".join(where) or "1",
         params=tuple(params),
         json_filters=tuple(json_filters),
-        sequence_filters=tuple(sequence_filters),
         return_keys=tuple(return_keys),
         wants_availability=wants_availability,
     )
@@ -314,7 +310,12 @@ def _select_sql(plan: FindPlan) -> tuple[str, list[int]]:
     for level in Level:
         if level <= plan.level:
             columns += [f"{ALIAS[level]}.attributes", f"{ALIAS[level]}.specific_character_set"]
-    computed = [key.tag for key in plan.return_keys if key.tag in COMPUTED_SQL and key_level(key.tag, study_root=False) <= plan.level]
+    # Counts of levels below the query level are not computed (the key comes back empty).
+    computed = [
+        key.tag
+        for key in plan.return_keys
+        if key.tag in COMPUTED_SQL and key_level(key.tag, study_root=False) <= plan.level
+    ]
     columns += [COMPUTED_SQL[tag][1] for tag in computed]
     if plan.wants_availability:
         columns.append(AVAILABILITY_SQL[plan.level])
@@ -379,9 +380,6 @@ def _response(
         index += 2
     for tag_hex, condition in plan.json_filters:
         if not condition.test(json_values(merged.get(tag_hex))):
-            return None
-    for tag_hex, sequence_condition in plan.sequence_filters:
-        if not sequence_condition.test(json_values(merged.get(tag_hex))):
             return None
     computed_values = dict(zip(computed, row[index : index + len(computed)]))
     index += len(computed)
@@ -503,7 +501,8 @@ async def retrieve_items(db: aiosqlite.Connection, plan: RetrievePlan) -> list[R
     )
     return [
         RetrieveItem(
-            sop_class_uid=r[0], sop_instance_uid=r[1], file_path=r[2], transfer_syntax_uid=r[3], file_size=r[4], tier=r[5]
+            sop_class_uid=r[0], sop_instance_uid=r[1], file_path=r[2], transfer_syntax_uid=r[3],
+            file_size=r[4], tier=r[5],
         )
         for r in rows
     ]

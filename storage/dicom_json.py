@@ -22,13 +22,16 @@ import struct
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from pydicom import config
 from pydicom.charset import convert_encodings, decode_bytes
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
 from pydicom.valuerep import TEXT_VR_DELIMS
 
 from .dicom_walk import Element, WalkError, dictionary_vr, walk_items
+from .normalize import person_name_text
 
 JsonAttr = dict[str, Any]
 JsonDataset = dict[str, JsonAttr]
@@ -307,3 +310,35 @@ def _converted_json(elem: DataElement, encodings: list[str]) -> JsonAttr | None:
     if not all(math.isfinite(v) for v in numbers):
         raise UndecodableElement("non-finite float has no JSON form")
     return attr
+
+
+# -- back from JSON to pydicom (C-FIND responses) -------------------------------------------------
+
+
+def make_element(tag: int, vr: str, value: Any) -> DataElement:
+    """A DataElement from values the index wrote itself: pydicom's validation (about half
+    the cost of building a C-FIND response) has nothing to find there."""
+    return DataElement(tag, vr, value, validation_mode=config.IGNORE)
+
+
+def element_from_json(tag: int, attr: JsonAttr) -> DataElement:
+    vr = attr.get("vr", "UN")
+    values = attr.get("Value")
+    if vr == "SQ":
+        return DataElement(tag, vr, Sequence([dataset_from_json(item) for item in values or ()]))
+    if not values:
+        return make_element(tag, vr, None)
+    if vr == "PN":
+        values = [person_name_text(v) for v in values]
+    elif vr in ("IS", "DS"):
+        values = ["" if v is None else str(v) for v in values]
+    else:
+        values = ["" if v is None else v for v in values]
+    return make_element(tag, vr, values[0] if len(values) == 1 else values)
+
+
+def dataset_from_json(attributes: JsonDataset) -> Dataset:
+    ds = Dataset()
+    for tag_hex, attr in attributes.items():
+        ds.add(element_from_json(int(tag_hex, 16), attr))
+    return ds

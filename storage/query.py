@@ -32,7 +32,13 @@ from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
-from .dicom_json import character_set_of, python_encodings
+from .dicom_json import (
+    SPECIFIC_CHARACTER_SET,
+    character_set_of,
+    element_from_json,
+    make_element,
+    python_encodings,
+)
 from .errors import QueryError
 from .levels import COMPUTED_KEYS, QUERY_CONTROL_TAGS, Level, key_level
 from .matching import (
@@ -388,30 +394,31 @@ def _response(
     # One stored character set is returned as stored; levels stored under different ones
     # are all Unicode in the index, so UTF-8 can carry every value.
     if len(charsets) == 1:
-        ds.SpecificCharacterSet = next(iter(charsets)).split("\\")
+        charset = next(iter(charsets)).split("\\")
+        ds.add(make_element(SPECIFIC_CHARACTER_SET, "CS", charset if len(charset) > 1 else charset[0]))
     elif charsets:
-        ds.SpecificCharacterSet = UTF8
-    ds.QueryRetrieveLevel = plan.level.name
+        ds.add(make_element(SPECIFIC_CHARACTER_SET, "CS", UTF8))
+    ds.add(make_element(QUERY_RETRIEVE_LEVEL, "CS", plan.level.name))
     if retrieve_ae_title:
-        ds.RetrieveAETitle = retrieve_ae_title
+        ds.add(make_element(RETRIEVE_AE_TITLE, "AE", retrieve_ae_title))
     if plan.wants_availability:
-        ds.InstanceAvailability = "NEARLINE" if row[index] else "ONLINE"
+        ds.add(make_element(INSTANCE_AVAILABILITY, "CS", "NEARLINE" if row[index] else "ONLINE"))
     for key in plan.return_keys:
         if key.tag in computed_values:
             ds.add(_computed_element(key.tag, computed_values[key.tag]))
         elif key.tag_hex in merged:
             ds.add(_stored_element(key, merged[key.tag_hex]))
         else:
-            ds.add(DataElement(key.tag, key.vr, [] if key.vr == "SQ" else None))
+            ds.add(make_element(key.tag, key.vr, [] if key.vr == "SQ" else None))
     return ds
 
 
 def _computed_element(tag: int, value: Any) -> DataElement:
     vr = COMPUTED_SQL[tag][0]
     if vr == "IS":
-        return DataElement(tag, vr, str(value or 0))
+        return make_element(tag, vr, str(value or 0))
     values = sorted(v for v in (value or "").split(",") if v)
-    return DataElement(tag, vr, values if len(values) != 1 else values[0])
+    return make_element(tag, vr, values if len(values) != 1 else values[0])
 
 
 def _stored_element(key: IdentifierKey, attr: dict[str, Any]) -> DataElement:
@@ -420,8 +427,8 @@ def _stored_element(key: IdentifierKey, attr: dict[str, Any]) -> DataElement:
     if vr == "SQ" and values and key.items and key.items[0]:
         values = [_prune_item(item, key.items[0]) for item in values]
     if not values:
-        return DataElement(key.tag, vr, [] if vr == "SQ" else None)
-    return DataElement.from_json(Dataset, key.tag_hex, vr, values, "Value")
+        return make_element(key.tag, vr, [] if vr == "SQ" else None)
+    return element_from_json(key.tag, {"vr": vr, "Value": values})
 
 
 def _prune_item(item: dict[str, Any], template: tuple[IdentifierKey, ...]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import os
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 
@@ -57,9 +58,18 @@ async def transaction(db: aiosqlite.Connection) -> AsyncIterator[None]:
     try:
         yield
     except BaseException:
-        await db.execute("ROLLBACK")
+        await rollback_quietly(db)
         raise
     await db.execute("COMMIT")
+
+
+async def rollback_quietly(db: aiosqlite.Connection) -> None:
+    """ROLLBACK that cannot mask the error being handled: if the transaction is already
+    gone (a COMMIT queued before a cancellation still ran), there is nothing to undo."""
+    try:
+        await db.execute("ROLLBACK")
+    except sqlite3.OperationalError:
+        pass
 
 
 def _chunks(values: Sequence[object], size: int = SQLITE_MAX_VARIABLES) -> Iterable[Sequence[object]]:

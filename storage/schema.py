@@ -24,6 +24,8 @@ parents is pruned by the batch writer (index_db).
 
 from __future__ import annotations
 
+import sqlite3
+
 import aiosqlite
 import attrs
 
@@ -169,6 +171,9 @@ async def migrate(db: aiosqlite.Connection, migrations: tuple[Migration, ...] = 
         await db.execute(f"PRAGMA user_version = {len(migrations)}")
         await db.execute("COMMIT")
     except BaseException:
-        await db.execute("ROLLBACK")
+        try:
+            await db.execute("ROLLBACK")
+        except sqlite3.OperationalError:
+            pass  # already rolled back or committed: nothing to undo, keep the real error
         raise
     return len(migrations)

@@ -338,6 +338,38 @@ def test_study_responses_carry_request_keys_level_and_retrieve_ae(index):
     }
 
 
+def encode_and_decode(response):
+    """What the association does with a response (implicit VR LE), and what the SCU reads."""
+    fp = DicomBytesIO()
+    fp.is_little_endian, fp.is_implicit_VR = True, True
+    write_dataset(fp, response)
+    decoded = read_dataset(io.BytesIO(fp.getvalue()), True, True)
+    decoded.decode()  # apply its Specific Character Set
+    return decoded
+
+
+@pytest.mark.parametrize("level", ["STUDY", "SERIES", "IMAGE"])
+def test_responses_survive_encoding_in_their_character_set(index, level):
+    keys = dict(
+        StudyInstanceUID="", PatientName="", PatientID="", StudyDescription="", ModalitiesInStudy="",
+        NumberOfStudyRelatedInstances="", ProcedureCodeSequence=[], OtherPatientIDsSequence=[],
+        StudyTime="", PatientBirthDate="",
+    )
+    if level != "STUDY":
+        keys = dict(StudyInstanceUID=uid(4), PatientName="", SeriesInstanceUID="", SeriesNumber="")
+    if level == "IMAGE":
+        keys.update(SeriesInstanceUID=uid(4, 1), SOPInstanceUID="", InstanceNumber="", AcquisitionDateTime="")
+    found = find(index, STUDY_ROOT, level, **keys)
+    assert found
+    for response in found:
+        decoded = encode_and_decode(response)
+        for element in response:
+            if element.VR == "SQ":
+                assert len(decoded[element.tag].value) == len(element.value)
+            else:
+                assert str(decoded[element.tag].value or "") == str(element.value or ""), element
+
+
 def test_sequence_matching_and_return(index):
     def procedure_query(*items):
         return find(index, STUDY_ROOT, "STUDY", StudyInstanceUID="", ProcedureCodeSequence=list(items))

@@ -133,6 +133,7 @@ def _peer(args: argparse.Namespace) -> str:
 
 
 async def _echo(args: argparse.Namespace) -> int:
+    from .actors.client import connect  # noqa: F401  (imported before the clock starts)
     from .actors.client_contexts import verification_contexts
 
     started = time.perf_counter()
@@ -191,6 +192,10 @@ def _batches(files: list) -> list[tuple[list, list]]:
         return batches
 
 
+def _size(count: int) -> str:
+    return f"{count / 1e6:.1f} MB" if count >= 1e6 else f"{count / 1e3:.0f} kB"
+
+
 class _Progress:
     """Store progress on stderr: one self-rewriting line on a terminal, a line per file otherwise."""
 
@@ -212,7 +217,7 @@ class _Progress:
             width = 30
             filled = width * self.done // max(self.total, 1)
             bar = "#" * filled + "." * (width - filled)
-            sys.stderr.write(f"\r[{bar}] {self.done}/{self.total} files  {self.bytes / 1e6:.1f} MB  {self.rate():.1f} MB/s ")
+            sys.stderr.write(f"\r[{bar}] {self.done}/{self.total} files  {_size(self.bytes)}  {self.rate():.1f} MB/s ")
             if problem:
                 sys.stderr.write(f"\nfailed: {path}: {problem}\n")
         else:
@@ -270,7 +275,7 @@ async def _store(args: argparse.Namespace) -> int:
                 progress.file_done(file.stored.path, 0, str(error))
     progress.close()
     elapsed = time.perf_counter() - progress.started
-    summary = f"sent {sent} of {len(files)} files, {progress.bytes / 1e6:.1f} MB in {elapsed:.2f} s ({progress.rate():.1f} MB/s) to {_peer(args)}"
+    summary = f"sent {sent} of {len(files)} files, {_size(progress.bytes)} in {elapsed:.2f} s ({progress.rate():.1f} MB/s) to {_peer(args)}"
     if warnings:
         summary += f"; {warnings} with a warning status"
     print(summary)

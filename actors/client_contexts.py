@@ -12,8 +12,8 @@ contexts up front (at most 128). These helpers build the usual sets:
   syntaxes also gets a fallback context offering both (we convert between those two).
   When that would exceed the limit, each SOP class gets one context listing all its
   transfer syntaxes instead.
-- `retrieve_storage_contexts()`: storage SOP classes with us as SCP (role selection), for
-  C-GET, whose instances come back as C-STORE requests on our side of the association.
+- `retrieve_storage_contexts()`: storage SOP classes with the SCP role for us too (role
+  selection), for C-GET, whose instances come back as C-STORE requests on our side.
 - `default_contexts()`: what `connect()` proposes when not told: echo, both query/retrieve
   models and the common storage classes for C-GET.
 """
@@ -142,15 +142,19 @@ def retrieve_storage_contexts(
     *,
     compressed: Sequence[str] = RETRIEVE_COMPRESSED,
 ) -> list[ProposedContext]:
-    """Storage contexts with us as SCP only, for receiving C-GET sub-operations: per SOP
-    class one context of the uncompressed syntaxes and (unless `compressed` is empty)
-    one of the compressed ones."""
+    """Storage contexts for receiving C-GET sub-operations: per SOP class one context of
+    the uncompressed syntaxes and (unless `compressed` is empty) one of the compressed ones.
+
+    They propose both roles for us, SCU and SCP: role selection is per SOP class, not
+    per context, so asking for SCP only would also take the SCU role away from any
+    storage context for the same class in the same request (and with it C-STORE).
+    """
     contexts = []
     for sop_class in sop_classes:
-        contexts.append(ProposedContext(abstract_syntax=sop_class, transfer_syntaxes=UNCOMPRESSED, scu_role=False, scp_role=True))
+        contexts.append(ProposedContext(abstract_syntax=sop_class, transfer_syntaxes=UNCOMPRESSED, scu_role=True, scp_role=True))
         if compressed:
             contexts.append(
-                ProposedContext(abstract_syntax=sop_class, transfer_syntaxes=tuple(compressed), scu_role=False, scp_role=True)
+                ProposedContext(abstract_syntax=sop_class, transfer_syntaxes=tuple(compressed), scu_role=True, scp_role=True)
             )
     return contexts
 

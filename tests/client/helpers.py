@@ -3,10 +3,13 @@ what arrived with what was sent."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pydicom
+import trio
+from peers.dicom_servers import dcmqrscp, storescp
 from pydicom.dataset import Dataset
 
 from triopacs import connect
@@ -49,3 +52,21 @@ def query(**keys: str) -> Dataset:
     for keyword, value in keys.items():
         setattr(dataset, keyword, value)
     return dataset
+
+
+@contextlib.asynccontextmanager
+async def populated_qrscp(tmp_path, population):
+    """dcmqrscp holding `population` (a list of GeneratedSeries), able to move to a storescp."""
+    async with storescp(parent_dir=tmp_path) as destination:
+        async with dcmqrscp(known_peers=[destination.as_remote()], extra_args=["-v"], parent_dir=tmp_path) as qr:
+            results = await store_files(qr, [path for series in population for path in series.paths])
+            assert all(result.ok for result in results)
+            yield qr, destination
+
+
+async def wait_for_log(peer, *texts: str, timeout: float = 10.0) -> str:
+    """The peer's log once it contains one of `texts` (DCMTK writes it as it goes)."""
+    with trio.fail_after(timeout):
+        while not any(text in (log := peer.server.log_text()) for text in texts):
+            await trio.sleep(0.01)
+    return log

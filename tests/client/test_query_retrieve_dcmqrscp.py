@@ -1,36 +1,14 @@
 """C-FIND, C-MOVE and C-GET against DCMTK dcmqrscp (moving to a DCMTK storescp), and
 C-CANCEL when the caller stops early."""
 
-import contextlib
-import os
-
 import pytest
 import trio
 from dicom_samples import SeriesSpec, write_population, write_series
-from peers.dicom_servers import dcmqrscp, storescp
 
 from triopacs.actors.client import AssociationRejected, OperationFailed, ReceivedInstance
 from triopacs.actors.client_contexts import verification_contexts
 
-from .helpers import assert_same_datasets, by_instance_uid, client_for, query, store_files
-
-
-@contextlib.asynccontextmanager
-async def populated_qrscp(tmp_path, population):
-    """dcmqrscp holding `population` (a list of GeneratedSeries), able to move to a storescp."""
-    async with storescp(parent_dir=tmp_path) as destination:
-        async with dcmqrscp(known_peers=[destination.as_remote()], extra_args=["-v"], parent_dir=tmp_path) as qr:
-            results = await store_files(qr, [path for series in population for path in series.paths])
-            assert all(result.ok for result in results)
-            yield qr, destination
-
-
-async def wait_for_log(peer, *texts: str, timeout: float = 10.0) -> str:
-    """The peer's log once it contains one of `texts` (DCMTK writes it as it goes)."""
-    with trio.fail_after(timeout):
-        while not any(text in (log := peer.server.log_text()) for text in texts):
-            await trio.sleep(0.01)
-    return log
+from .helpers import assert_same_datasets, by_instance_uid, client_for, populated_qrscp, query, wait_for_log
 
 
 def uids(matches, keyword: str) -> set[str]:

@@ -95,6 +95,7 @@ class AssociationSession:
     @property
     def rejected_contexts(self) -> tuple[RejectedContext, ...]:
         return self.negotiated.rejected if self.negotiated else ()
+
     # --- operations in flight (used by client_operations) -------------------------------------
 
     async def _begin(self, operation: Operation) -> None:

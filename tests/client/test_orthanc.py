@@ -71,11 +71,6 @@ async def test_a_query_from_an_unknown_ae_is_aborted(orthanc_peer):
     assert caught.value.by_peer
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="node C-STORE SCP at HEAD: actors/services/storage.py parses in-memory instances from a BytesIO, "
-    "which storage/attributes.py's new header walker opens as a path (TypeError, answered 0x0110)",
-)
 async def test_move_from_orthanc_to_a_triopacs_node(tmp_path):
     from triopacs import open_node
     from triopacs.config import Config, NodeSettings

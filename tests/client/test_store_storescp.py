@@ -157,3 +157,20 @@ async def test_a_silent_peer_times_out_the_association_request(autojump_clock):
         assert trio.current_time() - started == pytest.approx(30)
         nursery.cancel_scope.cancel()
     assert "A-ASSOCIATE" in str(caught.value)
+
+
+async def test_a_release_the_peer_never_answers_ends_in_an_abort(tmp_path):
+    import structlog
+
+    source = get_testdata_file("CT_small.dcm")
+    async with storescp(extra_args=["--sleep-during", "30"], parent_dir=tmp_path) as peer:
+        started = trio.current_time()
+        with structlog.testing.capture_logs() as logs:
+            with trio.move_on_after(0.5) as caller:
+                async with client_for(peer, contexts=storage_contexts_for([source]), close_timeout=0.5) as association:
+                    await association.store(source)  # the peer sleeps on it: we give up after 0.5 s
+        elapsed = trio.current_time() - started
+    assert caller.cancelled_caught and not association.is_established
+    # 0.5 s waiting for the C-STORE response, 0.5 s for the A-RELEASE-RP, then the abort.
+    assert 1.0 <= elapsed < 5
+    assert [entry["event"] for entry in logs] == ["no clean end within the close timeout: aborting"]

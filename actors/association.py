@@ -41,11 +41,19 @@ class ServiceSet:
     def __init__(self, services: Iterable[Service]) -> None:
         self.services = tuple(services)
         self._by_request = {request: service for service in self.services for request in service.requests}
+        self._offered = {id(s): frozenset(c.abstract_syntax for c in s.contexts()) for s in self.services}
+        self._contexts = self._merge_contexts()
+
+    def offers(self, service: Service, abstract_syntax: str) -> bool:
+        return abstract_syntax in self._offered[id(service)]
 
     def for_request(self, request_type: type) -> Service | None:
         return self._by_request.get(request_type)
 
     def contexts(self) -> tuple[SupportedContext, ...]:
+        return self._contexts
+
+    def _merge_contexts(self) -> tuple[SupportedContext, ...]:
         merged: dict[str, SupportedContext] = {}
         for service in self.services:
             for context in service.contexts():
@@ -247,8 +255,7 @@ class AssociationActor(Actor):
     def _serves_context(self, service: Service, context_id: int) -> bool:
         assert self.session is not None
         accepted = self.session.negotiated.context(context_id)
-        offered = {c.abstract_syntax for c in service.contexts()}
-        return accepted is not None and accepted.abstract_syntax in offered
+        return accepted is not None and self.services.offers(service, accepted.abstract_syntax)
 
     async def _run_operation(self, service: Service, received: MessageReceived, operation: Operation) -> None:
         try:

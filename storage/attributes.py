@@ -23,9 +23,10 @@ Error Comment.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from typing import Any
+from typing import Any, BinaryIO
 
 import attrs
 import pydicom
@@ -53,6 +54,9 @@ IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
 PYDICOM_ONLY_SYNTAXES = frozenset({"1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.4.95"})
 FIRST_READ = 64 * 1024
 MAX_WALKED_HEADER = 64 * 1024 * 1024
+
+
+Source = str | os.PathLike[str] | BinaryIO  # a path, or an open binary file (a dataset in memory)
 
 
 @attrs.frozen(kw_only=True)
@@ -101,7 +105,7 @@ class InstanceRecord:
 
 
 def extract_record(
-    source: str | os.PathLike[str],
+    source: "Source",
     *,
     file_size: int,
     sha256: str,
@@ -167,11 +171,19 @@ def record_from_dataset(
     )
 
 
-def _read_header(source: str | os.PathLike[str]) -> tuple[FileMeta, list[Element]] | None:
+def _opened(source: "Source") -> contextlib.AbstractContextManager[BinaryIO]:
+    """A path is opened (and closed); an open binary file is used from its start, left open."""
+    if hasattr(source, "read"):
+        source.seek(0)  # type: ignore[union-attr]
+        return contextlib.nullcontext(source)  # type: ignore[arg-type]
+    return open(source, "rb")  # type: ignore[arg-type]
+
+
+def _read_header(source: "Source") -> tuple[FileMeta, list[Element]] | None:
     """The file meta and public header elements by the lean walker, or None when the file
     needs pydicom (big endian, deflated, or anything the walker does not understand)."""
     try:
-        with open(source, "rb") as file:
+        with _opened(source) as file:
             meta, offset = read_file_meta(file)
             if meta.transfer_syntax_uid in PYDICOM_ONLY_SYNTAXES:
                 return None
@@ -193,8 +205,10 @@ def _read_header(source: str | os.PathLike[str]) -> tuple[FileMeta, list[Element
         raise InvalidDataset(f"cannot read file: {exc}", status=STATUS_CANNOT_UNDERSTAND) from exc
 
 
-def _read_with_pydicom(source: str | os.PathLike[str]) -> Dataset:
+def _read_with_pydicom(source: "Source") -> Dataset:
     try:
+        if hasattr(source, "read"):
+            source.seek(0)  # type: ignore[union-attr]
         return pydicom.dcmread(source, stop_before_pixels=True)
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, NotImplementedError) as exc:
         raise InvalidDataset(f"cannot parse dataset: {exc}", status=STATUS_CANNOT_UNDERSTAND) from exc

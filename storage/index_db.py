@@ -29,6 +29,7 @@ import attrs
 from .attributes import InstanceRecord
 from .normalize import fold_name, normalize_date, normalize_time
 from .schema import migrate
+from .sqlite_thread import in_transaction, run_in_connection
 
 SQLITE_MAX_VARIABLES = 900  # stay far below SQLite's limit in IN (...) lists
 
@@ -267,53 +268,64 @@ async def record_instances(
     whose instance now names another patient moves to that patient, a series likewise;
     parents left empty by a move or a replacement are pruned. If anything fails nothing
     is committed and the exception propagates (the caller may retry records one by one).
+    The whole transaction runs on the connection's thread in one crossing.
     """
     if not records:
         return []
     stamp = time.time() if now is None else now
+    return await run_in_connection(db, in_transaction, _record, list(records), policy, stamp)
+
+
+def _record(
+    connection: sqlite3.Connection, records: list[InstanceRecord], policy: DuplicatePolicy, now: float
+) -> list[RecordOutcome]:
     uids = list(dict.fromkeys(r.sop_instance_uid for r in records))
-    async with transaction(db):
-        existing_rows = await _select_in(
-            db,
-            "SELECT sop_instance_uid, file_path, sha256, series_pk FROM instance WHERE sop_instance_uid IN ({})",
-            uids,
-        )
-        existing = {uid: (path, sha) for uid, path, sha, _ in existing_rows}
-        outcomes, to_write = _decide(records, existing, policy)
-        if to_write:
-            await _write(db, to_write, {series_pk for *_, series_pk in existing_rows}, stamp)
+    existing_rows = _select_in_sync(
+        connection, "SELECT sop_instance_uid, file_path, sha256, series_pk FROM instance WHERE sop_instance_uid IN ({})", uids
+    )
+    existing = {uid: (path, sha) for uid, path, sha, _ in existing_rows}
+    outcomes, to_write = _decide(records, existing, policy)
+    if to_write:
+        _write(connection, to_write, {series_pk for *_, series_pk in existing_rows}, now)
     return outcomes
 
 
-async def _write(db: aiosqlite.Connection, records: list[InstanceRecord], old_series: set[int], now: float) -> None:
+def _select_in_sync(connection: sqlite3.Connection, sql: str, values: Sequence[object]) -> list[tuple]:
+    rows: list[tuple] = []
+    for chunk in _chunks(values):
+        rows.extend(connection.execute(sql.format(_marks(len(chunk))), tuple(chunk)).fetchall())
+    return rows
+
+
+def _write(connection: sqlite3.Connection, records: list[InstanceRecord], old_series: set[int], now: float) -> None:
     studies = _last_per_key(records, lambda r: r.study_instance_uid)
     series = _last_per_key(records, lambda r: r.series_instance_uid)
     # Parents the batch's studies/series hang from now: pruned afterwards if a move emptied them.
     old_patients = {
-        pk for (pk,) in await _select_in(
-            db, "SELECT patient_pk FROM study WHERE study_instance_uid IN ({})", [r.study_instance_uid for r in studies]
+        pk for (pk,) in _select_in_sync(
+            connection, "SELECT patient_pk FROM study WHERE study_instance_uid IN ({})", [r.study_instance_uid for r in studies]
         )
     }
     old_studies = {
-        pk for (pk,) in await _select_in(
-            db, "SELECT study_pk FROM series WHERE series_instance_uid IN ({})", [r.series_instance_uid for r in series]
+        pk for (pk,) in _select_in_sync(
+            connection, "SELECT study_pk FROM series WHERE series_instance_uid IN ({})", [r.series_instance_uid for r in series]
         )
     }
     patients = _last_per_key(records, lambda r: (r.patient_id, r.issuer_of_patient_id))
-    await db.executemany(_UPSERT_PATIENT, [_patient_row(r) for r in patients])
-    await db.executemany(_UPSERT_STUDY, [_study_row(r) for r in studies])
-    await db.executemany(_UPSERT_SERIES, [_series_row(r) for r in series])
+    connection.executemany(_UPSERT_PATIENT, [_patient_row(r) for r in patients])
+    connection.executemany(_UPSERT_STUDY, [_study_row(r) for r in studies])
+    connection.executemany(_UPSERT_SERIES, [_series_row(r) for r in series])
     instances = _last_per_key(records, lambda r: r.sop_instance_uid)
-    await db.executemany(_UPSERT_INSTANCE, [_instance_row(r, now) for r in instances])
+    connection.executemany(_UPSERT_INSTANCE, [_instance_row(r, now) for r in instances])
     # Deleting an emptied series fires the triggers that prune its study and patient.
-    await _prune(db, "series", "instance", "series_pk", old_series)
-    await _prune(db, "study", "series", "study_pk", old_studies)
-    await _prune(db, "patient", "study", "patient_pk", old_patients)
+    _prune(connection, "series", "instance", "series_pk", old_series)
+    _prune(connection, "study", "series", "study_pk", old_studies)
+    _prune(connection, "patient", "study", "patient_pk", old_patients)
 
 
-async def _prune(db: aiosqlite.Connection, parent: str, child: str, fk: str, candidates: set[int]) -> None:
+def _prune(connection: sqlite3.Connection, parent: str, child: str, fk: str, candidates: set[int]) -> None:
     for chunk in _chunks(sorted(candidates)):
-        await db.execute(
+        connection.execute(
             f"DELETE FROM {parent} WHERE pk IN ({_marks(len(chunk))}) "
             f"AND NOT EXISTS (SELECT 1 FROM {child} WHERE {child}.{fk} = {parent}.pk)",
             tuple(chunk),

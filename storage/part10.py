@@ -116,13 +116,15 @@ class Part10Writer:
         self._hash.update(data)
         self._size += len(data)
 
-    def finish(self) -> WrittenFile:
+    def finish(self, *, sync: bool = True) -> WrittenFile:
+        """Flush (and fsync unless the caller makes the file durable itself later)."""
         if not self._finished:
             if self._header is not None:
                 self._put(self._header)
                 self._header = None
             self._file.flush()
-            os.fsync(self._file.fileno())
+            if sync:
+                os.fsync(self._file.fileno())
             self._finished = True
         return WrittenFile(size=self._size, sha256=self._hash.hexdigest())
 

@@ -4,10 +4,11 @@ The dataset streams into an `IncomingInstance`: held in memory up to `SPILL_AT` 
 beyond that written on to a temp file under `incoming/` as it arrives, so memory stays
 bounded whatever the size. When the last fragment is in:
 
-1. in one worker thread the rest is written and fsynced, while in another the index
-   attributes are parsed (from memory when the dataset never spilled, stopping before
-   the pixel data) - the two overlap, fsync being the slow part;
-2. the file is published at its place in the layout (rename, directory fsync);
+1. in one worker thread the rest is written, while in another the index attributes
+   are parsed (from memory when the dataset never spilled, stopping before the pixel
+   data);
+2. the file is placed at its destination in the layout and made durable (file and
+   directory fsync; see storage.files.place_durably for why link-then-fsync);
 3. the index actor records it (group commit, durable before it answers);
 4. only then does the peer get Success.
 
@@ -31,7 +32,7 @@ from ...protocol.status import Status, StorageStatus
 from ...protocol.uid import is_valid_uid
 from ...storage.attributes import InstanceRecord, extract_record
 from ...storage.errors import StorageError
-from ...storage.files import discard, ensure_directory, publish
+from ...storage.files import discard, ensure_directory, place_durably
 from ...storage.index_db import DuplicatePolicy, Outcome
 from ...storage.layout import Layout, instance_path
 from ...storage.part10 import Part10Writer, WrittenFile, file_meta_bytes
@@ -93,11 +94,12 @@ class IncomingInstance:
         data, self._buffer = self._buffer, bytearray()
         self._writer.write(data)
 
-    def make_durable(self) -> WrittenFile:
-        """Write what is left and fsync (a worker thread)."""
+    def write_rest(self) -> WrittenFile:
+        """Write what is left and close, without fsync (a worker thread): the fsync
+        happens once the file is at its destination."""
         self._spill()
         assert self._writer is not None and self._file is not None
-        written = self._writer.finish()
+        written = self._writer.finish(sync=False)
         self._file.close()
         self._file = None
         return written
@@ -161,7 +163,7 @@ class StorageService(Service):
     async def store(self, session: Session, request: CStoreRQ, incoming: IncomingInstance) -> tuple[int, str | None]:
         if not _safe_uids(request):
             raise StoreRefused(StorageStatus.CANNOT_UNDERSTAND, "the command's SOP class or instance UID is not a valid UID")
-        record, written = await self._durable_and_parsed(request, incoming)
+        record, written = await self._written_and_parsed(request, incoming)
         assert incoming.temp is not None
         try:
             dest = instance_path(
@@ -182,7 +184,10 @@ class StorageService(Service):
             sha256=written.sha256,
         )
         replace = self.settings.duplicates is DuplicatePolicy.REPLACE
-        placed = await trio.to_thread.run_sync(_publish, incoming.temp, dest, replace)
+        try:
+            placed = await trio.to_thread.run_sync(_place, incoming.temp, dest, replace)
+        except OSError as error:
+            raise StoreRefused(StorageStatus.OUT_OF_RESOURCES, f"cannot store the file: {error}") from None
         try:
             recorded = await session.ctx.lookup(self.settings.index_path).ask(RecordInstance(record=record), timeout=None)
         except (ReplyError, ActorError) as error:
@@ -191,13 +196,13 @@ class StorageService(Service):
             raise StoreRefused(StorageStatus.OUT_OF_RESOURCES, f"could not index the instance: {error}") from None
         return await self._settle(recorded.outcome, incoming.temp, dest, placed)
 
-    async def _durable_and_parsed(self, request: CStoreRQ, incoming: IncomingInstance) -> tuple[InstanceRecord, WrittenFile]:
-        """fsync in one thread while parsing in another; parse failures refuse the store."""
+    async def _written_and_parsed(self, request: CStoreRQ, incoming: IncomingInstance) -> tuple[InstanceRecord, WrittenFile]:
+        """Write in one thread while parsing in another; parse failures refuse the store."""
         results: dict[str, object] = {}
         whole = incoming.in_memory()
 
         async def durable() -> None:
-            results["written"] = await trio.to_thread.run_sync(incoming.make_durable)
+            results["written"] = await trio.to_thread.run_sync(incoming.write_rest)
 
         async def parse(source) -> None:
             results["record"] = await trio.to_thread.run_sync(_parse, source, request)
@@ -223,7 +228,7 @@ class StorageService(Service):
         match outcome.outcome:
             case Outcome.STORED:
                 if not placed:  # an unindexed file was in the way (a crash's leftover)
-                    await trio.to_thread.run_sync(_publish, temp, dest, True)
+                    await trio.to_thread.run_sync(_place, temp, dest, True)
                 return Status.SUCCESS, None
             case Outcome.REPLACED:
                 if previous_abs is not None and previous_abs != dest:
@@ -254,6 +259,6 @@ def _parse(source, request: CStoreRQ) -> InstanceRecord:
     )
 
 
-def _publish(temp: Path, dest: Path, overwrite: bool) -> bool:
+def _place(temp: Path, dest: Path, overwrite: bool) -> bool:
     ensure_directory(dest.parent)
-    return publish(temp, dest, overwrite=overwrite)
+    return place_durably(temp, dest, overwrite=overwrite)

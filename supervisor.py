@@ -38,6 +38,8 @@ from .actors.association import AssociationActor, AssociationSettings, ServiceSe
 from .actors.listener import GetAddress, Listener, ListeningOn
 from .actors.index import IndexActor
 from .actors.services import VerificationService
+from .actors.services.query import FindService
+from .actors.services.retrieve import GetService, MoveService
 from .actors.services.storage import StorageService
 from .actors.services.storage import StorageSettings as StorageServiceSettings
 from .config import Config
@@ -112,7 +114,21 @@ def dicom_services(config: Config) -> ServiceSet:
         duplicates=DuplicatePolicy(config.storage.duplicates),
         index_path=INDEX,
     )
-    return ServiceSet([VerificationService(), StorageService(storage)])
+    return ServiceSet(
+        [
+            VerificationService(),
+            StorageService(storage),
+            FindService(index_path=INDEX, ae_title=config.node.ae_title),
+            MoveService(
+                index_path=INDEX,
+                root=config.data_dir,
+                aes_path=f"{SERVICES}/aes",
+                ae_title=config.node.ae_title,
+                dimse_timeout=config.network.dimse_timeout,
+            ),
+            GetService(index_path=INDEX, root=config.data_dir, dimse_timeout=config.network.dimse_timeout),
+        ]
+    )
 
 
 def association_settings(config: Config) -> AssociationSettings:

@@ -15,8 +15,12 @@ from pathlib import Path
 
 import trio
 
+from pydicom import Dataset
+
 from ..storage.attributes import InstanceRecord
+from ..storage.errors import QueryError
 from ..storage.index_db import DuplicatePolicy, IndexCounts, RecordOutcome, index_counts, open_index, record_instances
+from ..storage.query import InformationModel, RetrieveItem, find_page, plan_find, plan_retrieve, retrieve_items
 from .actor import Actor
 from .errors import ReplyError
 from .mailbox import Reply
@@ -45,12 +49,51 @@ class IndexCountsReply:
     counts: IndexCounts
 
 
+@message("index.find")
+class FindMatches:
+    """One page of C-FIND responses; start with cursor 0, go on with the cursor returned."""
+
+    identifier: Dataset
+    model: InformationModel
+    cursor: int = 0
+    size: int = 50
+    retrieve_ae_title: str = ""
+
+
+@message("index.matches")
+class MatchPage:
+    responses: tuple[Dataset, ...]
+    cursor: int | None  # None: there are no more
+
+
+@message("index.list-instances")
+class ListInstances:
+    """Every stored instance a C-MOVE/C-GET identifier names."""
+
+    identifier: Dataset
+    model: InformationModel
+
+
+@message("index.instances")
+class InstanceList:
+    items: tuple[RetrieveItem, ...]
+
+
 class IndexFailure(ReplyError):
     """The index could not record or read something (the database said why)."""
 
 
+class QueryRefused(ReplyError):
+    """The identifier cannot be answered (a DIMSE status and comment say why)."""
+
+    def __init__(self, status: int, comment: str) -> None:
+        super().__init__(comment)
+        self.status = status
+        self.comment = comment
+
+
 class IndexActor(Actor):
-    accepts = (RecordInstance, CountIndex)
+    accepts = (RecordInstance, CountIndex, FindMatches, ListInstances)
 
     def __init__(self, database: str, duplicate_policy: DuplicatePolicy = DuplicatePolicy.REPLACE) -> None:
         self.database = database
@@ -80,6 +123,28 @@ class IndexActor(Actor):
             case CountIndex():
                 counts = await self.ctx.system.portal.run(index_counts, self.reader)
                 return IndexCountsReply(counts=counts)
+            case FindMatches() | ListInstances():
+                # Reads run beside the mailbox, so a long query never holds up a store.
+                self.ctx.nursery.start_soon(self._read, message, self.ctx.defer_reply())
+
+    async def _read(self, message: FindMatches | ListInstances, reply: Reply) -> None:
+        portal = self.ctx.system.portal
+        try:
+            match message:
+                case FindMatches(identifier=identifier, model=model, cursor=cursor, size=size, retrieve_ae_title=aet):
+                    plan = plan_find(identifier, model)
+                    page = await portal.run(
+                        lambda: find_page(self.reader, plan, cursor=cursor, size=size, retrieve_ae_title=aet or None)
+                    )
+                    reply.send(MatchPage(responses=tuple(page.responses), cursor=page.cursor))
+                case ListInstances(identifier=identifier, model=model):
+                    items = await portal.run(retrieve_items, self.reader, plan_retrieve(identifier, model))
+                    reply.send(InstanceList(items=tuple(items)))
+        except QueryError as error:
+            reply.fail(QueryRefused(error.status, error.comment))
+        except Exception as error:
+            self.ctx.log.exception("index read failed", request=type(message).__name__)
+            reply.fail(IndexFailure(f"index read failed: {error}"))
 
     async def _commit_forever(self) -> None:
         while True:

@@ -1,0 +1,56 @@
+"""A dataset as it travels in P-DATA: bytes in a transfer syntax, without file meta.
+
+Identifiers (C-FIND, C-MOVE, C-GET) and their responses are small and go through
+pydicom; image datasets never come here (they stream to files untouched).
+"""
+
+import io
+import zlib
+
+from pydicom import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import read_dataset
+from pydicom.filewriter import write_dataset
+
+from .catalog import DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_BIG_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN
+from .errors import RemoteProtocolError
+
+
+class UndecodableDataset(RemoteProtocolError):
+    """The peer sent a dataset that does not parse in the transfer syntax agreed."""
+
+
+def _encoding(transfer_syntax: str) -> tuple[bool, bool]:
+    """(implicit VR, little endian) of a transfer syntax; compressed ones are explicit LE."""
+    return transfer_syntax == IMPLICIT_VR_LITTLE_ENDIAN, transfer_syntax != EXPLICIT_VR_BIG_ENDIAN
+
+
+def encode_dataset(dataset: Dataset, transfer_syntax: str) -> bytes:
+    implicit, little = _encoding(transfer_syntax)
+    buffer = DicomBytesIO()
+    buffer.is_implicit_VR = implicit
+    buffer.is_little_endian = little
+    write_dataset(buffer, dataset)
+    data = buffer.getvalue()
+    if transfer_syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
+        compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)  # raw deflate, PS3.5 A.5
+        data = compressor.compress(data) + compressor.flush()
+        if len(data) % 2:
+            data += b"\x00"
+    return data
+
+
+def decode_dataset(data: bytes, transfer_syntax: str) -> Dataset:
+    implicit, little = _encoding(transfer_syntax)
+    try:
+        if transfer_syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
+            data = zlib.decompressobj(wbits=-zlib.MAX_WBITS).decompress(data)
+        stream = io.BytesIO(data)
+        dataset = read_dataset(stream, implicit, little)
+        if stream.tell() != len(data):  # pydicom stops quietly at what it cannot read
+            raise ValueError(f"only {stream.tell()} of {len(data)} bytes form elements")
+        for element in dataset.iterall():
+            element.value  # noqa: B018 - convert every raw value now: fail here, not later
+        return dataset
+    except Exception as error:  # pydicom raises many kinds on garbage; all mean the same here
+        raise UndecodableDataset(f"cannot decode the dataset: {type(error).__name__}: {error}") from None

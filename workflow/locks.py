@@ -279,7 +279,7 @@ class StudyLockManager(Actor):
         effects: list[Effect] = []
         released = self.table.owner_gone(path, self._now(), effects)
         if released:
-            self.ctx.log.info("released the locks of a holder that is gone", holder=path, event=type(event).__name__, count=released)
+            self.ctx.log.info("released the locks of a holder that is gone", holder=path, because=type(event).__name__, count=released)
         self._apply(effects)
         self._rearm.set()
 

@@ -33,8 +33,23 @@ def _dataset_to_json(dataset: Dataset) -> dict[str, Any]:
     return dataset.to_json_dict(bulk_data_threshold=_INLINE_EVERYTHING)
 
 
+_BINARY_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "UN"}
+
+
 def _dataset_from_json(value: dict[str, Any], _: type) -> Dataset:
-    return Dataset.from_json(value)
+    dataset = Dataset.from_json(value)
+    _restore_empty_binary(dataset)
+    return dataset
+
+
+def _restore_empty_binary(dataset: Dataset) -> None:
+    """The JSON model has no value for an empty binary element; a file read has b""."""
+    for element in dataset:
+        if element.VR in _BINARY_VRS and element.value is None:
+            element.value = b""
+        elif element.VR == "SQ":
+            for item in element.value:
+                _restore_empty_binary(item)
 
 
 converter.register_unstructure_hook(Dataset, _dataset_to_json)

@@ -4,11 +4,11 @@ The dataset streams into an `IncomingInstance`: held in memory up to `SPILL_AT` 
 beyond that written on to a temp file under `incoming/` as it arrives, so memory stays
 bounded whatever the size. When the last fragment is in:
 
-1. in one worker thread the rest is written, while in another the index attributes
-   are parsed (from memory when the dataset never spilled, stopping before the pixel
-   data);
-2. the file is placed at its destination in the layout and made durable (file and
-   directory fsync; see storage.files.place_durably for why link-then-fsync);
+1. the index attributes are parsed, from the received chunks when the dataset never
+   spilled, stopping before the pixel data;
+2. in one worker-thread call the file is written beside its destination in the layout
+   (SHA-256 computed while writing), placed and made durable (file and directory
+   fsync; see storage.files.place_durably for why link-then-fsync);
 3. the index actor records it (group commit, durable before it answers);
 4. only then does the peer get Success.
 
@@ -18,7 +18,6 @@ stored files share the data directory's filesystem, so the rename is atomic.
 """
 
 import datetime as dt
-import io
 import uuid
 from pathlib import Path
 
@@ -32,7 +31,8 @@ from ...protocol.status import Status, StorageStatus
 from ...protocol.uid import is_valid_uid
 from ...storage.attributes import InstanceRecord, extract_record
 from ...storage.errors import StorageError
-from ...storage.files import discard, ensure_directory, place_durably
+from ...storage.chunks import ChunkReader
+from ...storage.files import discard, ensure_directory, place_durably, temp_path_beside
 from ...storage.index_db import DuplicatePolicy, Outcome
 from ...storage.layout import Layout, instance_path
 from ...storage.part10 import Part10Writer, WrittenFile, file_meta_bytes
@@ -60,49 +60,69 @@ class StorageSettings:
 
 
 class IncomingInstance:
-    """A C-STORE dataset on its way in: memory first, a temp file once it is large."""
+    """A C-STORE dataset on its way in.
+
+    Fragments are kept as the received chunks, not copied; past SPILL_AT bytes they go on
+    to a temp file under incoming/, so memory stays bounded whatever the dataset's size.
+    """
 
     def __init__(self, incoming: Path, header: bytes) -> None:
         self.incoming = incoming
-        self.header = header
         self.temp: Path | None = None
-        self._buffer = bytearray()
+        self._chunks: list[bytes | memoryview] = [header]
+        self._size = len(header)
         self._file = None
         self._writer: Part10Writer | None = None
 
     async def write(self, data: memoryview) -> None:
-        self._buffer += data
-        if len(self._buffer) >= SPILL_AT:
+        self._chunks.append(data)
+        self._size += len(data)
+        if self._size >= SPILL_AT:
             await trio.to_thread.run_sync(self._spill)
+            self._size = 0
 
     async def finish(self) -> None:
-        pass  # the owner decides when to make it durable
+        pass  # the owner decides where and when it becomes durable
 
     async def discard(self) -> None:
+        self._chunks = []
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(self._close_and_remove)
 
-    def in_memory(self) -> bytes | None:
-        """The whole Part 10 file, if it never had to go to disk early."""
-        return self.header + self._buffer if self._writer is None else None
+    def reader(self):
+        """The received Part 10 file, for parsing: from memory, or the temp file once spilled."""
+        if self._writer is None:
+            return ChunkReader(self._chunks)
+        self._spill()  # the parser reads the file: everything must be in it
+        return self.temp
+
+    def _open(self, temp: Path) -> None:
+        self.temp = temp
+        self._file = open(temp, "xb")
+        self._writer = Part10Writer(self._file, b"")
 
     def _spill(self) -> None:
         if self._writer is None:
-            self.temp = self.incoming / f"{uuid.uuid4().hex}.part"
-            self._file = open(self.temp, "xb")
-            self._writer = Part10Writer(self._file, self.header)
-        data, self._buffer = self._buffer, bytearray()
-        self._writer.write(data)
+            self._open(self.incoming / f"{uuid.uuid4().hex}.part")
+        assert self._writer is not None and self._file is not None
+        for chunk in self._chunks:
+            self._writer.write(chunk)
+        self._chunks = []
+        self._file.flush()
 
-    def write_rest(self) -> WrittenFile:
-        """Write what is left and close, without fsync (a worker thread): the fsync
-        happens once the file is at its destination."""
+    def place(self, dest: Path, overwrite: bool) -> tuple[bool, WrittenFile]:
+        """Write what is left beside dest (or on in incoming/ if already spilled) and
+        place it durably at dest: one worker-thread call for the whole commit.
+        (False, ...) when dest exists and overwrite is False; the temp file stays."""
+        ensure_directory(dest.parent)
+        if self._writer is None:
+            self._open(temp_path_beside(dest))
         self._spill()
         assert self._writer is not None and self._file is not None
         written = self._writer.finish(sync=False)
         self._file.close()
         self._file = None
-        return written
+        return place_durably(self.temp, dest, overwrite=overwrite), written
 
     def _close_and_remove(self) -> None:
         if self._file is not None:
@@ -163,9 +183,11 @@ class StorageService(Service):
     async def store(self, session: Session, request: CStoreRQ, incoming: IncomingInstance) -> tuple[int, str | None]:
         if not _safe_uids(request):
             raise StoreRefused(StorageStatus.CANNOT_UNDERSTAND, "the command's SOP class or instance UID is not a valid UID")
-        record, written = await self._written_and_parsed(request, incoming)
-        assert incoming.temp is not None
+        # Parsing holds the GIL whichever thread runs it, so it runs here; a spilled
+        # dataset is read back from its temp file in a worker thread instead.
+        reader = incoming.reader() if incoming.temp is None else await trio.to_thread.run_sync(incoming.reader)
         try:
+            record = _parse(reader, request)
             dest = instance_path(
                 self.settings.files,
                 self.settings.layout,
@@ -175,51 +197,24 @@ class StorageService(Service):
                 study_date=record.study_date,
                 today=dt.date.today(),
             )
-        except StorageError as error:  # a Study or Series UID that must not become a path
+        except StorageError as error:  # unparseable, wrong SOP class, a UID that must not become a path
             raise StoreRefused(error.status, error.comment) from None
-        record = attrs.evolve(
-            record,
-            file_path=str(dest.relative_to(self.settings.root)),
-            file_size=written.size,
-            sha256=written.sha256,
-        )
         replace = self.settings.duplicates is DuplicatePolicy.REPLACE
         try:
-            placed = await trio.to_thread.run_sync(_place, incoming.temp, dest, replace)
+            placed, written = await trio.to_thread.run_sync(incoming.place, dest, replace)
         except OSError as error:
             raise StoreRefused(StorageStatus.OUT_OF_RESOURCES, f"cannot store the file: {error}") from None
+        record = attrs.evolve(
+            record, file_path=str(dest.relative_to(self.settings.root)), file_size=written.size, sha256=written.sha256
+        )
         try:
             recorded = await session.ctx.lookup(self.settings.index_path).ask(RecordInstance(record=record), timeout=None)
         except (ReplyError, ActorError) as error:
             if placed:
                 await trio.to_thread.run_sync(discard, dest)
             raise StoreRefused(StorageStatus.OUT_OF_RESOURCES, f"could not index the instance: {error}") from None
+        assert incoming.temp is not None
         return await self._settle(recorded.outcome, incoming.temp, dest, placed)
-
-    async def _written_and_parsed(self, request: CStoreRQ, incoming: IncomingInstance) -> tuple[InstanceRecord, WrittenFile]:
-        """Write in one thread while parsing in another; parse failures refuse the store."""
-        results: dict[str, object] = {}
-        whole = incoming.in_memory()
-
-        async def durable() -> None:
-            results["written"] = await trio.to_thread.run_sync(incoming.write_rest)
-
-        async def parse(source) -> None:
-            results["record"] = await trio.to_thread.run_sync(_parse, source, request)
-
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(durable)
-                if whole is not None:
-                    nursery.start_soon(parse, io.BytesIO(whole))
-            if whole is None:
-                await parse(incoming.temp)
-        except* StorageError as group:
-            error = group.exceptions[0]
-            raise StoreRefused(error.status, error.comment) from None
-        except* OSError as group:
-            raise StoreRefused(StorageStatus.OUT_OF_RESOURCES, f"cannot write the instance: {group.exceptions[0]}") from None
-        return results["record"], results["written"]  # type: ignore[return-value]
 
     async def _settle(self, outcome, temp: Path, dest: Path, placed: bool) -> tuple[int, str | None]:
         """Finish the file side of what the index decided; the status to answer."""

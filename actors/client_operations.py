@@ -26,7 +26,7 @@ from .client_results import RetrieveProgress
 from .link import MemorySink, MessageReceived
 
 if TYPE_CHECKING:
-    from .client import ClientAssociation
+    from .client import ClientAssociation  # the session plus _decode_identifier
 
 FAILED_SOP_INSTANCE_UID_LIST = Tag(0x0008, 0x0058)
 

@@ -118,6 +118,7 @@ class AssociationSession:
             return
         if not operation.cancel_sent:
             operation.cancel_sent = True
+            self.log.info("cancelling", operation=operation.name, message_id=operation.message_id)
             await self._send(CCancelRQ(message_id_being_responded_to=operation.message_id), operation.context.context_id)
         await operation.drain()
 
@@ -139,10 +140,11 @@ class AssociationSession:
         return context
 
     def _check_usable(self) -> None:
+        # Only what we already know: an association that ended under us without our
+        # noticing yet still has the event saying how in the link's queue, and the next
+        # send or receive reads it (a precise error rather than a generic one).
         if self._ended is not None:
             raise AssociationAborted(f"the association is already over ({self._ended})")
-        if not self.link.association.is_established:
-            raise AssociationAborted("the association is not established")
 
     def _end(self, error: ClientError) -> ClientError:
         if self._ended is None:
@@ -247,6 +249,7 @@ class AssociationSession:
     async def _abort(self) -> None:
         try:
             await self.link.abort()
+            self.log.info("association aborted by us")
         except LocalProtocolError:
             pass  # no association left to abort
 
@@ -302,6 +305,9 @@ class AssociationSession:
                 match await self._next_event():
                     case AssociationAccepted():
                         self.negotiated = self.link.association.negotiated
+                        self.log.info(
+                            "association accepted", contexts=len(self.negotiated.contexts), rejected=len(self.negotiated.rejected)
+                        )
                         return
                     case RejectedEvent(response=rj):
                         raise self._end(AssociationRejected(rj.result, rj.source, rj.reason))
@@ -342,6 +348,7 @@ class AssociationSession:
             event = await self._next_event()
             match event:
                 case ConnectionClosed():
+                    self.log.info("association released")
                     return
                 case ReleaseRequested():
                     await self.link.respond_release()  # both sides asked at once

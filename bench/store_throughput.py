@@ -206,7 +206,7 @@ TARGETS: dict[str, type[Target]] = {
     target.name: target
     for target in (DcmtkStorescp, PynetdicomStorescp, Orthanc, DcmtkDcmqrscp, TriopacsTarget)
 }
-DEFAULT_TARGETS = ["dcmtk-storescp", "pynetdicom-storescp", "orthanc", "dcmtk-dcmqrscp"]
+DEFAULT_TARGETS = ["dcmtk-storescp", "triopacs", "pynetdicom-storescp", "orthanc", "dcmtk-dcmqrscp"]
 
 
 # ---------------------------------------------------------------- measurements

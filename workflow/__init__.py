@@ -54,6 +54,7 @@ from .lock_messages import (
 from .lock_types import (
     LOCK_ERRORS,
     AlreadyLocked,
+    InvalidLockConfig,
     InvalidLockType,
     InvalidToken,
     LockError,
@@ -101,6 +102,8 @@ from .task_messages import (
 )
 from .task_types import (
     ExecutionTrigger,
+    InvalidSchedule,
+    InvalidTask,
     InvalidTaskState,
     ScheduledTask,
     SchedulerConfig,
@@ -141,7 +144,10 @@ __all__ = [
     "GetTask",
     "HistoryCleared",
     "IntervalSchedule",
+    "InvalidLockConfig",
     "InvalidLockType",
+    "InvalidSchedule",
+    "InvalidTask",
     "InvalidTaskState",
     "InvalidToken",
     "IsLocked",

@@ -8,6 +8,7 @@ any queued exclusive or shared request (seed 6.1.5).
 
 import datetime as dt
 import enum
+import math
 from collections.abc import Iterable
 
 import attrs
@@ -50,14 +51,17 @@ class LockManagerConfig:
     max_shared_locks: int = 100  # shared holders of one study at once
     allow_force_unlock: bool = True
 
-    def __attrs_post_init__(self) -> None:
-        for name in ("default_timeout", "acquire_wait_timeout"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0")
-        if self.cleanup_interval <= 0:
-            raise ValueError("cleanup_interval must be > 0")
-        if self.max_shared_locks < 1:
-            raise ValueError("max_shared_locks must be >= 1")
+    def problems(self) -> str | None:
+        """What is wrong with these settings, if anything."""
+        for name in ("default_timeout", "acquire_wait_timeout", "cleanup_interval"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 <= value < math.inf):
+                return f"{name} must be a finite number of seconds >= 0, got {value!r}"
+        if self.cleanup_interval == 0:
+            return "cleanup_interval must be > 0"
+        if not isinstance(self.max_shared_locks, int) or self.max_shared_locks < 1:
+            return f"max_shared_locks must be a whole number >= 1, got {self.max_shared_locks!r}"
+        return None
 
 
 @message("locks.token")
@@ -165,6 +169,10 @@ class MaxSharedExceeded(LockError):
 
 class UpgradeFailed(LockError):
     code = -108
+
+
+class InvalidLockConfig(ReplyError):
+    """SetLockConfig with settings that make no sense (not a lock operation: no code)."""
 
 
 LOCK_ERRORS: dict[int, type[LockError]] = {

@@ -60,7 +60,7 @@ from .lock_messages import (
     ValidateToken,
 )
 from .lock_table import Effect, Granted, LockTable, Now, Publish, Refused, Request
-from .lock_types import LockManagerConfig
+from .lock_types import InvalidLockConfig, LockManagerConfig
 
 LIFECYCLE_EVENTS = (ActorExited, ActorFailed, ActorRestarted, ActorStarted)
 
@@ -104,6 +104,9 @@ class StudyLockManager(Actor):
         self.clock_start = clock_start
 
     async def on_start(self) -> None:
+        problem = self.config.problems()
+        if problem is not None:
+            raise ValueError(f"lock manager configuration: {problem}")
         self._clock = WallClock(self.clock_start)
         self._clock.now()  # anchor the clock at the start of this incarnation
         self.table = LockTable(self.config, self._token_source())
@@ -196,6 +199,9 @@ class StudyLockManager(Actor):
             case GetLockConfig():
                 return self.config
             case SetLockConfig(config=config):
+                problem = config.problems()
+                if problem is not None:
+                    raise InvalidLockConfig(problem)
                 self.config = table.config = config
 
     def _request(self, message: Lock | TryLock) -> Request:

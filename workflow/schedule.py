@@ -4,6 +4,12 @@ The three kinds follow the seed's interval_schedule, cron_schedule and
 one_time_schedule (DES-WKF-004, 5.1.1). All three answer `next_after(after, zone)`: the
 first run strictly after an instant, or None when there is none. Times are aware
 datetimes; durations are seconds (float), as everywhere in Trio.
+
+Every schedule has `validate()`, which raises ValueError (CronError naming the field for
+a cron expression, a message naming `start_at` for a naive datetime...). `CronSchedule.parse`
+and the helpers validate at once; the scheduler validates whatever reaches it and answers
+a bad schedule with InvalidSchedule. (Building a schedule does not validate by itself, so
+that every message carrying one can be rebuilt from a trace as it was.)
 """
 
 import datetime as dt
@@ -22,16 +28,6 @@ from . import wire  # noqa: F401  (datetime wire form)
 __all__ = ["CronError", "CronSchedule", "IntervalSchedule", "OneTimeSchedule", "Schedule", "parse_schedule"]
 
 
-def _aware_or_none(_: object, attribute: attrs.Attribute, value: dt.datetime | None) -> None:
-    if value is not None:
-        require_aware(value, attribute.name)
-
-
-def _positive(_: object, attribute: attrs.Attribute, value: float) -> None:
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"{attribute.name} must be a positive number of seconds, got {value!r}")
-
-
 @attrs.frozen(kw_only=True)
 class IntervalSchedule:
     """Every `interval` seconds, on the grid start_at + k * interval (k >= 0).
@@ -40,8 +36,16 @@ class IntervalSchedule:
     first run comes one interval later (`anchored`).
     """
 
-    interval: float = attrs.field(default=3600.0, validator=_positive)
-    start_at: dt.datetime | None = attrs.field(default=None, validator=_aware_or_none)
+    interval: float = 3600.0
+    start_at: dt.datetime | None = None
+
+    def validate(self) -> "IntervalSchedule":
+        number = isinstance(self.interval, (int, float)) and not isinstance(self.interval, bool)
+        if not (number and self.interval > 0 and math.isfinite(self.interval)):
+            raise ValueError(f"interval must be a positive number of seconds, got {self.interval!r}")
+        if self.start_at is not None:
+            require_aware(self.start_at, "start_at")
+        return self
 
     def anchored(self, now: dt.datetime) -> "IntervalSchedule":
         if self.start_at is not None:
@@ -62,31 +66,28 @@ class IntervalSchedule:
         return f"every {self.interval:g}s{start}"
 
 
-def _cron_field(index: int):
-    def check(instance: object, attribute: attrs.Attribute, value: str) -> None:
-        if not isinstance(value, str):
-            raise CronError(attribute.name, repr(value), "must be text")
-        cron.parse_field(index, value)
-
-    return check
-
-
 @attrs.frozen(kw_only=True)
 class CronSchedule:
     """A cron expression, field by field (see `cron` for the exact rules).
 
-    Every field is checked when the schedule is built: a bad one raises CronError naming
-    it, so an invalid schedule never reaches the scheduler.
+    `parse` and the helpers check every field at once; a CronSchedule built directly is
+    checked by `validate()`, which the scheduler calls when it receives it. Either way a
+    bad field raises CronError naming it.
     """
 
-    minute: str = attrs.field(default="*", validator=_cron_field(0))
-    hour: str = attrs.field(default="*", validator=_cron_field(1))
-    day_of_month: str = attrs.field(default="*", validator=_cron_field(2))
-    month: str = attrs.field(default="*", validator=_cron_field(3))
-    day_of_week: str = attrs.field(default="*", validator=_cron_field(4))
+    minute: str = "*"
+    hour: str = "*"
+    day_of_month: str = "*"
+    month: str = "*"
+    day_of_week: str = "*"
 
-    def __attrs_post_init__(self) -> None:
+    def validate(self) -> "CronSchedule":
+        for index, (name, text) in enumerate(zip(cron.FIELD_NAMES, self.fields, strict=True)):
+            if not isinstance(text, str):
+                raise CronError(name, repr(text), "must be text")
+            cron.parse_field(index, text)
         cron.parse(self.fields)  # cross-field checks (a day that never occurs)
+        return self
 
     @property
     def fields(self) -> tuple[str, str, str, str, str]:
@@ -97,21 +98,21 @@ class CronSchedule:
         """At minutes 0, n, 2n, ... of every hour (the step restarts each hour, as in cron;
         use IntervalSchedule for an exact period that does not divide 60)."""
         _check_step("minute", n, 59)
-        return cls(minute=f"*/{n}")
+        return cls(minute=f"*/{n}").validate()
 
     @classmethod
     def every_hours(cls, n: int) -> "CronSchedule":
         _check_step("hour", n, 23)
-        return cls(minute="0", hour=f"*/{n}")
+        return cls(minute="0", hour=f"*/{n}").validate()
 
     @classmethod
     def daily_at(cls, hour: int, minute: int = 0) -> "CronSchedule":
-        return cls(minute=str(minute), hour=str(hour))
+        return cls(minute=str(minute), hour=str(hour)).validate()
 
     @classmethod
     def weekly_on(cls, day_of_week: int, hour: int = 0, minute: int = 0) -> "CronSchedule":
         """`day_of_week` 0-6 with Sunday = 0 (7 is accepted as Sunday too)."""
-        return cls(minute=str(minute), hour=str(hour), day_of_week=str(day_of_week))
+        return cls(minute=str(minute), hour=str(hour), day_of_week=str(day_of_week)).validate()
 
     @classmethod
     def parse(cls, expression: str) -> "CronSchedule":
@@ -120,7 +121,7 @@ class CronSchedule:
         fields = text.split()
         if len(fields) != 5:
             raise CronError("expression", expression, f"expected 5 fields (minute hour day_of_month month day_of_week), got {len(fields)}")
-        return cls(**dict(zip(cron.FIELD_NAMES, fields, strict=True)))
+        return cls(**dict(zip(cron.FIELD_NAMES, fields, strict=True))).validate()
 
     def to_string(self) -> str:
         return " ".join(self.fields)
@@ -152,7 +153,11 @@ def _check_step(field: str, n: int, largest: int) -> None:
 class OneTimeSchedule:
     """Once, at `execute_at` (at once if that is already past when scheduled)."""
 
-    execute_at: dt.datetime = attrs.field(validator=_aware_or_none)
+    execute_at: dt.datetime
+
+    def validate(self) -> "OneTimeSchedule":
+        require_aware(self.execute_at, "execute_at")
+        return self
 
     def next_after(self, after: dt.datetime, zone: dt.tzinfo = UTC) -> dt.datetime | None:
         return self.execute_at if self.execute_at > after else None

@@ -25,7 +25,7 @@ import trio
 from ..actors import Actor
 from .clock import WallClock
 from .persistence import clear_history, delete_task, load_all, open_workflow_db, save_execution, save_tasks
-from .schedule import IntervalSchedule, first_run
+from .schedule import IntervalSchedule, Schedule, first_run
 from .task_kinds import TaskContext, TaskKindRegistry, default_task_kinds, log_for
 from .task_messages import (
     CancelTask,
@@ -57,6 +57,8 @@ from .task_runner import RunOutcome, ThreadRunner, run_in_worker_thread, run_kin
 from .task_transitions import after_run, due_order, rescheduled
 from .task_types import (
     ExecutionTrigger,
+    InvalidSchedule,
+    InvalidTask,
     InvalidTaskState,
     ScheduledTask,
     SchedulerConfig,
@@ -67,6 +69,7 @@ from .task_types import (
     TaskNotFound,
     TaskState,
     UnknownTaskKind,
+    request_problems,
 )
 
 _DONE = (TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED)
@@ -271,10 +274,13 @@ class TaskScheduler(Actor):
         kind = self.kinds.get(request.kind)
         if kind is None:
             raise UnknownTaskKind(f"no task kind {request.kind!r} is registered (known: {', '.join(self.kinds.names()) or 'none'})")
+        problem = request_problems(request.params, request.timeout, request.max_retries, request.retry_delay)
+        if problem is not None:
+            raise InvalidTask(problem)
         task_id = request.task_id or uuid.uuid4().hex
         if task_id in self._tasks:
             raise TaskExists(f"a task {task_id!r} already exists")
-        schedule = request.schedule.anchored(now) if isinstance(request.schedule, IntervalSchedule) else request.schedule
+        schedule = self._checked(request.schedule, now)
         task = ScheduledTask(
             id=task_id,
             name=request.name,
@@ -298,6 +304,14 @@ class TaskScheduler(Actor):
         self.ctx.log.info("task scheduled", task_id=task_id, task=task.name, kind=task.kind, next_run_at=str(task.next_run_at))
         await self._start_due()
         return self._tasks[task_id]
+
+    def _checked(self, schedule: Schedule, now: dt.datetime) -> Schedule:
+        """The schedule as the task will keep it (an interval anchored at `now`)."""
+        try:
+            schedule.validate()
+        except ValueError as error:
+            raise InvalidSchedule(str(error)) from None
+        return schedule.anchored(now) if isinstance(schedule, IntervalSchedule) else schedule
 
     async def _cancel(self, task: ScheduledTask, now: dt.datetime) -> ScheduledTask:
         if task.state is TaskState.CANCELLED:
@@ -350,9 +364,7 @@ class TaskScheduler(Actor):
     async def _update_schedule(self, task: ScheduledTask, schedule, now: dt.datetime) -> ScheduledTask:
         if task.state is TaskState.CANCELLED:
             raise InvalidTaskState(f"task {task.id!r} is cancelled")
-        if isinstance(schedule, IntervalSchedule):
-            schedule = schedule.anchored(now)
-        task = rescheduled(attrs.evolve(task, schedule=schedule), now, self._zone)
+        task = rescheduled(attrs.evolve(task, schedule=self._checked(schedule, now)), now, self._zone)
         if task.state in (TaskState.COMPLETED, TaskState.FAILED):
             task = attrs.evolve(task, state=TaskState.PENDING)
         await self._save(task)

@@ -5,7 +5,6 @@ task answer the task as it is afterwards (a ScheduledTask), or raise a TaskError
 """
 
 import datetime as dt
-from typing import Any
 
 import attrs
 
@@ -13,7 +12,7 @@ from ..actors import message
 from . import wire  # noqa: F401  (datetime wire form)
 from .schedule import Schedule
 from .task_types import ExecutionTrigger, ScheduledTask, TaskExecutionRecord, TaskState, TaskType
-from .task_types import _json_object, _non_negative
+from .task_types import JsonObject
 
 
 @message("tasks.schedule")
@@ -25,13 +24,13 @@ class ScheduleTask:
     name: str
     kind: str
     schedule: Schedule
-    params: dict[str, Any] = attrs.field(factory=dict, validator=_json_object)
+    params: JsonObject = attrs.field(factory=dict)
     description: str = ""
     priority: int = 0
     tags: tuple[str, ...] = ()
-    timeout: float = attrs.field(default=0.0, validator=_non_negative)
-    max_retries: int = attrs.field(default=0, validator=_non_negative)
-    retry_delay: float = attrs.field(default=60.0, validator=_non_negative)
+    timeout: float = 0.0  # seconds; 0 = no limit
+    max_retries: int = 0
+    retry_delay: float = 60.0
     enabled: bool = True
     task_id: str | None = None
 

@@ -7,7 +7,8 @@ import enum
 import json
 import math
 import zoneinfo
-from typing import Any
+from collections.abc import Iterable
+from typing import NewType
 
 import attrs
 
@@ -59,23 +60,30 @@ class TaskExecutionRecord:
         return self.state is TaskState.COMPLETED
 
 
-def _non_negative(_: object, attribute: attrs.Attribute, value: float) -> None:
-    if isinstance(value, bool) or not (value >= 0 and math.isfinite(value)):
-        raise ValueError(f"{attribute.name} must be a finite number >= 0, got {value!r}")
+# A task's parameters: a JSON object. A NewType of dict, so cattrs passes the values through
+# as they are, and tools that build values from type hints (hypothesis) can make one.
+JsonObject = NewType("JsonObject", dict)
 
 
-def _json_object(_: object, attribute: attrs.Attribute, value: dict[str, Any]) -> None:
-    if not isinstance(value, dict):
-        raise ValueError(f"{attribute.name} must be a JSON object (a dict)")
+def request_problems(params: object, timeout: float, max_retries: int, retry_delay: float) -> str | None:
+    """What is wrong with a task's settings, if anything (the scheduler answers InvalidTask)."""
+    for name, value in (("timeout", timeout), ("max_retries", max_retries), ("retry_delay", retry_delay)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value >= 0 and math.isfinite(value)):
+            return f"{name} must be a finite number >= 0, got {value!r}"
+    if not isinstance(max_retries, int):
+        return f"max_retries must be a whole number, got {max_retries!r}"
+    if not isinstance(params, dict):
+        return "params must be a JSON object (a dict)"
     try:
-        text = json.dumps(value, allow_nan=False)
+        text = json.dumps(params, allow_nan=False)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"{attribute.name} must be JSON: {error}") from None
-    if json.loads(text) != value:
-        raise ValueError(f"{attribute.name} must survive a JSON round trip (tuples, non-string keys?)")
+        return f"params must be JSON: {error}"
+    if json.loads(text) != params:
+        return "params must survive a JSON round trip (no tuples, only string keys)"
+    return None
 
 
-def _tags(value: Any) -> tuple[str, ...]:
+def _tags(value: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(set(value)))
 
 
@@ -91,16 +99,16 @@ class ScheduledTask:
     name: str
     kind: str
     schedule: Schedule
-    params: dict[str, Any] = attrs.field(factory=dict, validator=_json_object)
+    params: JsonObject = attrs.field(factory=dict)
     description: str = ""
     type: TaskType = TaskType.CUSTOM
     state: TaskState = TaskState.PENDING
     enabled: bool = True
     priority: int = 0  # higher runs first
     tags: tuple[str, ...] = attrs.field(default=(), converter=_tags)
-    timeout: float = attrs.field(default=0.0, validator=_non_negative)  # 0 = no limit
-    max_retries: int = attrs.field(default=0, validator=_non_negative)
-    retry_delay: float = attrs.field(default=60.0, validator=_non_negative)
+    timeout: float = 0.0  # 0 = no limit
+    max_retries: int = 0
+    retry_delay: float = 60.0
     created_at: dt.datetime | None = None
     updated_at: dt.datetime | None = None
     next_run_at: dt.datetime | None = None
@@ -186,3 +194,11 @@ class InvalidTaskState(TaskError):
 
 class TaskAlreadyRunning(TaskError):
     pass
+
+
+class InvalidTask(TaskError):
+    """Settings the scheduler cannot take: a negative timeout, parameters that are not JSON."""
+
+
+class InvalidSchedule(TaskError):
+    """A schedule the scheduler cannot take: a naive datetime, a bad time zone."""

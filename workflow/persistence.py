@@ -151,10 +151,20 @@ def _schedule_row(task_id: str, schedule: Schedule) -> tuple:
     raise TypeError(f"not a schedule: {schedule!r}")
 
 
+def _upsert_sql(table: str, columns: list[str]) -> str:
+    # Not INSERT OR REPLACE: a replace deletes the row first, and the delete would cascade
+    # to the task's schedule and history.
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) ON CONFLICT ({columns[0]}) DO UPDATE SET {updates}"
+
+
+_UPSERT_TASK = _upsert_sql("workflow_task", [c.strip() for c in _TASK_COLUMNS.split(",")])
+_UPSERT_SCHEDULE = _upsert_sql("workflow_schedule", ["task_id", "kind", "interval_seconds", "start_at", "cron_expression", "execute_at"])
+
+
 async def _upsert(db: aiosqlite.Connection, task: ScheduledTask) -> None:
-    marks = ",".join("?" * len(_TASK_COLUMNS.split(",")))
-    await db.execute(f"INSERT OR REPLACE INTO workflow_task ({_TASK_COLUMNS}) VALUES ({marks})", _task_row(task))
-    await db.execute("INSERT OR REPLACE INTO workflow_schedule VALUES (?, ?, ?, ?, ?, ?)", _schedule_row(task.id, task.schedule))
+    await db.execute(_UPSERT_TASK, _task_row(task))
+    await db.execute(_UPSERT_SCHEDULE, _schedule_row(task.id, task.schedule))
 
 
 async def _prune(db: aiosqlite.Connection, task_id: str, keep_last: int) -> int:
@@ -177,7 +187,7 @@ async def save_execution(db: aiosqlite.Connection, task: ScheduledTask, record: 
     async with transaction(db):
         await _upsert(db, task)
         await db.execute(
-            "INSERT OR REPLACE INTO workflow_execution (execution_id, task_id, attempt, trigger, started_at,"
+            "INSERT OR IGNORE INTO workflow_execution (execution_id, task_id, attempt, trigger, started_at,"
             " finished_at, state, error_message, duration, timed_out) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 record.execution_id, record.task_id, record.attempt, record.trigger.value,
@@ -222,9 +232,10 @@ def _record(row: tuple) -> TaskExecutionRecord:
     )  # fmt: skip
 
 
-async def load_all(db: aiosqlite.Connection, history_limit: int) -> tuple[list[ScheduledTask], dict[str, list[TaskExecutionRecord]]]:
-    """Every task, and the last `history_limit` executions of each (oldest first)."""
+async def load_all(db: aiosqlite.Connection, history_limit: int) -> tuple[list[ScheduledTask], list[TaskExecutionRecord]]:
+    """Every task, and the last `history_limit` executions of each, oldest first."""
     history: dict[str, list[TaskExecutionRecord]] = {}
+    records: list[TaskExecutionRecord] = []
     rows = await db.execute_fetchall(
         "SELECT execution_id, task_id, attempt, trigger, started_at, finished_at, state, error_message, duration, timed_out"
         " FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY task_id ORDER BY seq DESC) AS age FROM workflow_execution)"
@@ -232,7 +243,8 @@ async def load_all(db: aiosqlite.Connection, history_limit: int) -> tuple[list[S
         (history_limit,),
     )
     for row in rows:
-        history.setdefault(row[1], []).append(_record(row))
+        records.append(_record(row))
+        history.setdefault(row[1], []).append(records[-1])
     tasks = []
     task_rows = await db.execute_fetchall(
         f"SELECT {', '.join('t.' + c.strip() for c in _TASK_COLUMNS.split(','))},"
@@ -255,4 +267,4 @@ async def load_all(db: aiosqlite.Connection, history_limit: int) -> tuple[list[S
                 schedule=_schedule(schedule_kind, interval, start_at, expression, execute_at),
             )
         )  # fmt: skip
-    return tasks, history
+    return tasks, records

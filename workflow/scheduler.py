@@ -240,6 +240,8 @@ class TaskScheduler(Actor):
                 return await self._update_schedule(self._task(task_id), schedule, now)
             case EnableTask(task_id=task_id, enabled=enabled):
                 task = attrs.evolve(self._task(task_id), enabled=enabled, updated_at=now)
+                if enabled and task.state is TaskState.PENDING and task.next_run_at is not None and task.next_run_at <= now:
+                    task = rescheduled(task, now, self._zone)  # runs missed while disabled are not made up
                 await self._save(task)
                 await self._start_due()
                 return self._tasks[task_id]

@@ -9,10 +9,8 @@ only in their own syntax.
 
 from __future__ import annotations
 
-import io
 import os
 import struct
-import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,16 +18,14 @@ import attrs
 import trio
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.filebase import DicomBytesIO
-from pydicom.filereader import read_dataset, read_partial
-from pydicom.filewriter import write_dataset
+from pydicom.filereader import read_partial
 
 from ..protocol.catalog import (
     DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
-    EXPLICIT_VR_BIG_ENDIAN,
     EXPLICIT_VR_LITTLE_ENDIAN,
     IMPLICIT_VR_LITTLE_ENDIAN,
 )
+from ..protocol import datasets as protocol_datasets
 from ..protocol.negotiation import AcceptedContext, Negotiated
 from ..storage.errors import InvalidPart10File
 from ..storage.part10 import StoredDataset, locate_dataset
@@ -185,45 +181,14 @@ def read_part10(path: str | os.PathLike[str]) -> Dataset:
 # --- pydicom encoding -----------------------------------------------------------------------
 
 
-def _without_file_meta(dataset: Dataset) -> Dataset:
-    if not any(tag.group == 2 for tag in dataset.keys()):
-        return dataset
-    copy = Dataset()
-    for element in dataset:
-        if element.tag.group != 2:
-            copy.add(element)
-    return copy
-
-
 def encode_dataset(dataset: Dataset, transfer_syntax: str) -> bytes:
-    """The dataset's bytes in `transfer_syntax`: a little endian syntax, deflated explicit
-    VR little endian, or the encapsulated syntax its pixel data is already in."""
-    if transfer_syntax == EXPLICIT_VR_BIG_ENDIAN:
-        raise InvalidInput("we do not encode datasets in explicit VR big endian")
-    if dataset.original_encoding[1] is False:
-        # pydicom would leave big endian pixel data unswapped: the image would be garbage.
-        raise InvalidInput("a dataset read as big endian can only be sent as the file it came from")
-    fp = DicomBytesIO()
-    fp.is_little_endian = True
-    fp.is_implicit_VR = transfer_syntax == IMPLICIT_VR_LITTLE_ENDIAN
-    write_dataset(fp, _without_file_meta(dataset))
-    data = fp.getvalue()
-    if transfer_syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
-        compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)  # raw deflate (PS3.5 A.5)
-        data = compressor.compress(data) + compressor.flush()
-        if len(data) % 2:
-            data += b"\0"
-    return data
+    try:
+        return protocol_datasets.encode_dataset(dataset, transfer_syntax)
+    except protocol_datasets.UnencodableDataset as error:
+        raise InvalidInput(str(error)) from None
 
 
-def decode_dataset(data: bytes | bytearray | memoryview, transfer_syntax: str) -> Dataset:
-    """A dataset received in `transfer_syntax` (an identifier, a C-GET instance)."""
-    raw = bytes(data)
-    if transfer_syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
-        raw = zlib.decompress(raw, -zlib.MAX_WBITS)
-    implicit = transfer_syntax == IMPLICIT_VR_LITTLE_ENDIAN
-    little = transfer_syntax != EXPLICIT_VR_BIG_ENDIAN
-    return read_dataset(io.BytesIO(raw), implicit, little)
+decode_dataset = protocol_datasets.decode_dataset
 
 
 def convert_file(path: Path, transfer_syntax: str) -> bytes:

@@ -328,12 +328,14 @@ class DimseLink:
         await self._send_pdus(fragmenter.finish())
 
     async def _send_pdus(self, pdus) -> None:
+        """Hand a chunk's PDUs to the machine, then write them in one go (one syscall per
+        chunk, not per 16 KiB PDU; the chunks are bounded, so is what waits in memory)."""
+        if self._closed:
+            raise LinkClosed("the association's connection is closed")
         for pdu in pdus:
-            if self._closed:
-                raise LinkClosed("the association's connection is closed")
             try:
                 self.association.send_data(pdu.pdvs)
             except LocalProtocolError:
                 # The peer released or aborted under us; the reader reports how.
                 raise LinkClosed(f"the association is no longer established ({self.association.state.name})") from None
-            await self.flush()
+        await self.flush()

@@ -13,11 +13,15 @@ from pydicom.filereader import read_dataset
 from pydicom.filewriter import write_dataset
 
 from .catalog import DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_BIG_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN
-from .errors import RemoteProtocolError
+from .errors import LocalProtocolError, RemoteProtocolError
 
 
 class UndecodableDataset(RemoteProtocolError):
     """The peer sent a dataset that does not parse in the transfer syntax agreed."""
+
+
+class UnencodableDataset(LocalProtocolError):
+    """We were asked to encode a dataset in a way that would corrupt it."""
 
 
 def _encoding(transfer_syntax: str) -> tuple[bool, bool]:
@@ -26,11 +30,18 @@ def _encoding(transfer_syntax: str) -> tuple[bool, bool]:
 
 
 def encode_dataset(dataset: Dataset, transfer_syntax: str) -> bytes:
+    """The dataset (group 0002 left out) in a little endian syntax, deflated explicit VR
+    little endian, or the encapsulated syntax its pixel data is already in."""
+    if transfer_syntax == EXPLICIT_VR_BIG_ENDIAN:
+        raise UnencodableDataset("datasets are not encoded in explicit VR big endian (retired)")
+    if getattr(dataset, "original_encoding", (None, None))[1] is False:
+        # pydicom would leave big endian pixel data unswapped: the image would be garbage.
+        raise UnencodableDataset("a dataset read as big endian can only be sent as the file it came from")
     implicit, little = _encoding(transfer_syntax)
     buffer = DicomBytesIO()
     buffer.is_implicit_VR = implicit
     buffer.is_little_endian = little
-    write_dataset(buffer, dataset)
+    write_dataset(buffer, _without_file_meta(dataset))
     data = buffer.getvalue()
     if transfer_syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
         compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)  # raw deflate, PS3.5 A.5
@@ -40,12 +51,22 @@ def encode_dataset(dataset: Dataset, transfer_syntax: str) -> bytes:
     return data
 
 
-def decode_dataset(data: bytes, transfer_syntax: str) -> Dataset:
+def _without_file_meta(dataset: Dataset) -> Dataset:
+    if not any(tag.group == 2 for tag in dataset.keys()):
+        return dataset
+    copy = Dataset()
+    for element in dataset:
+        if element.tag.group != 2:
+            copy.add(element)
+    return copy
+
+
+def decode_dataset(data: bytes | bytearray | memoryview, transfer_syntax: str) -> Dataset:
     implicit, little = _encoding(transfer_syntax)
     try:
         if transfer_syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
             data = zlib.decompressobj(wbits=-zlib.MAX_WBITS).decompress(data)
-        stream = io.BytesIO(data)
+        stream = io.BytesIO(bytes(data))
         dataset = read_dataset(stream, implicit, little)
         if stream.tell() != len(data):  # pydicom stops quietly at what it cannot read
             raise ValueError(f"only {stream.tell()} of {len(data)} bytes form elements")

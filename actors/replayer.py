@@ -20,7 +20,6 @@ from typing import Any
 
 import attrs
 import trio
-import trio.testing
 
 from .actor import Actor
 from .codec import converter, from_wire
@@ -241,7 +240,9 @@ async def replay(
                     current_actor.reset(token)
             last = max((r.get("t", 0.0) for r in records), default=0.0)
             await trio.sleep_until(t0 + last)
-            await trio.testing.wait_all_tasks_blocked()
+            from trio.testing import wait_all_tasks_blocked  # only here: trio.testing is heavy
+
+            await wait_all_tasks_blocked()
             askers.cancel_scope.cancel()
 
     expected = _streams(records, targets)

@@ -121,22 +121,22 @@ def extract_record(
     """
     header = _read_header(source)
     if header is not None:
-        meta, elements = header
-        transfer_syntax_uid = meta.transfer_syntax_uid
-        meta_class, meta_instance = meta.media_storage_sop_class_uid, meta.media_storage_sop_instance_uid
-        charset = character_set_of_elements(elements)
-        attributes = elements_json(elements, _encodings(charset))
-    else:
-        ds = _read_with_pydicom(source)
-        meta_ds = ds.file_meta
-        transfer_syntax_uid = _meta_text(meta_ds, 0x00020010)
-        meta_class, meta_instance = _meta_text(meta_ds, 0x00020002), _meta_text(meta_ds, 0x00020003)
-        charset = character_set_of(ds)
-        attributes = dataset_json(ds, _encodings(charset))
+        return _record_from_walk(
+            *header,
+            file_path=os.fspath(file_path if file_path is not None else source),
+            file_size=file_size,
+            sha256=sha256,
+            expected_sop_class_uid=expected_sop_class_uid,
+            expected_sop_instance_uid=expected_sop_instance_uid,
+        )
+    ds = _read_with_pydicom(source)
+    meta_ds = ds.file_meta
+    meta_class, meta_instance = _meta_text(meta_ds, 0x00020002), _meta_text(meta_ds, 0x00020003)
+    charset = character_set_of(ds)
     return _record(
-        attributes,
+        dataset_json(ds, _encodings(charset)),
         charset,
-        transfer_syntax_uid=transfer_syntax_uid,
+        transfer_syntax_uid=_meta_text(meta_ds, 0x00020010),
         file_path=os.fspath(file_path if file_path is not None else source),
         file_size=file_size,
         sha256=sha256,
@@ -144,6 +144,57 @@ def extract_record(
         expected_sop_instance_uid=(
             expected_sop_instance_uid if expected_sop_instance_uid is not None else meta_instance or None
         ),
+    )
+
+
+def extract_record_from_prefix(
+    source: "Source",
+    *,
+    complete: bool,
+    expected_sop_class_uid: str | None = None,
+    expected_sop_instance_uid: str | None = None,
+) -> "InstanceRecord | None":
+    """The record of a Part 10 file of which only a prefix may have arrived yet.
+
+    None while the header is not all there (only possible when not ``complete``): a
+    receiver calls again with more. File path, size and checksum are left empty for the
+    caller to fill in once the file is written.
+    """
+    fields = dict(
+        file_path="", file_size=0, sha256="",
+        expected_sop_class_uid=expected_sop_class_uid, expected_sop_instance_uid=expected_sop_instance_uid,
+    )
+    if complete:
+        return extract_record(source, **fields)
+    with _opened(source) as file:
+        try:
+            meta, offset = read_file_meta(file)
+        except InvalidPart10File:
+            return None
+        if meta.transfer_syntax_uid in PYDICOM_ONLY_SYNTAXES:
+            return None  # pydicom reads it once it is complete
+        file.seek(offset)
+        buffer = file.read()
+    try:
+        elements = walk_dataset(buffer, 0, implicit=meta.transfer_syntax_uid == IMPLICIT_VR_LITTLE_ENDIAN, complete=False)
+    except WalkError:  # truncated, or something the walker leaves to pydicom at the end
+        return None
+    return _record_from_walk(meta, elements, **fields)
+
+
+def _record_from_walk(meta: FileMeta, elements: list[Element], **fields: Any) -> InstanceRecord:
+    charset = character_set_of_elements(elements)
+    expected_class = fields.pop("expected_sop_class_uid")
+    expected_instance = fields.pop("expected_sop_instance_uid")
+    return _record(
+        elements_json(elements, _encodings(charset)),
+        charset,
+        transfer_syntax_uid=meta.transfer_syntax_uid,
+        expected_sop_class_uid=expected_class if expected_class is not None else meta.media_storage_sop_class_uid or None,
+        expected_sop_instance_uid=(
+            expected_instance if expected_instance is not None else meta.media_storage_sop_instance_uid or None
+        ),
+        **fields,
     )
 
 

@@ -25,7 +25,10 @@ fsync, paying one journal commit instead of two for a new destination.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import os
+from collections.abc import Callable
 import uuid
 from pathlib import Path
 from typing import BinaryIO
@@ -85,6 +88,28 @@ def publish(tmp: Path, dest: Path, *, overwrite: bool) -> bool:
         os.unlink(tmp)
     fsync_directory(dest.parent)
     return True
+
+
+_SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: start writeback of dirty pages, do not wait
+
+
+@functools.cache
+def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    try:
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    return function
+
+
+def start_writeback(fd: int) -> None:
+    """Ask the kernel to start writing a file's dirty pages to disk now, without waiting
+    (Linux sync_file_range; Python has no binding). A later fsync then has less to do.
+    Where the call does not exist this does nothing: it only ever saves time."""
+    function = _sync_file_range()
+    if function is not None:
+        function(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
 
 
 def fsync_path(path: str | os.PathLike[str]) -> None:

@@ -1,20 +1,20 @@
 """Storage SOP classes as SCP (C-STORE, PS3.4 Annex B): receive, make durable, index, answer.
 
-The dataset streams into an `IncomingInstance`: held in memory up to `SPILL_AT` bytes,
-beyond that written on to a temp file under `incoming/` as it arrives, so memory stays
-bounded whatever the size. When the last fragment is in:
+An `IncomingInstance` takes the dataset's fragments as they arrive. As soon as its
+header is complete it is parsed (index attributes, stopping before the pixel data);
+that names the destination in the layout, and from then on the fragments go to a temp
+file beside it while the rest is still arriving, with the kernel told to start writing
+them out. Memory stays bounded whatever the dataset's size. When the last fragment is in:
 
-1. the index attributes are parsed, from the received chunks when the dataset never
-   spilled, stopping before the pixel data;
-2. in one worker-thread call the file is written beside its destination in the layout
-   (SHA-256 computed while writing), placed and made durable (file and directory
-   fsync; see storage.files.place_durably for why link-then-fsync);
-3. the index actor records it (group commit, durable before it answers);
-4. only then does the peer get Success.
+1. in one worker-thread call the tail is written (SHA-256 computed while writing), the
+   file placed at its destination and made durable (file and directory fsync; see
+   storage.files.place_durably for why link-then-fsync);
+2. the index actor records it (group commit, durable before it answers);
+3. only then does the peer get Success.
 
 A dataset we will not keep (bad UIDs, unparseable, not the SOP class announced) gets a
-failure status with an error comment and leaves nothing behind. `incoming/` and the
-stored files share the data directory's filesystem, so the rename is atomic.
+failure status with an error comment and leaves nothing behind. The temp file shares
+the destination's filesystem, so placing it is atomic.
 """
 
 import datetime as dt
@@ -29,10 +29,10 @@ from ...protocol.commands import CStoreRQ, CStoreRSP
 from ...protocol.negotiation import SupportedContext
 from ...protocol.status import Status, StorageStatus
 from ...protocol.uid import is_valid_uid
-from ...storage.attributes import InstanceRecord, extract_record
+from ...storage.attributes import InstanceRecord, extract_record_from_prefix
 from ...storage.errors import StorageError
 from ...storage.chunks import ChunkReader
-from ...storage.files import discard, ensure_directory, place_durably, temp_path_beside
+from ...storage.files import discard, ensure_directory, place_durably, start_writeback, temp_path_beside
 from ...storage.index_db import DuplicatePolicy, Outcome
 from ...storage.layout import Layout, instance_path
 from ...storage.part10 import Part10Writer, WrittenFile, file_meta_bytes
@@ -40,7 +40,9 @@ from ..errors import ActorError, ReplyError
 from ..index import RecordInstance
 from .base import Service, Session
 
-SPILL_AT = 4 * 1024 * 1024
+SPILL_AT = 4 * 1024 * 1024  # a dataset whose header is not parsed by then goes to incoming/
+PROBES = (64 * 1024, 256 * 1024, 1024 * 1024, SPILL_AT)  # when to try parsing the header
+WRITE_BATCH = 256 * 1024  # once the file is open, write out (and start writeback) this often
 
 
 @attrs.frozen(kw_only=True)
@@ -58,71 +60,118 @@ class StorageSettings:
     def incoming(self) -> Path:
         return self.root / "incoming"
 
+    def destination(self, record: InstanceRecord) -> Path:
+        return instance_path(
+            self.files,
+            self.layout,
+            study_uid=record.study_instance_uid,
+            series_uid=record.series_instance_uid,
+            sop_instance_uid=record.sop_instance_uid,
+            study_date=record.study_date,
+            today=dt.date.today(),
+        )
+
 
 class IncomingInstance:
-    """A C-STORE dataset on its way in.
+    """A C-STORE dataset on its way in, streamed to its destination while it arrives.
 
-    Fragments are kept as the received chunks, not copied; past SPILL_AT bytes they go on
-    to a temp file under incoming/, so memory stays bounded whatever the dataset's size.
+    The header comes first, so it is parsed as soon as it is all there; from then on the
+    fragments are written in batches to a temp file beside the destination, and the
+    kernel is asked to start writing them to disk, so that when the last fragment lands
+    the fsync has only the tail left. Until then fragments are kept as received, not
+    copied. A dataset whose header is not parsed within SPILL_AT bytes goes to a temp
+    file under incoming/ and is parsed at the end. A dataset found bad is not written
+    at all: the rest of it is read and dropped.
     """
 
-    def __init__(self, incoming: Path, header: bytes) -> None:
-        self.incoming = incoming
+    def __init__(self, settings: StorageSettings, request: CStoreRQ, header: bytes) -> None:
+        self.settings = settings
+        self.request = request
+        self.record: InstanceRecord | None = None
+        self.dest: Path | None = None
+        self.refusal: StoreRefused | None = None
         self.temp: Path | None = None
         self._chunks: list[bytes | memoryview] = [header]
-        self._size = len(header)
+        self._pending = self._received = len(header)
+        self._probes = iter(PROBES)
+        self._next_probe = next(self._probes)
         self._file = None
         self._writer: Part10Writer | None = None
 
     async def write(self, data: memoryview) -> None:
+        if self.refusal is not None:
+            return
         self._chunks.append(data)
-        self._size += len(data)
-        if self._size >= SPILL_AT:
-            await trio.to_thread.run_sync(self._spill)
-            self._size = 0
+        self._pending += len(data)
+        self._received += len(data)
+        if self.record is None and self._received >= self._next_probe:
+            self._next_probe = next(self._probes, float("inf"))
+            self._probe(complete=False)
+        if self.refusal is None and self._pending >= (WRITE_BATCH if self.dest is not None else SPILL_AT):
+            await trio.to_thread.run_sync(self._write_out, True)
 
     async def finish(self) -> None:
-        pass  # the owner decides where and when it becomes durable
+        pass  # the owner makes it durable (commit) once it has decided to keep it
 
     async def discard(self) -> None:
         self._chunks = []
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(self._close_and_remove)
 
-    def reader(self):
-        """The received Part 10 file, for parsing: from memory, or the temp file once spilled."""
-        if self._writer is None:
-            return ChunkReader(self._chunks)
-        self._spill()  # the parser reads the file: everything must be in it
-        return self.temp
+    def _probe(self, *, complete: bool) -> None:
+        """Parse the header if it is all there; a bad dataset is refused right away."""
+        source = ChunkReader(self._chunks) if self._writer is None else self.temp
+        try:
+            record = extract_record_from_prefix(
+                source,
+                complete=complete,
+                expected_sop_class_uid=self.request.affected_sop_class_uid,
+                expected_sop_instance_uid=self.request.affected_sop_instance_uid,
+            )
+            if record is not None:
+                self.dest = self.settings.destination(record)
+                self.record = record
+        except StorageError as error:  # unparseable, wrong SOP class, a UID that must not become a path
+            self.refusal = StoreRefused(error.status, error.comment)
+            self._chunks = []
 
-    def _open(self, temp: Path) -> None:
-        self.temp = temp
-        self._file = open(temp, "xb")
-        self._writer = Part10Writer(self._file, b"")
+    async def parse_at_end(self) -> None:
+        if self.record is None and self.refusal is None:
+            if self._writer is None:
+                self._probe(complete=True)  # in memory: parsing holds the GIL anyway
+            else:
+                await trio.to_thread.run_sync(self._write_out, False)
+                await trio.to_thread.run_sync(lambda: self._probe(complete=True))
 
-    def _spill(self) -> None:
+    def _write_out(self, begin_writeback: bool) -> None:
+        """Write the pending fragments (a worker thread); open the file first if needed."""
         if self._writer is None:
-            self._open(self.incoming / f"{uuid.uuid4().hex}.part")
-        assert self._writer is not None and self._file is not None
+            if self.dest is not None:
+                ensure_directory(self.dest.parent)
+                self.temp = temp_path_beside(self.dest)
+            else:
+                self.temp = self.settings.incoming / f"{uuid.uuid4().hex}.part"
+            self._file = open(self.temp, "xb")
+            self._writer = Part10Writer(self._file, b"")
         for chunk in self._chunks:
             self._writer.write(chunk)
         self._chunks = []
-        self._file.flush()
+        self._pending = 0
+        if begin_writeback:
+            self._file.flush()
+            start_writeback(self._file.fileno())
 
-    def place(self, dest: Path, overwrite: bool) -> tuple[bool, WrittenFile]:
-        """Write what is left beside dest (or on in incoming/ if already spilled) and
-        place it durably at dest: one worker-thread call for the whole commit.
+    def commit(self, overwrite: bool) -> tuple[bool, WrittenFile]:
+        """Write the rest and place the file durably at its destination (a worker thread).
         (False, ...) when dest exists and overwrite is False; the temp file stays."""
-        ensure_directory(dest.parent)
-        if self._writer is None:
-            self._open(temp_path_beside(dest))
-        self._spill()
+        assert self.dest is not None
+        self._write_out(False)
         assert self._writer is not None and self._file is not None
         written = self._writer.finish(sync=False)
         self._file.close()
         self._file = None
-        return place_durably(self.temp, dest, overwrite=overwrite), written
+        ensure_directory(self.dest.parent)
+        return place_durably(self.temp, self.dest, overwrite=overwrite), written
 
     def _close_and_remove(self) -> None:
         if self._file is not None:
@@ -158,7 +207,7 @@ class StorageService(Service):
             transfer_syntax_uid=transfer_syntax,
             source_ae_title=session.calling_ae_title if session is not None else None,
         ) if _safe_uids(message) else b""
-        return IncomingInstance(self.settings.incoming, header)
+        return IncomingInstance(self.settings, message, header)
 
     async def handle(self, session: Session, received, operation) -> None:
         request: CStoreRQ = received.message
@@ -183,29 +232,21 @@ class StorageService(Service):
     async def store(self, session: Session, request: CStoreRQ, incoming: IncomingInstance) -> tuple[int, str | None]:
         if not _safe_uids(request):
             raise StoreRefused(StorageStatus.CANNOT_UNDERSTAND, "the command's SOP class or instance UID is not a valid UID")
-        # Parsing holds the GIL whichever thread runs it, so it runs here; a spilled
-        # dataset is read back from its temp file in a worker thread instead.
-        reader = incoming.reader() if incoming.temp is None else await trio.to_thread.run_sync(incoming.reader)
-        try:
-            record = _parse(reader, request)
-            dest = instance_path(
-                self.settings.files,
-                self.settings.layout,
-                study_uid=record.study_instance_uid,
-                series_uid=record.series_instance_uid,
-                sop_instance_uid=record.sop_instance_uid,
-                study_date=record.study_date,
-                today=dt.date.today(),
-            )
-        except StorageError as error:  # unparseable, wrong SOP class, a UID that must not become a path
-            raise StoreRefused(error.status, error.comment) from None
+        await incoming.parse_at_end()
+        if incoming.refusal is not None:
+            raise incoming.refusal
+        assert incoming.record is not None and incoming.dest is not None
+        dest = incoming.dest
         replace = self.settings.duplicates is DuplicatePolicy.REPLACE
         try:
-            placed, written = await trio.to_thread.run_sync(incoming.place, dest, replace)
+            placed, written = await trio.to_thread.run_sync(incoming.commit, replace)
         except OSError as error:
             raise StoreRefused(StorageStatus.OUT_OF_RESOURCES, f"cannot store the file: {error}") from None
         record = attrs.evolve(
-            record, file_path=str(dest.relative_to(self.settings.root)), file_size=written.size, sha256=written.sha256
+            incoming.record,
+            file_path=str(dest.relative_to(self.settings.root)),
+            file_size=written.size,
+            sha256=written.sha256,
         )
         try:
             recorded = await session.ctx.lookup(self.settings.index_path).ask(RecordInstance(record=record), timeout=None)
@@ -241,17 +282,6 @@ class StorageService(Service):
 
 def _safe_uids(message: CStoreRQ) -> bool:
     return is_valid_uid(message.affected_sop_class_uid) and is_valid_uid(message.affected_sop_instance_uid)
-
-
-def _parse(source, request: CStoreRQ) -> InstanceRecord:
-    return extract_record(
-        source,
-        file_size=0,
-        sha256="",
-        file_path="",
-        expected_sop_class_uid=request.affected_sop_class_uid,
-        expected_sop_instance_uid=request.affected_sop_instance_uid,
-    )
 
 
 def _place(temp: Path, dest: Path, overwrite: bool) -> bool:

@@ -1,0 +1,399 @@
+"""Faults and limits: peers that break off, break the protocol or send what must not be
+kept, many peers at once, too many peers, and duplicates. After each the node must keep
+serving: other associations complete, a fresh echo succeeds, nothing is left behind.
+
+Misbehaving peers are driven at the PDU level with triopacs' own DimseLink and
+MessageFragmenter (as tests/actors/test_link.py does), over real loopback TCP.
+"""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pydicom
+import pytest
+import trio
+from dicom_samples import SeriesSpec, new_uid, write_series
+from peers import echoscu
+from pydicom.filebase import DicomBytesIO
+
+from triopacs import connect
+from triopacs.actors.client import AssociationRejected
+from triopacs.actors.client_contexts import storage_contexts_for, verification_contexts
+from triopacs.actors.events import ActorExited, ActorFailed
+from triopacs.actors.link import DimseLink
+from triopacs.protocol.association import Requestor
+from triopacs.protocol.commands import CEchoRQ, CEchoRSP, CStoreRQ, CStoreRSP
+from triopacs.protocol.events import Aborted, AssociationAccepted, ConnectionClosed
+from triopacs.protocol.fragments import MessageFragmenter
+from triopacs.protocol.negotiation import ProposedContext, build_request
+from triopacs.protocol.pdu import PresentationDataValue
+
+from .nodes import AE_TITLE, LOOPBACK, counts, index_rows, leftovers, peer, running_node, stored_files
+
+VERIFICATION = "1.2.840.10008.1.1"
+CT = "1.2.840.10008.5.1.4.1.1.2"
+MR = "1.2.840.10008.5.1.4.1.1.4"
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+SPILL_AT = 4 * 1024 * 1024  # actors/services/storage.py: an unparsed dataset past this goes to incoming/
+
+
+# ---------------------------------------------------------------- helpers
+
+
+@asynccontextmanager
+async def raw_association(node, calling_ae: str = "FAULTY") -> AsyncIterator[DimseLink]:
+    """An established association driven by hand: contexts 1 (echo), 3 (CT), 5 (MR),
+    explicit VR little endian only, so the test knows how datasets are encoded."""
+    stream = await trio.open_tcp_stream(LOOPBACK, node.address.port)
+    link = DimseLink(stream, Requestor())
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(link.run)
+        contexts = [ProposedContext(abstract_syntax=uid, transfer_syntaxes=(EXPLICIT_LE,)) for uid in (VERIFICATION, CT, MR)]
+        await link.request(build_request(calling_ae_title=calling_ae, called_ae_title=AE_TITLE, contexts=contexts))
+        assert isinstance(await link.next(), AssociationAccepted)
+        yield link
+        nursery.cancel_scope.cancel()
+
+
+def context_id(link: DimseLink, sop_class: str) -> int:
+    return link.association.negotiated.find(sop_class).context_id
+
+
+def encode(ds: pydicom.Dataset) -> bytes:
+    fp = DicomBytesIO()
+    fp.is_little_endian, fp.is_implicit_VR = True, False
+    pydicom.filewriter.write_dataset(fp, ds)
+    return fp.getvalue()
+
+
+def ct_dataset(*, pixels: int = 64, **overrides) -> pydicom.Dataset:
+    ds = pydicom.Dataset()
+    ds.SOPClassUID = CT
+    ds.SOPInstanceUID = new_uid()
+    ds.StudyInstanceUID = new_uid()
+    ds.SeriesInstanceUID = new_uid()
+    ds.PatientID, ds.PatientName, ds.Modality = "FAULT", "FAULT^PEER", "CT"
+    ds.Columns = min(pixels // 2, 1024)
+    ds.Rows, ds.BitsAllocated = pixels // 2 // ds.Columns, 16
+    ds.PixelData = bytes(pixels)
+    for keyword, value in overrides.items():
+        if value is None:
+            delattr(ds, keyword)
+        else:
+            setattr(ds, keyword, value)
+    return ds
+
+
+async def send_part(link: DimseLink, fragmenter: MessageFragmenter, data: bytes) -> None:
+    """Hand fragments of a message's dataset to the wire, without finishing it."""
+    for pdu in fragmenter.add_data(data):
+        link.association.send_data(pdu.pdvs)
+        await link.flush()
+
+
+async def echo_on(link: DimseLink, message_id: int = 99) -> int:
+    await link.send(CEchoRQ(message_id=message_id, affected_sop_class_uid=VERIFICATION), context_id(link, VERIFICATION))
+    reply = await link.next()
+    assert isinstance(reply.message, CEchoRSP)
+    return reply.message.status
+
+
+async def store_on(link: DimseLink, request: CStoreRQ, dataset: bytes) -> CStoreRSP:
+    await link.send(request, context_id(link, request.affected_sop_class_uid), dataset)
+    reply = await link.next()
+    assert isinstance(reply.message, CStoreRSP), reply
+    return reply.message
+
+
+async def wait_for(predicate, what: str, timeout: float = 10.0) -> None:
+    """Wait for a condition on the file system, which sends no events (bounded)."""
+    with trio.fail_after(timeout):
+        while not predicate():
+            await trio.sleep(0.002)
+
+
+async def association_exits(subscription, count: int = 1) -> None:
+    """Wait for the next `count` association actors to end, and check each ended cleanly:
+    a peer's misbehaviour must end its association, never crash the actor serving it."""
+    ended = []
+    with trio.fail_after(30):
+        async for event in subscription:
+            if event.path.startswith("/node/associations/a"):
+                ended.append(event)
+                if len(ended) == count:
+                    break
+    crashed = [event for event in ended if isinstance(event, ActorFailed)]
+    assert not crashed, "association actor crashed:\n" + "\n".join(event.traceback for event in crashed)
+
+
+@pytest.fixture
+def series(tmp_path):
+    return write_series(tmp_path / "gen", SeriesSpec(count=3, modality="MR"))
+
+
+def ok_statuses(results) -> list[int]:
+    return [result.status for result in results]
+
+
+# ---------------------------------------------------------------- peers that break off
+
+
+async def _abort(link: DimseLink) -> None:
+    await link.abort()
+
+
+async def _vanish(link: DimseLink) -> None:
+    await link.stream.aclose()
+
+
+async def _vanish_mid_pdu(link: DimseLink) -> None:
+    # Queue one more PDU of the dataset but put only half of its bytes on the wire.
+    link.association.send_data((PresentationDataValue(context_id=3, is_command=False, is_last=False, data=bytes(4096)),))
+    pdu = link.association.data_to_send()
+    await link.stream.send_all(pdu[: len(pdu) // 2])
+    await link.stream.aclose()
+
+
+@pytest.mark.parametrize("end", [_abort, _vanish, _vanish_mid_pdu], ids=["A-ABORT", "socket closed", "closed mid-PDU"])
+async def test_a_peer_breaking_off_mid_dataset_leaves_nothing_and_others_go_on(tmp_path, series, end):
+    async with running_node(tmp_path) as node:
+        with node.subscribe(ActorExited, ActorFailed) as exits:
+            contexts = [*verification_contexts(), *storage_contexts_for(series.paths)]
+            # A well-behaved peer with an association open across the fault.
+            async with connect(LOOPBACK, node.address.port, called_ae_title=AE_TITLE, contexts=contexts) as other:
+                assert (await other.store(series.paths[0])).ok
+                doomed = ct_dataset(pixels=10 * 1024 * 1024)
+                async with raw_association(node) as link:
+                    request = CStoreRQ(message_id=1, affected_sop_class_uid=CT, affected_sop_instance_uid=doomed.SOPInstanceUID)
+                    fragmenter = MessageFragmenter(request, context_id=context_id(link, CT), max_pdu_length=link.association.peer_max_pdu_length)
+                    # 6 of its 10 MB: by then the node writes it to a temp file (beside its
+                    # destination once the header is parsed, else under incoming/).
+                    data = encode(doomed)
+                    await send_part(link, fragmenter, data[: SPILL_AT + 2 * 1024 * 1024])
+                    await wait_for(lambda: leftovers(node), "a temp file for the dataset")
+                    await end(link)
+                    await association_exits(exits)
+                assert leftovers(node) == []
+                assert index_rows(node, "SELECT 1 FROM instance WHERE sop_instance_uid = ?", doomed.SOPInstanceUID) == []
+                # the other association carries on after the fault
+                assert ok_statuses([await other.store(path) for path in series.paths[1:]]) == [0, 0]
+            (await echoscu(peer(node))).check()
+            totals = await counts(node)
+            files = stored_files(node)
+    assert totals.instances == 3 and sorted(p.stem for p in files) == sorted(series.sop_instance_uids)
+
+
+@pytest.mark.parametrize("followed", [False, True], ids=["alone", "followed by a data PDU in the same read"])
+async def test_a_malformed_command_set_aborts_that_association_only(tmp_path, series, followed):
+    async with running_node(tmp_path) as node:
+        contexts = [*verification_contexts(), *storage_contexts_for(series.paths)]
+        with node.subscribe(ActorExited, ActorFailed) as exits:
+            async with connect(LOOPBACK, node.address.port, called_ae_title=AE_TITLE, contexts=contexts) as other:
+                async with raw_association(node) as link:
+                    assert await echo_on(link) == 0
+                    # A command PDV whose group 0000 element claims a length it does not have.
+                    link.association.send_data(
+                        (PresentationDataValue(context_id=context_id(link, CT), is_command=True, is_last=True,
+                                               data=b"\x00\x00\x00\x00\x04\x00\x00\x00garbage!"),)
+                    )
+                    if followed:  # as a peer sending a C-STORE does: its dataset right behind
+                        link.association.send_data(
+                            (PresentationDataValue(context_id=context_id(link, CT), is_command=False, is_last=True, data=encode(ct_dataset())),)
+                        )
+                    await link.flush()  # one write: the node reads both PDUs at once
+                    with trio.fail_after(10):
+                        event = await link.next()
+                    assert isinstance(event, Aborted) and event.by_peer
+                    assert isinstance(await link.next(), ConnectionClosed)
+                    await association_exits(exits)
+                assert ok_statuses([await other.store(path) for path in series.paths]) == [0, 0, 0]
+                await other.echo()
+        (await echoscu(peer(node))).check()
+        assert (await counts(node)).instances == 3
+
+
+# ---------------------------------------------------------------- many peers, too many peers
+
+
+async def test_fifty_concurrent_storing_associations(tmp_path):
+    peers = 50
+    generated = [write_series(tmp_path / "gen", SeriesSpec(count=3, modality="MR", patient_id=f"P{n:02d}")) for n in range(peers)]
+    contexts = storage_contexts_for(generated[0].paths[:1])
+    everyone_connected = trio.Event()
+    connected = 0
+
+    async def store(series) -> None:
+        nonlocal connected
+        async with connect(LOOPBACK, node.address.port, called_ae_title=AE_TITLE, contexts=contexts) as association:
+            connected += 1
+            if connected == peers:
+                everyone_connected.set()
+            await everyone_connected.wait()  # all 50 associations are open at once
+            for path in series.paths:
+                assert (await association.store(path)).ok
+
+    async with running_node(tmp_path) as node:
+        with trio.fail_after(120):
+            async with trio.open_nursery() as nursery:
+                for series in generated:
+                    nursery.start_soon(store, series)
+        totals = await counts(node)
+        files = stored_files(node)
+        rows = index_rows(node, "SELECT sop_instance_uid, file_path, file_size FROM instance")
+        assert leftovers(node) == []
+    expected = {uid for series in generated for uid in series.sop_instance_uids}
+    assert (totals.patients, totals.studies, totals.series, totals.instances) == (50, 50, 50, 150)
+    assert {p.stem for p in files} == expected == {uid for uid, _, _ in rows}
+    for uid, relative, size in rows:
+        assert (node.config.data_dir / relative).stat().st_size == size
+
+
+async def test_association_limit_rejects_transient_local_limit_exceeded(tmp_path):
+    async with running_node(tmp_path, max_associations=2) as node:
+        with node.subscribe(ActorExited, ActorFailed) as exits:
+            client = lambda: connect(LOOPBACK, node.address.port, called_ae_title=AE_TITLE, contexts=verification_contexts())  # noqa: E731
+            async with client() as first, client() as second:
+                with pytest.raises(AssociationRejected) as rejected:
+                    async with client():
+                        pass
+                # DCMTK sees the same answer
+                echo = await echoscu(peer(node))
+                await first.echo()
+                await second.echo()
+            # PS3.8 Table 9-21: result 2 rejected-transient, source 3 service-provider
+            # (presentation), reason 2 local-limit-exceeded.
+            assert (rejected.value.result, rejected.value.source, rejected.value.reason) == (2, 3, 2)
+            assert echo.returncode != 0 and "Association Rejected" in echo.output
+            assert "Local Limit Exceeded" in echo.output or "local-limit-exceeded" in echo.output.lower(), echo.output
+            # Four associations ended (two rejected, two released): the limit frees up.
+            await association_exits(exits, 4)
+        async with client() as third:
+            await third.echo()
+
+
+# ---------------------------------------------------------------- duplicates
+
+
+@pytest.mark.parametrize(
+    ("policy", "status", "kept"),
+    [("reject", 0x0111, "original"), ("ignore", 0x0000, "original"), ("replace", 0x0000, "new")],
+)
+async def test_duplicate_sop_instance(tmp_path, series, policy, status, kept):
+    original = series.paths[0]
+    changed = pydicom.dcmread(original)
+    changed.ImageComments = "sent again, changed"
+    uid = str(changed.SOPInstanceUID)
+    async with running_node(tmp_path, duplicates=policy) as node:
+        async with connect(LOOPBACK, node.address.port, called_ae_title=AE_TITLE, contexts=storage_contexts_for([original])) as association:
+            first = await association.store(original)
+            second = await association.store(changed)
+        rows = index_rows(node, "SELECT file_path, sha256 FROM instance WHERE sop_instance_uid = ?", uid)
+        files = stored_files(node)
+        assert leftovers(node) == []
+    assert first.status == 0
+    assert second.status == status
+    if status:
+        assert second.error_comment  # the peer is told why
+    assert len(rows) == 1 and len(files) == 1
+    stored = pydicom.dcmread(files[0])
+    assert ("ImageComments" in stored) is (kept == "new")
+    if kept == "original":
+        assert pydicom.dcmread(original) == stored
+    import hashlib
+
+    assert rows[0][1] == hashlib.sha256(files[0].read_bytes()).hexdigest()
+
+
+# ---------------------------------------------------------------- datasets the node must not keep
+
+
+def _bad_command_uid():
+    ds = ct_dataset()
+    ds.SOPInstanceUID = "1.2.3..4"  # two dots: digits and dots only, but not a UID
+    return CStoreRQ(message_id=1, affected_sop_class_uid=CT, affected_sop_instance_uid="1.2.3..4"), encode(ds)
+
+
+def _no_study_uid():
+    ds = ct_dataset(StudyInstanceUID=None)
+    return CStoreRQ(message_id=1, affected_sop_class_uid=CT, affected_sop_instance_uid=ds.SOPInstanceUID), encode(ds)
+
+
+def _other_sop_class():
+    ds = ct_dataset(SOPClassUID=MR)  # an MR dataset announced as CT
+    return CStoreRQ(message_id=1, affected_sop_class_uid=CT, affected_sop_instance_uid=ds.SOPInstanceUID), encode(ds)
+
+
+def _garbage():
+    return CStoreRQ(message_id=1, affected_sop_class_uid=CT, affected_sop_instance_uid=new_uid()), b"\xde\xad\xbe\xef" * 64
+
+
+def _traversing_study_uid():
+    ds = ct_dataset(StudyInstanceUID="../../etc")
+    return CStoreRQ(message_id=1, affected_sop_class_uid=CT, affected_sop_instance_uid=ds.SOPInstanceUID), encode(ds)
+
+
+def _traversing_series_uid():
+    ds = ct_dataset(SeriesInstanceUID="../../../../tmp/x")
+    return CStoreRQ(message_id=1, affected_sop_class_uid=CT, affected_sop_instance_uid=ds.SOPInstanceUID), encode(ds)
+
+
+BAD = {
+    "invalid SOP Instance UID in the command": _bad_command_uid,
+    "no StudyInstanceUID": _no_study_uid,
+    "SOP class differs from the command's": _other_sop_class,
+    "garbage bytes": _garbage,
+    "Study UID ../../etc": _traversing_study_uid,
+    "Series UID ../../../../tmp/x": _traversing_series_uid,
+}
+
+
+def files_outside_the_node(root: Path) -> set[Path]:
+    return {path for path in root.rglob("*") if path.is_file() and "node" not in path.relative_to(root).parts}
+
+
+@pytest.mark.parametrize("make", list(BAD.values()), ids=list(BAD))
+async def test_a_dataset_the_node_must_not_keep_gets_a_failure_and_leaves_nothing(tmp_path, make):
+    request, dataset = make()
+    before = files_outside_the_node(tmp_path)
+    async with running_node(tmp_path) as node:
+        async with raw_association(node) as link:
+            response = await store_on(link, request, dataset)
+            assert await echo_on(link) == 0  # the association itself is fine
+        totals = await counts(node)
+        assert leftovers(node) == [] and stored_files(node) == []
+        assert list((node.config.data_dir / "files").iterdir()) == []
+    assert response.status >= 0xA000 and response.status not in (0xFE00, 0xFF00, 0xFF01), hex(response.status)
+    assert response.error_comment, "a failure must say why"
+    assert response.affected_sop_instance_uid == request.affected_sop_instance_uid
+    assert totals.instances == totals.patients == 0
+    assert files_outside_the_node(tmp_path) == before
+    assert not (tmp_path / "etc").exists() and not Path("/tmp/x").exists()
+
+
+async def test_a_path_traversing_uid_in_the_command_never_becomes_a_path(tmp_path):
+    # Our CStoreRQ refuses such a UID, so the command is edited after encoding: a valid
+    # UID of the same length is swapped for "../../etc/" (the group length stays right).
+    ds = ct_dataset()
+    ds.SOPInstanceUID = "1.2.3.4.56"
+    request = CStoreRQ(message_id=1, affected_sop_class_uid=CT, affected_sop_instance_uid="1.2.3.4.56")
+    command = request.encode().replace(b"1.2.3.4.56", b"../../etc/")
+    assert len(command) == len(request.encode())
+    async with running_node(tmp_path) as node:
+        with node.subscribe(ActorExited, ActorFailed) as exits:
+            async with raw_association(node) as link:
+                cid = context_id(link, CT)
+                link.association.send_data((PresentationDataValue(context_id=cid, is_command=True, is_last=True, data=command),))
+                link.association.send_data((PresentationDataValue(context_id=cid, is_command=False, is_last=True, data=encode(ds)),))
+                await link.flush()
+                with trio.fail_after(10):
+                    event = await link.next()
+                # Refused outright: either the association is aborted or the store fails.
+                if isinstance(event, Aborted):
+                    await association_exits(exits)
+                else:
+                    assert event.message.status >= 0xA000 and event.message.error_comment
+        (await echoscu(peer(node))).check()
+        assert leftovers(node) == [] and stored_files(node) == []
+        assert (await counts(node)).instances == 0
+    assert not (tmp_path / "etc").exists()

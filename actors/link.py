@@ -207,6 +207,8 @@ class DimseLink:
                     pass  # AcceptTransport / OpenTransport: the socket already exists
 
     async def _take_pdvs(self, pdvs) -> None:
+        if self.association.state is State.STA13:
+            return  # we aborted on an earlier PDU of the same read: the rest is void (PS3.8 AA-6)
         assembler = self._assembler
         try:
             for pdv in pdvs:

@@ -20,10 +20,10 @@ Timer, sweep and lifecycle tasks change the table directly: table operations nev
 await, so they cannot interleave with a message being handled.
 """
 
+import datetime as dt
 import random
 import secrets
 from contextlib import ExitStack
-import datetime as dt
 
 import trio
 
@@ -66,6 +66,10 @@ LIFECYCLE_EVENTS = (ActorExited, ActorFailed, ActorRestarted, ActorStarted)
 
 
 class StudyLockManager(Actor):
+    # Its answers carry random tokens and wall-clock times: a node's trace replays it only
+    # when it was built with token_seed and clock_start and recorded on a mock clock, so a
+    # default replay plays it from the recording; name it (--actor) to re-run it.
+    replayable = False
     accepts = (
         Lock,
         TryLock,

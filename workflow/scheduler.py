@@ -99,6 +99,9 @@ class _Counters:
 
 
 class TaskScheduler(Actor):
+    # Driven by the wall clock and by what its tasks do to the world (and it opens a real
+    # database): a replay plays it from the recording rather than re-running tasks.
+    replayable = False
     accepts = (
         ScheduleTask,
         ListTasks,

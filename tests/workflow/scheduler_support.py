@@ -76,7 +76,12 @@ async def scheduler_node(kinds: TaskKindRegistry, database: str | None = None, *
         yield await root.start(ActorSpec(name="scheduler", actor=TaskScheduler, args=args))
 
 
+NEVER = 30 * 86400.0  # virtual seconds: with autojump, a wait that can never end fails here
+
+
 async def next_event(subscription, kind, **fields):
-    async for event in subscription:
-        if isinstance(event, kind) and all(getattr(event, k) == v for k, v in fields.items()):
-            return event
+    """The next event of `kind` with these fields; fails (rather than hangs) if none comes."""
+    with trio.fail_after(NEVER):
+        async for event in subscription:
+            if isinstance(event, kind) and all(getattr(event, k) == v for k, v in fields.items()):
+                return event

@@ -50,10 +50,15 @@ E, S, M = LockType.EXCLUSIVE, LockType.SHARED, LockType.MIGRATION
 STUDY = "1.2.840.113619.2.1"
 
 
-async def next_event(subscription, kind, **fields):
-    async for event in subscription:
-        if isinstance(event, kind) and all(getattr(event, k) == v for k, v in fields.items()):
-            return event
+NEVER = 30 * 86400.0  # virtual seconds: with autojump, a wait that can never end fails here
+
+
+async def next_event(subscription, kind=object, **fields):
+    """The next event of `kind` with these fields; fails (rather than hangs) if none comes."""
+    with trio.fail_after(NEVER):
+        async for event in subscription:
+            if isinstance(event, kind) and all(getattr(event, k) == v for k, v in fields.items()):
+                return event
 
 
 async def test_lock_waits_until_the_holder_releases(autojump_clock):
@@ -104,7 +109,7 @@ async def test_expiry_hands_the_study_to_a_waiter_at_the_expiry_moment(autojump_
             assert short.expires_at == START + dt.timedelta(seconds=10)
             second = await locks.ask(Lock(study_uid=STUDY, wait=60))
             assert trio.current_time() == 10 and second.acquired_at == short.expires_at
-            event = await expired.receive()
+            event = await next_event(expired)
             assert event.info.token_id == short.token_id
             with pytest.raises(LockExpired) as error:
                 await locks.ask(Unlock(token_id=short.token_id))
@@ -143,7 +148,7 @@ async def test_expired_locks_are_swept_every_cleanup_interval(autojump_clock):
             assert not (await locks.ask(IsLocked(study_uid=STUDY))).locked
             listed = (await locks.ask(GetExpiredLocks())).locks
             assert [info.token_id for info in listed] == [token.token_id] and listed[0].expired
-            event = await expired.receive()  # nobody asked for the study: the sweep at 60 s
+            event = await next_event(expired)  # nobody asked for the study: the sweep at 60 s
             assert trio.current_time() == 60 and event.info.token_id == token.token_id
             assert (await locks.ask(GetAllLocks())).locks == ()
 
@@ -162,18 +167,18 @@ async def test_acquired_released_and_forced_events_and_audit(autojump_clock):
     with system.bus.subscribe(LockAcquired, LockReleased, LockForceUnlocked) as events:
         async with lock_node(system) as (_, locks, _):
             token = await locks.ask(Lock(study_uid=STUDY, holder="alice", reason="edit"))
-            acquired = await events.receive()
+            acquired = await next_event(events)
             assert isinstance(acquired, LockAcquired) and acquired.info.holder == "alice" and acquired.info.reason == "edit"
             await trio.sleep(3)
             await locks.ask(Unlock(token_id=token.token_id))
-            released = await events.receive()
+            released = await next_event(events)
             assert released.cause is ReleaseCause.UNLOCKED and released.info.held_for == 3
             await locks.ask(Lock(study_uid=STUDY, holder="bob"))
-            await events.receive()
+            await next_event(events)
             assert (await locks.ask(ForceUnlock(study_uid=STUDY, reason="stuck import"))).count == 1
-            forced = await events.receive()
+            forced = await next_event(events)
             assert forced.cause is ReleaseCause.FORCED and forced.reason == "stuck import"
-            audit = await events.receive()
+            audit = await next_event(events)
             assert isinstance(audit, LockForceUnlocked)
             assert audit.reason == "stuck import" and [i.holder for i in audit.released] == ["bob"]
             await locks.ask(SetLockConfig(config=LockManagerConfig(allow_force_unlock=False)))

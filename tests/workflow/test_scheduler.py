@@ -112,7 +112,7 @@ async def test_a_timeout_abandons_a_blocking_task_and_says_so(autojump_clock):
             assert failed.record.timed_out and "worker thread was abandoned" in failed.error
             assert (await scheduler.ask(GetSchedulerStats())).running_tasks == 0  # the slot is free again
             release.set()
-            await trio.to_thread.run_sync(saw_cancel.wait, 30)
+            await frozen_thread_runner()(lambda: saw_cancel.wait(30))
     assert saw_cancel.is_set()  # the abandoned function could tell it was given up on
 
 
@@ -166,7 +166,7 @@ async def test_failed_runs_are_retried_after_retry_delay(autojump_clock):
     with system.bus.subscribe(TaskRetryScheduled) as retries:
         async with scheduler_node(recorder.kinds, system=system) as scheduler:
             flaky_task = await scheduler.ask(task("flaky", "flaky", max_retries=3, retry_delay=30))
-            first = await retries.receive()
+            first = await next_event(retries, TaskRetryScheduled)
             assert first.attempt == 1 and first.at == START + dt.timedelta(seconds=40)
             await trio.sleep(200)
             final = await scheduler.ask(GetTask(task_id=flaky_task.id))

@@ -54,7 +54,8 @@ from .task_messages import (
     Wake,
 )
 from .task_runner import RunOutcome, ThreadRunner, run_in_worker_thread, run_kind
-from .task_transitions import after_run, due_order, rescheduled
+from .task_stats import ExecutionCounters
+from .task_transitions import after_run, due_order, rescheduled, restored
 from .task_types import (
     ExecutionTrigger,
     InvalidSchedule,
@@ -72,8 +73,6 @@ from .task_types import (
     request_problems,
 )
 
-_DONE = (TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED)
-
 
 @attrs.define(kw_only=True)
 class _Run:
@@ -85,17 +84,6 @@ class _Run:
     scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
     resume_paused: bool = False  # paused while running: rest as PAUSED afterwards
     cancel_reason: str = "cancelled"
-
-
-@attrs.define
-class _Counters:
-    executions: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    cancelled: int = 0
-    time_total: float = 0.0
-    time_max: float = 0.0
-    last_cycle_at: dt.datetime | None = None
 
 
 class TaskScheduler(Actor):
@@ -150,7 +138,7 @@ class TaskScheduler(Actor):
         self._recent: deque[TaskExecutionRecord] = deque(maxlen=self.config.history_limit)
         self._running: dict[str, _Run] = {}
         self._triggered: dict[str, dt.datetime] = {}
-        self._counters = _Counters()
+        self._counters = ExecutionCounters()
         self._rearm = trio.Event()
         self._db = None
         if self.database is not None:
@@ -188,21 +176,15 @@ class TaskScheduler(Actor):
         tasks, records = await self._persist(load_all, self.config.history_limit)  # type: ignore[misc]
         now = self._clock.now()
         changed = []
-        for task in tasks:
-            if task.state is TaskState.RUNNING:  # the node died mid-run: run it again
-                self.ctx.log.warning("task was interrupted by a stop", task_id=task.id, task=task.name)
-                task = attrs.evolve(task, state=TaskState.PENDING, next_run_at=task.last_run_at or now)
-                changed.append(task)
-            known = task.kind in self.kinds
-            if not known and task.state not in _DONE and task.state is not TaskState.ORPHANED:
-                task = attrs.evolve(task, state=TaskState.ORPHANED, updated_at=now)
-                changed.append(task)
-            elif known and task.state is TaskState.ORPHANED:
-                task = attrs.evolve(task, state=TaskState.PENDING, next_run_at=task.next_run_at or first_run(task.schedule, now, self._zone))
-                changed.append(task)
+        for stored in tasks:
+            task = restored(stored, stored.kind in self.kinds, now, self._zone)
+            if stored.state is TaskState.RUNNING:
+                self.ctx.log.warning("task was interrupted by a stop; it runs again", task_id=task.id, task=task.name)
             if task.state is TaskState.ORPHANED:
                 self.ctx.log.error("restored task names an unregistered kind", task_id=task.id, task=task.name, kind=task.kind)
                 self.ctx.publish(TaskOrphaned(task_id=task.id, kind=task.kind))
+            if task != stored:
+                changed.append(task)
             self._tasks[task.id] = task
             self._history[task.id] = deque(maxlen=self.config.history_limit)
         for record in records:
@@ -211,7 +193,8 @@ class TaskScheduler(Actor):
                 self._recent.append(record)
         if changed:
             await self._persist(save_tasks, changed)
-        self.ctx.log.info("tasks restored", tasks=len(tasks), orphaned=sum(t.state is TaskState.ORPHANED for t in self._tasks.values()))
+        orphaned = sum(t.state is TaskState.ORPHANED for t in self._tasks.values())
+        self.ctx.log.info("tasks restored", tasks=len(tasks), orphaned=orphaned)
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -279,7 +262,7 @@ class TaskScheduler(Actor):
         kind = self.kinds.get(request.kind)
         if kind is None:
             raise UnknownTaskKind(f"no task kind {request.kind!r} is registered (known: {', '.join(self.kinds.names()) or 'none'})")
-        problem = request_problems(request.params, request.timeout, request.max_retries, request.retry_delay)
+        problem = request_problems(request.params, request.timeout, request.max_retries, request.retry_delay, request.priority)
         if problem is not None:
             raise InvalidTask(problem)
         task_id = request.task_id or uuid.uuid4().hex
@@ -487,7 +470,7 @@ class TaskScheduler(Actor):
             duration=duration,
             timed_out=outcome.timed_out,
         )
-        self._count(record)
+        self._counters.count(record)
         task = self._tasks.get(task_id)
         if task is None:
             return  # removed while it ran
@@ -509,31 +492,9 @@ class TaskScheduler(Actor):
         if retry_at is not None:
             self.ctx.publish(TaskRetryScheduled(task_id=task_id, attempt=task.retry_attempt, at=retry_at))
 
-    def _count(self, record: TaskExecutionRecord) -> None:
-        c = self._counters
-        c.executions += 1
-        c.succeeded += record.state is TaskState.COMPLETED
-        c.failed += record.state is TaskState.FAILED
-        c.cancelled += record.state is TaskState.CANCELLED
-        c.time_total += record.duration
-        c.time_max = max(c.time_max, record.duration)
-
     def _stats(self) -> SchedulerStats:
-        c = self._counters
-        states = [t.state for t in self._tasks.values()]
-        return SchedulerStats(
-            scheduled_tasks=sum(s in (TaskState.PENDING, TaskState.RUNNING, TaskState.PAUSED) for s in states),
-            running_tasks=len(self._running),
-            pending_tasks=states.count(TaskState.PENDING),
-            total_executions=c.executions,
-            successful_executions=c.succeeded,
-            failed_executions=c.failed,
-            cancelled_executions=c.cancelled,
-            avg_execution_time=round(c.time_total / c.executions, 6) if c.executions else 0.0,
-            max_execution_time=round(c.time_max, 6),
-            uptime=round(trio.current_time() - self._started_mono, 6),
-            last_cycle_at=c.last_cycle_at,
-        )
+        states = (t.state for t in self._tasks.values())
+        return self._counters.snapshot(states, len(self._running), trio.current_time() - self._started_mono)
 
     # -- the timer ---------------------------------------------------------------------------
 

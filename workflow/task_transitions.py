@@ -19,6 +19,8 @@ import attrs
 from .schedule import first_run
 from .task_types import ScheduledTask, TaskExecutionRecord, TaskState
 
+_FINISHED = (TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED)
+
 
 def after_run(
     task: ScheduledTask, record: TaskExecutionRecord, resume_paused: bool, now: dt.datetime, zone: dt.tzinfo
@@ -57,3 +59,20 @@ def due_order(task: ScheduledTask, due_at: dt.datetime) -> tuple:
     """Sort key: highest priority first, then the longest overdue, then the oldest task."""
     created = task.created_at or dt.datetime.min.replace(tzinfo=dt.timezone.utc)
     return (-task.priority, due_at, created, task.id)
+
+
+def restored(task: ScheduledTask, kind_known: bool, now: dt.datetime, zone: dt.tzinfo) -> ScheduledTask:
+    """A task as loaded from the database, ready to go on.
+
+    RUNNING means the node stopped mid-run without recording it: it runs again at once.
+    An unknown kind makes an unfinished task ORPHANED (it never runs); a known kind
+    brings an orphan back to PENDING.
+    """
+    if task.state is TaskState.RUNNING:
+        task = attrs.evolve(task, state=TaskState.PENDING, next_run_at=task.last_run_at or now)
+    if not kind_known and task.state not in _FINISHED:
+        return attrs.evolve(task, state=TaskState.ORPHANED, updated_at=now) if task.state is not TaskState.ORPHANED else task
+    if kind_known and task.state is TaskState.ORPHANED:
+        next_run = task.next_run_at or first_run(task.schedule, now, zone)
+        return attrs.evolve(task, state=TaskState.PENDING, next_run_at=next_run, updated_at=now)
+    return task

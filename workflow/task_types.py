@@ -65,8 +65,10 @@ class TaskExecutionRecord:
 JsonObject = NewType("JsonObject", dict)
 
 
-def request_problems(params: object, timeout: float, max_retries: int, retry_delay: float) -> str | None:
+def request_problems(params: object, timeout: float, max_retries: int, retry_delay: float, priority: int = 0) -> str | None:
     """What is wrong with a task's settings, if anything (the scheduler answers InvalidTask)."""
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        return f"priority must be a whole number, got {priority!r}"
     for name, value in (("timeout", timeout), ("max_retries", max_retries), ("retry_delay", retry_delay)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value >= 0 and math.isfinite(value)):
             return f"{name} must be a finite number >= 0, got {value!r}"

@@ -1,0 +1,183 @@
+"""A recorded trace of a real session (store + find + move) pins the node's behaviour.
+
+The recording needs real sockets and processes, so it runs on the real clock, once per
+module, in a fixture of its own (`trio.run` before any test's loop starts). The replays
+run as ordinary tests on the autojump MockClock: the index actor is rebuilt on a fresh
+database file (the recorded one holds the session's result, so its answers would
+differ) and the AE registry from its recorded arguments; every other actor (the
+association actors, the listener) is played from the recording.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import trio
+from dicom_samples import GeneratedSeries, SeriesSpec, write_series
+from peers import storescp
+from pydicom import Dataset
+
+from triopacs import connect
+from triopacs.actors import replay
+from triopacs.actors.client_contexts import default_contexts, storage_contexts_for
+from triopacs.actors.index import IndexActor
+from triopacs.storage.index_db import DuplicatePolicy
+
+from .nodes import AE_TITLE, LOOPBACK, remote, running_node
+
+INDEX = "/node/services/index"
+AES = "/node/services/aes"
+
+
+@dataclass(frozen=True)
+class Recording:
+    trace: Path
+    series: GeneratedSeries
+    lines: tuple[str, ...]
+
+    def records(self) -> list[dict]:
+        return [json.loads(line) for line in self.lines]
+
+
+async def record_session(folder: Path) -> Recording:
+    trace = folder / "trace.jsonl"
+    series = write_series(folder / "source", SeriesSpec(count=3, modality="MR"))
+    async with storescp(parent_dir=folder) as destination:
+        async with running_node(folder, trace_file=trace, remote=[remote(destination.ae_title, destination.port)]) as node:
+            contexts = [*default_contexts(), *storage_contexts_for(series.paths)]
+            async with connect(LOOPBACK, node.address.port, called_ae_title=AE_TITLE, contexts=contexts) as association:
+                for path in series.paths:
+                    assert (await association.store(path)).ok
+                query = Dataset()
+                query.StudyInstanceUID = series.study_instance_uid
+                query.SeriesInstanceUID = ""
+                query.NumberOfSeriesRelatedInstances = ""
+                matches = [m async for m in association.find(query, level="SERIES")]
+                assert [m.SeriesInstanceUID for m in matches] == [series.series_instance_uid]
+                query.SeriesInstanceUID = series.series_instance_uid
+                moved = [p async for p in association.move(query, destination.ae_title, level="SERIES")]
+                assert moved[-1].ok and moved[-1].completed == 3
+        assert len(destination.stored_files()) == 3
+    return Recording(trace, series, tuple(trace.read_text().splitlines()))
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory) -> Recording:
+    # Real clock, real sockets: its own trio.run, outside any test's (mock-clocked) loop.
+    return trio.run(record_session, tmp_path_factory.mktemp("recording"))
+
+
+class SettlingPortal:
+    """The replay's asyncio portal, but the Trio side stays runnable while a crossing is
+    under way. MockClock's autojump (and the replayer's wait for quiet) take a task that
+    waits for another thread as idle, so without this virtual time races ahead of the
+    index's SQLite work: the next recorded input arrives before the last one is
+    committed, and the replay ends with every index answer missing (ActorStopped)."""
+
+    def __init__(self, portal) -> None:
+        self._portal = portal
+
+    def __getattr__(self, name):
+        return getattr(self._portal, name)
+
+    async def run(self, fn, *args):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_stay_busy)
+            try:
+                return await self._portal.run(fn, *args)
+            finally:
+                nursery.cancel_scope.cancel()
+
+
+async def _stay_busy() -> None:
+    while True:
+        await trio.sleep(0)
+
+
+class ReplayedIndex(IndexActor):
+    """The index actor as recorded, its portal crossings made visible to the mock clock."""
+
+    async def on_start(self) -> None:
+        system = self.ctx.system
+        if not isinstance(system.portal, SettlingPortal):
+            system.portal = SettlingPortal(system.portal)
+        await super().on_start()
+
+
+def fresh_index(tmp_path: Path):
+    database = tmp_path / "replay-index.sqlite"
+    assert not database.exists()
+    return {INDEX: lambda: ReplayedIndex(database=str(database), duplicate_policy=DuplicatePolicy.REPLACE)}
+
+
+def test_the_trace_records_the_session(recording):
+    records = recording.records()
+    assert records[0]["kind"] == "trace"
+    to_index = [r["type"] for r in records if r["kind"] == "message" and r["to"] == INDEX]
+    assert to_index.count("index.record") == 3  # one per C-STORE
+    assert "index.find" in to_index and "index.list-instances" in to_index
+    lookups = [r for r in records if r["kind"] == "message" and r["to"] == AES and r["type"] == "aes.lookup"]
+    assert [r["payload"]["ae_title"] for r in lookups] == ["STORESCP"]
+
+
+async def test_replaying_index_and_ae_registry_reproduces_the_session(recording, tmp_path, autojump_clock):
+    result = await replay(recording.trace, actors=[INDEX, AES], factories=fresh_index(tmp_path))
+    assert result.ok, result.report()
+    assert set(result.actors) == {INDEX, AES}
+    assert result.inputs >= 3 + 1 + 1 + 1  # records, find page(s), instance list, lookup
+    assert result.compared >= result.inputs
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="replayer bug: autojump treats a task waiting on the asyncio portal as idle, so the "
+    "index's answers never come (see SettlingPortal)",
+)
+async def test_replaying_the_index_as_it_is_reproduces_the_session(recording, tmp_path, autojump_clock):
+    # The same replay with the plain IndexActor: what a user of `replay` would write.
+    database = tmp_path / "replay-index.sqlite"
+    factories = {INDEX: lambda: IndexActor(database=str(database), duplicate_policy=DuplicatePolicy.REPLACE)}
+    result = await replay(recording.trace, actors=[INDEX, AES], factories=factories)
+    assert result.ok, result.report()
+
+
+async def test_a_tampered_reply_is_reported_as_a_mismatch(recording, tmp_path, autojump_clock):
+    # Pretend the index had answered the C-MOVE's instance list without the last instance.
+    records = recording.records()
+    listing = next(r for r in records if r["kind"] == "reply" and r.get("type") == "index.instances")
+    assert len(listing["payload"]["items"]) == 3
+    listing["payload"]["items"].pop()
+    result = await replay(records, actors=[INDEX, AES], factories=fresh_index(tmp_path))
+    assert not result.ok
+    assert [m.stream for m in result.mismatches] == [f"reply {INDEX} -> {listing['to']}"]
+    assert "index.instances" in result.report()
+
+
+async def test_a_tampered_registry_answer_is_reported(recording, tmp_path, autojump_clock):
+    records = recording.records()
+    answer = next(r for r in records if r["kind"] == "reply" and r.get("type") == "aes.remote-ae")
+    answer["payload"]["port"] += 1
+    result = await replay(records, actors=[AES])
+    assert [m.stream for m in result.mismatches] == [f"reply {AES} -> {answer['to']}"]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONDEVMODE"}
+    return subprocess.run([sys.executable, "-m", "triopacs", *args], capture_output=True, text=True, timeout=60, env=env)
+
+
+async def test_cli_replays_the_ae_registry(recording, tmp_path):
+    done = await trio.to_thread.run_sync(run_cli, "replay", str(recording.trace), "--actor", AES)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "identical" in done.stdout
+    # and the CLI fails on a changed answer
+    tampered = tmp_path / "tampered.jsonl"
+    records = recording.records()
+    next(r for r in records if r["kind"] == "reply" and r.get("type") == "aes.remote-ae")["payload"]["port"] += 1
+    tampered.write_text("".join(json.dumps(r) + "\n" for r in records))
+    done = await trio.to_thread.run_sync(run_cli, "replay", str(tampered), "--actor", AES)
+    assert done.returncode == 1, done.stdout + done.stderr

@@ -143,11 +143,21 @@ class SchedulerStats:
     last_cycle_at: dt.datetime | None = None  # when due tasks were last started
 
 
+def time_zone(name: str) -> dt.tzinfo:
+    """The zone called `name`. UTC needs no time zone database (a machine may have none)."""
+    if name == "UTC":
+        return dt.timezone.utc
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+        raise ValueError(f"{name!r} is not a known IANA time zone (is the tz database installed?)") from None
+
+
 def _zone(_: object, attribute: attrs.Attribute, value: str) -> None:
     try:
-        zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"{attribute.name} {value!r} is not a known IANA time zone") from None
+        time_zone(value)
+    except ValueError as error:
+        raise ValueError(f"{attribute.name}: {error}") from None
 
 
 @attrs.frozen(kw_only=True)
@@ -170,8 +180,8 @@ class SchedulerConfig:
             raise ValueError("history_limit must be >= 1")
 
     @property
-    def zone(self) -> zoneinfo.ZoneInfo:
-        return zoneinfo.ZoneInfo(self.timezone)
+    def zone(self) -> dt.tzinfo:
+        return time_zone(self.timezone)
 
 
 class TaskError(ReplyError):

@@ -243,6 +243,19 @@ async def test_findscu_responses_keep_the_specific_character_set(archive, tmp_pa
     assert response["PatientName"].value.original_string.rstrip(b" ") == encoded
 
 
+@pytest.mark.parametrize(
+    ("pattern", "patient_id", "name"),
+    [("Mü*", "LATIN1", LATIN1_NAME), ("山田*", "UTF8", UTF8_NAME), ("*^太郎", "UTF8", UTF8_NAME)],
+)
+async def test_findscu_matches_non_ascii_names_across_character_sets(archive, tmp_path, pattern, patient_id, name):
+    # The query is in UTF-8 (ISO_IR 192); the Latin-1 patient must match all the same:
+    # names are compared as text, not as bytes.
+    responses = await extracted_responses(
+        archive, {"SpecificCharacterSet": "ISO_IR 192", "PatientName": pattern, "PatientID": ""}, tmp_path / "responses"
+    )
+    assert [(str(r.PatientID), str(r.PatientName)) for r in responses] == [(patient_id, name)]
+
+
 def texts_series(count: int, text_bytes: int) -> list[pydicom.Dataset]:
     """`count` small MR instances of one series, each carrying `text_bytes` of TextValue (UT)."""
     study, series = new_uid(), new_uid()

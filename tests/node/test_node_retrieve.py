@@ -149,6 +149,17 @@ async def test_movescu_to_an_unknown_ae_answers_a801(tmp_path, study):
     assert outcome.pending == 0
 
 
+async def test_movescu_to_a_destination_that_is_down_fails_every_sub_operation(tmp_path, study):
+    # Known to the node, but nothing listens there: every sub-operation fails (A702).
+    async with running_node(tmp_path, remote=[remote("DOWN", free_port())]) as node:
+        await load(node, study)
+        outcome = await run_movescu(node, study[0].study_instance_uid, "DOWN", cwd=tmp_path)
+        (await echoscu(peer(node))).check()
+    assert outcome.status == 0xA702, outcome.output
+    assert outcome.counts == {"Remaining": None, "Completed": 0, "Failed": 5, "Warning": 0}
+    assert "FailedSOPInstanceUIDList" in outcome.output
+
+
 # ---------------------------------------------------------------- C-CANCEL of a C-MOVE
 
 

@@ -14,7 +14,7 @@ import pydicom
 import pytest
 import trio
 from dicom_samples import SeriesSpec, new_uid, write_series
-from peers import echoscu
+from peers import echoscu, storescp
 from pydicom.filebase import DicomBytesIO
 
 from triopacs import connect
@@ -23,13 +23,13 @@ from triopacs.actors.client_contexts import storage_contexts_for, verification_c
 from triopacs.actors.events import ActorExited, ActorFailed
 from triopacs.actors.link import DimseLink
 from triopacs.protocol.association import Requestor
-from triopacs.protocol.commands import CEchoRQ, CEchoRSP, CStoreRQ, CStoreRSP
+from triopacs.protocol.commands import CEchoRQ, CEchoRSP, CFindRQ, CFindRSP, CGetRQ, CMoveRQ, CMoveRSP, CStoreRQ, CStoreRSP
 from triopacs.protocol.events import Aborted, AssociationAccepted, ConnectionClosed
 from triopacs.protocol.fragments import MessageFragmenter
 from triopacs.protocol.negotiation import ProposedContext, build_request
 from triopacs.protocol.pdu import PresentationDataValue
 
-from .nodes import AE_TITLE, LOOPBACK, counts, index_rows, leftovers, peer, running_node, stored_files
+from .nodes import AE_TITLE, LOOPBACK, counts, index_rows, leftovers, peer, remote, running_node, stored_files
 
 VERIFICATION = "1.2.840.10008.1.1"
 CT = "1.2.840.10008.5.1.4.1.1.2"
@@ -42,14 +42,16 @@ SPILL_AT = 4 * 1024 * 1024  # actors/services/storage.py: an unparsed dataset pa
 
 
 @asynccontextmanager
-async def raw_association(node, calling_ae: str = "FAULTY") -> AsyncIterator[DimseLink]:
-    """An established association driven by hand: contexts 1 (echo), 3 (CT), 5 (MR),
-    explicit VR little endian only, so the test knows how datasets are encoded."""
+async def raw_association(node, calling_ae: str = "FAULTY", *, also: tuple[str, ...] = ()) -> AsyncIterator[DimseLink]:
+    """An established association driven by hand: echo, CT and MR storage (MR in both
+    roles, for C-GET) and the SOP classes in `also`, explicit VR little endian only, so
+    the test knows how datasets are encoded."""
     stream = await trio.open_tcp_stream(LOOPBACK, node.address.port)
     link = DimseLink(stream, Requestor())
     async with trio.open_nursery() as nursery:
         nursery.start_soon(link.run)
-        contexts = [ProposedContext(abstract_syntax=uid, transfer_syntaxes=(EXPLICIT_LE,)) for uid in (VERIFICATION, CT, MR)]
+        contexts = [ProposedContext(abstract_syntax=uid, transfer_syntaxes=(EXPLICIT_LE,)) for uid in (VERIFICATION, CT, *also)]
+        contexts.append(ProposedContext(abstract_syntax=MR, transfer_syntaxes=(EXPLICIT_LE,), scp_role=True))
         await link.request(build_request(calling_ae_title=calling_ae, called_ae_title=AE_TITLE, contexts=contexts))
         assert isinstance(await link.next(), AssociationAccepted)
         yield link
@@ -211,6 +213,44 @@ async def test_a_malformed_command_set_aborts_that_association_only(tmp_path, se
                 await other.echo()
         (await echoscu(peer(node))).check()
         assert (await counts(node)).instances == 3
+
+
+STUDY_FIND, STUDY_MOVE, STUDY_GET = (f"1.2.840.10008.5.1.4.1.2.2.{n}" for n in (1, 2, 3))
+
+
+@pytest.mark.parametrize("operation", ["C-FIND", "C-MOVE", "C-GET"])
+async def test_a_peer_vanishing_during_a_query_or_retrieve(tmp_path, operation):
+    # Eight 1 MB matches: the node is still answering (or sending sub-operations) when
+    # the requestor closes its socket after the first response.
+    study, series = new_uid(), new_uid()
+    datasets = [ct_dataset(StudyInstanceUID=study, SeriesInstanceUID=series, SOPClassUID=MR) for _ in range(8)]
+    for ds in datasets:
+        ds.TextValue = "x" * (1 << 20)
+    identifier = pydicom.Dataset()
+    identifier.QueryRetrieveLevel, identifier.StudyInstanceUID = "STUDY", study
+    if operation == "C-FIND":
+        identifier.QueryRetrieveLevel, identifier.SeriesInstanceUID = "IMAGE", series
+        identifier.SOPInstanceUID, identifier.TextValue = "", ""
+    async with storescp(parent_dir=tmp_path) as destination:
+        async with running_node(tmp_path, remote=[remote(destination.ae_title, destination.port)]) as node:
+            async with connect(LOOPBACK, node.address.port, called_ae_title=AE_TITLE, contexts=storage_contexts_for(datasets[:1])) as loader:
+                assert ok_statuses([await loader.store(ds) for ds in datasets]) == [0] * 8
+            with node.subscribe(ActorExited, ActorFailed) as exits:
+                async with raw_association(node, also=(STUDY_FIND, STUDY_MOVE, STUDY_GET)) as link:
+                    if operation == "C-FIND":
+                        request = CFindRQ(message_id=1, affected_sop_class_uid=STUDY_FIND)
+                    elif operation == "C-MOVE":
+                        request = CMoveRQ(message_id=1, affected_sop_class_uid=STUDY_MOVE, move_destination=destination.ae_title)
+                    else:
+                        request = CGetRQ(message_id=1, affected_sop_class_uid=STUDY_GET)
+                    await link.send(request, context_id(link, request.affected_sop_class_uid), encode(identifier))
+                    with trio.fail_after(30):
+                        first = await link.next()  # a Pending response, or C-GET's first C-STORE
+                    assert isinstance(first.message, (CFindRSP, CMoveRSP, CStoreRQ)), first
+                    await link.stream.aclose()
+                    await association_exits(exits)
+            (await echoscu(peer(node))).check()
+            assert (await counts(node)).instances == 8 and leftovers(node) == []
 
 
 # ---------------------------------------------------------------- many peers, too many peers

@@ -132,6 +132,13 @@ def _studies_dated(low: str, high: str):
     return check
 
 
+def _dates(*expected):
+    def check(archive, responses):
+        assert sorted(r["StudyDate"] for r in responses) == sorted(expected)
+
+    return check
+
+
 def _listed_studies(archive, responses):
     assert sorted(r["StudyInstanceUID"] for r in responses) == sorted([archive.latin1.study_instance_uid, archive.utf8.study_instance_uid])
 
@@ -186,6 +193,10 @@ CASES = {
     # Study Root, its three levels
     "study/STUDY date range": Case(
         "study", "STUDY", lambda a: {"StudyDate": "20240101-20240130", "StudyInstanceUID": ""}, _studies_dated("20240101", "20240130")),
+    "study/STUDY open date range, from": Case(
+        "study", "STUDY", lambda a: {"StudyDate": "20240131-", "StudyInstanceUID": ""}, _dates("20240131", "20240201")),
+    "study/STUDY open date range, until": Case(
+        "study", "STUDY", lambda a: {"StudyDate": "-20240101", "StudyInstanceUID": ""}, _dates("20240101")),
     "study/STUDY UID list": Case(
         "study", "STUDY", lambda a: {"StudyInstanceUID": f"{a.latin1.study_instance_uid}\\{a.utf8.study_instance_uid}"}, _listed_studies),
     "study/STUDY universal": Case(

@@ -72,47 +72,10 @@ def recording(tmp_path_factory) -> Recording:
     return trio.run(record_session, tmp_path_factory.mktemp("recording"))
 
 
-class SettlingPortal:
-    """The replay's asyncio portal, but the Trio side stays runnable while a crossing is
-    under way. MockClock's autojump (and the replayer's wait for quiet) take a task that
-    waits for another thread as idle, so without this virtual time races ahead of the
-    index's SQLite work: the next recorded input arrives before the last one is
-    committed, and the replay ends with every index answer missing (ActorStopped)."""
-
-    def __init__(self, portal) -> None:
-        self._portal = portal
-
-    def __getattr__(self, name):
-        return getattr(self._portal, name)
-
-    async def run(self, fn, *args):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_stay_busy)
-            try:
-                return await self._portal.run(fn, *args)
-            finally:
-                nursery.cancel_scope.cancel()
-
-
-async def _stay_busy() -> None:
-    while True:
-        await trio.sleep(0)
-
-
-class ReplayedIndex(IndexActor):
-    """The index actor as recorded, its portal crossings made visible to the mock clock."""
-
-    async def on_start(self) -> None:
-        system = self.ctx.system
-        if not isinstance(system.portal, SettlingPortal):
-            system.portal = SettlingPortal(system.portal)
-        await super().on_start()
-
-
 def fresh_index(tmp_path: Path):
     database = tmp_path / "replay-index.sqlite"
     assert not database.exists()
-    return {INDEX: lambda: ReplayedIndex(database=str(database), duplicate_policy=DuplicatePolicy.REPLACE)}
+    return {INDEX: lambda: IndexActor(database=str(database), duplicate_policy=DuplicatePolicy.REPLACE)}
 
 
 def test_the_trace_records_the_session(recording):
@@ -133,17 +96,11 @@ async def test_replaying_index_and_ae_registry_reproduces_the_session(recording,
     assert result.compared >= result.inputs
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: under the autojump MockClock, virtual time runs on while the asyncio portal works "
-    "(a task waiting for another thread counts as idle), so replays of the index race its SQLite work",
-)
 async def test_virtual_time_waits_for_the_asyncio_portal(autojump_clock):
-    # What replaying the plain IndexActor needs, reduced to its core. The replayer delivers
+    # What replaying the index actor needs, reduced to its core. The replayer delivers
     # the next recorded input at its recorded time "once everything before it has
-    # settled"; the index is still in the portal committing the previous one. Replaying
-    # the plain IndexActor (factory IndexActor(...) instead of ReplayedIndex) passes or
-    # fails by thread timing (most runs here lost every index answer, some passed).
+    # settled"; the index may still be in the portal committing the previous one, and
+    # virtual time must not run on meanwhile.
     async with AsyncioPortal() as portal:
         committed = False
 

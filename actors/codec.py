@@ -5,10 +5,12 @@ need a rule of their own:
 - bytes travel as base64 text;
 - a pydicom Dataset travels in the DICOM JSON model (PS3.18 F.2), binary values inline
   as base64, so a trace stays readable and rebuilds an equal Dataset.
-Paths travel as strings, enums by value, tuples as lists (cattrs' defaults).
+Datetimes travel as ISO 8601 text with their offset, paths as strings, enums by value,
+tuples as lists (cattrs' defaults).
 """
 
 import base64
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,10 @@ converter.register_unstructure_hook(bytes, lambda value: base64.b64encode(value)
 converter.register_structure_hook(bytes, lambda value, _: base64.b64decode(value))
 converter.register_unstructure_hook(Path, str)
 converter.register_structure_hook(Path, lambda value, _: Path(value))
+converter.register_unstructure_hook(dt.datetime, dt.datetime.isoformat)
+converter.register_structure_hook(
+    dt.datetime, lambda value, _: value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(value)
+)
 
 # Large enough that no value is ever moved out to a bulk data URI.
 _INLINE_EVERYTHING = 2**62

@@ -14,7 +14,6 @@ from collections.abc import Iterable
 import attrs
 
 from ..actors import ReplyError, message
-from . import wire  # noqa: F401  (datetime wire form)
 
 
 class LockType(enum.Enum):

@@ -23,7 +23,6 @@ from ..actors.codec import converter
 from . import cron
 from .clock import UTC, require_aware
 from .cron import CronError
-from . import wire  # noqa: F401  (datetime wire form)
 
 __all__ = ["CronError", "CronSchedule", "IntervalSchedule", "OneTimeSchedule", "Schedule", "parse_schedule"]
 

@@ -9,7 +9,6 @@ import datetime as dt
 import attrs
 
 from ..actors import message
-from . import wire  # noqa: F401  (datetime wire form)
 from .schedule import Schedule
 from .task_types import ExecutionTrigger, ScheduledTask, TaskExecutionRecord, TaskState, TaskType
 from .task_types import JsonObject

@@ -13,7 +13,6 @@ from typing import NewType
 import attrs
 
 from ..actors import ReplyError, message
-from . import wire  # noqa: F401  (datetime wire form)
 from .schedule import OneTimeSchedule, Schedule
 
 

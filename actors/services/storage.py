@@ -18,6 +18,8 @@ the destination's filesystem, so placing it is atomic.
 """
 
 import datetime as dt
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 import uuid
 from pathlib import Path
 
@@ -36,6 +38,7 @@ from ...storage.files import discard, ensure_directory, place_durably, start_wri
 from ...storage.index_db import DuplicatePolicy, Outcome
 from ...storage.layout import Layout, instance_path
 from ...storage.part10 import Part10Writer, WrittenFile, file_meta_bytes
+from ..actor import ActorContext
 from ..errors import ActorError, ReplyError
 from ..index import RecordInstance
 from .base import Service, Session
@@ -45,12 +48,20 @@ PROBES = (64 * 1024, 256 * 1024, 1024 * 1024, SPILL_AT)  # when to try parsing t
 WRITE_BATCH = 256 * 1024  # once the file is open, write out (and start writeback) this often
 
 
+# How a store keeps its study from being deleted or migrated under it: given the actor
+# context and a Study Instance UID, an async context manager held while the instance is
+# placed and indexed. It may wait (bounded) and raises a ReplyError when the study stays
+# busy. The node builds it on the study lock manager; the actors layer knows no more.
+StudyGuard = Callable[[ActorContext, str], AbstractAsyncContextManager[object]]
+
+
 @attrs.frozen(kw_only=True)
 class StorageSettings:
     root: Path  # the data directory: files/ and incoming/ live under it
     layout: Layout = Layout.UID
     duplicates: DuplicatePolicy = DuplicatePolicy.REPLACE
     index_path: str = "/node/services/index"
+    guard: StudyGuard | None = None
 
     @property
     def files(self) -> Path:
@@ -235,6 +246,22 @@ class StorageService(Service):
         await incoming.parse_at_end()
         if incoming.refusal is not None:
             raise incoming.refusal
+        assert incoming.record is not None and incoming.dest is not None
+        guard = self.settings.guard
+        if guard is None:
+            return await self._commit(session, incoming)
+        outcome: tuple[int, str | None] | None = None
+        try:
+            async with guard(session.ctx, incoming.record.study_instance_uid):
+                outcome = await self._commit(session, incoming)
+        except ReplyError as error:
+            if outcome is None:  # never got the study: it stayed locked (deletion, migration)
+                raise StoreRefused(StorageStatus.OUT_OF_RESOURCES, f"study is busy, try again later: {error}") from None
+            session.log.warning("study lock ended badly after a completed store", error=str(error))
+        assert outcome is not None
+        return outcome
+
+    async def _commit(self, session: Session, incoming: IncomingInstance) -> tuple[int, str | None]:
         assert incoming.record is not None and incoming.dest is not None
         dest = incoming.dest
         replace = self.settings.duplicates is DuplicatePolicy.REPLACE

@@ -90,6 +90,12 @@ class StorageSettings:
         (), "Transfer syntaxes accepted, in order of preference (empty: every one pydicom knows, uncompressed first).",
         example=["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"],
     )
+    durability: str = setting(
+        "fsync",
+        "fsync: a store is answered only once its file, directory entry and index row are on disk (survives a power cut); "
+        "os: the operating system writes them when it likes, as DCMTK's storescp and Orthanc do - faster, but a power cut can lose the last stores.",
+        one_of("fsync", "os"),
+    )
 
 
 @attrs.frozen(kw_only=True)

@@ -101,7 +101,11 @@ def service_specs(config: Config) -> list[ActorSpec | SupervisorSpec]:
         ActorSpec(
             name="index",
             actor=IndexActor,
-            args={"database": index_database(config), "duplicate_policy": DuplicatePolicy(config.storage.duplicates)},
+            args={
+                "database": index_database(config),
+                "duplicate_policy": DuplicatePolicy(config.storage.duplicates),
+                "synchronous": "FULL" if config.storage.durability == "fsync" else "NORMAL",
+            },
             capacity=1024,
         ),
     ]
@@ -113,6 +117,7 @@ def dicom_services(config: Config) -> ServiceSet:
         layout=Layout(config.storage.layout),
         duplicates=DuplicatePolicy(config.storage.duplicates),
         index_path=INDEX,
+        fsync=config.storage.durability == "fsync",
     )
     return ServiceSet(
         [

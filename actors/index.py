@@ -95,9 +95,12 @@ class QueryRefused(ReplyError):
 class IndexActor(Actor):
     accepts = (RecordInstance, CountIndex, FindMatches, ListInstances)
 
-    def __init__(self, database: str, duplicate_policy: DuplicatePolicy = DuplicatePolicy.REPLACE) -> None:
+    def __init__(
+        self, database: str, duplicate_policy: DuplicatePolicy = DuplicatePolicy.REPLACE, synchronous: str = "FULL"
+    ) -> None:
         self.database = database
         self.duplicate_policy = duplicate_policy
+        self.synchronous = synchronous  # FULL: a commit is on disk before it returns; NORMAL: the OS flushes it
         self.commits = 0
         self._pending: list[tuple[InstanceRecord, Reply]] = []
         self._wake = trio.Event()
@@ -105,8 +108,8 @@ class IndexActor(Actor):
     async def on_start(self) -> None:
         portal = self.ctx.system.portal
         Path(self.database).parent.mkdir(parents=True, exist_ok=True)
-        self.writer = await portal.run(open_index, self.database)
-        self.reader = await portal.run(open_index, self.database)
+        self.writer = await portal.run(lambda: open_index(self.database, synchronous=self.synchronous))
+        self.reader = await portal.run(lambda: open_index(self.database, synchronous=self.synchronous))
         self.ctx.nursery.start_soon(self._commit_forever)
 
     async def on_stop(self) -> None:

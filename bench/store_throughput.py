@@ -202,11 +202,22 @@ class TriopacsTarget(Target):
         return sum(1 for _ in running.data_dir.rglob("*.dcm"))
 
 
+class TriopacsOsDurability(TriopacsTarget):
+    """The node with [storage] durability = os: no fsync, like the other SCPs measured here."""
+
+    name = "triopacs-os"
+
+    def command(self, port, data_dir, workdir, extra_ports, concurrent):
+        config = workdir / "triopacs.toml"
+        config.write_text('[storage]\ndurability = "os"\n')
+        return [*super().command(port, data_dir, workdir, extra_ports, concurrent), "--config", str(config)]
+
+
 TARGETS: dict[str, type[Target]] = {
     target.name: target
-    for target in (DcmtkStorescp, PynetdicomStorescp, Orthanc, DcmtkDcmqrscp, TriopacsTarget)
+    for target in (DcmtkStorescp, PynetdicomStorescp, Orthanc, DcmtkDcmqrscp, TriopacsTarget, TriopacsOsDurability)
 }
-DEFAULT_TARGETS = ["dcmtk-storescp", "triopacs", "pynetdicom-storescp", "orthanc", "dcmtk-dcmqrscp"]
+DEFAULT_TARGETS = ["dcmtk-storescp", "triopacs", "triopacs-os", "pynetdicom-storescp", "orthanc", "dcmtk-dcmqrscp"]
 
 
 # ---------------------------------------------------------------- measurements

@@ -45,8 +45,8 @@ def fsync_directory(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def ensure_directory(path: Path) -> None:
-    """``mkdir -p`` that fsyncs the parent of every directory it creates."""
+def ensure_directory(path: Path, *, sync: bool = True) -> None:
+    """``mkdir -p`` that fsyncs the parent of every directory it creates (unless not ``sync``)."""
     if path.is_dir():
         return
     missing = []
@@ -59,7 +59,8 @@ def ensure_directory(path: Path) -> None:
             directory.mkdir()
         except FileExistsError:
             continue  # another association created it first: fine
-        fsync_directory(directory.parent)
+        if sync:
+            fsync_directory(directory.parent)
 
 
 def temp_path_beside(dest: Path) -> Path:
@@ -120,26 +121,30 @@ def fsync_path(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def place_durably(tmp: Path, dest: Path, *, overwrite: bool) -> bool:
+def place_durably(tmp: Path, dest: Path, *, overwrite: bool, sync: bool = True) -> bool:
     """Move a written (not yet fsynced) temp file to dest and make both durable.
 
     A new destination is linked first and fsynced after, so one journal commit carries
     the data and the new directory entry together (the directory fsync that follows
     finds little left to do). Replacing an existing file keeps the careful order -
     fsync, then rename - so a crash can never leave the stored version half-replaced.
-    Returns False, touching nothing, when dest exists and overwrite is False.
+    Returns False, touching nothing, when dest exists and overwrite is False. With
+    ``sync=False`` the same moves happen and the kernel flushes them when it likes.
     """
     try:
         os.link(tmp, dest)
     except FileExistsError:
         if not overwrite:
             return False
-        fsync_path(tmp)
+        if sync:
+            fsync_path(tmp)
         os.replace(tmp, dest)
     else:
         os.unlink(tmp)
-        fsync_path(dest)
-    fsync_directory(dest.parent)
+        if sync:
+            fsync_path(dest)
+    if sync:
+        fsync_directory(dest.parent)
     return True
 
 

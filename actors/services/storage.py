@@ -45,7 +45,10 @@ from .base import Service, Session
 
 SPILL_AT = 4 * 1024 * 1024  # a dataset whose header is not parsed by then goes to incoming/
 PROBES = (64 * 1024, 256 * 1024, 1024 * 1024, SPILL_AT)  # when to try parsing the header
-WRITE_BATCH = 256 * 1024  # once the file is open, write out (and start writeback) this often
+WRITE_BATCH = 1024 * 1024  # once the destination is known, hand fragments to the writer this often
+# (an ordinary image is smaller and is written once, at commit: each thread crossing
+# costs more CPU than the overlap saves; large datasets stream)
+MAX_QUEUED = 4  # batches waiting for the writer before the reader waits too
 
 
 # How a store keeps its study from being deleted or migrated under it: given the actor
@@ -62,6 +65,7 @@ class StorageSettings:
     duplicates: DuplicatePolicy = DuplicatePolicy.REPLACE
     index_path: str = "/node/services/index"
     guard: StudyGuard | None = None
+    fsync: bool = True  # False: the OS decides when files reach the disk ([storage] durability = os)
 
     @property
     def files(self) -> Path:
@@ -86,28 +90,34 @@ class StorageSettings:
 class IncomingInstance:
     """A C-STORE dataset on its way in, streamed to its destination while it arrives.
 
-    The header comes first, so it is parsed as soon as it is all there; from then on the
-    fragments are written in batches to a temp file beside the destination, and the
-    kernel is asked to start writing them to disk, so that when the last fragment lands
-    the fsync has only the tail left. Until then fragments are kept as received, not
-    copied. A dataset whose header is not parsed within SPILL_AT bytes goes to a temp
-    file under incoming/ and is parsed at the end. A dataset found bad is not written
-    at all: the rest of it is read and dropped.
+    The header comes first, so it is parsed as soon as it is all there; that names the
+    destination. From then on the received fragments are handed in batches to a
+    background writer, which writes them to a temp file beside the destination and asks
+    the kernel to start putting them on disk - while the network keeps delivering, so
+    the fsync at the end has only the tail left. Until then fragments are kept as
+    received, not copied; at most MAX_QUEUED batches wait for the writer, so memory
+    stays bounded whatever the dataset's size. A dataset whose header is not parsed
+    within SPILL_AT bytes goes to a temp file under incoming/ and is parsed at the end;
+    a dataset found bad is not written at all (the rest of it is read and dropped).
     """
 
-    def __init__(self, settings: StorageSettings, request: CStoreRQ, header: bytes) -> None:
+    def __init__(self, settings: StorageSettings, request: CStoreRQ, header: bytes, nursery: trio.Nursery | None) -> None:
         self.settings = settings
         self.request = request
         self.record: InstanceRecord | None = None
         self.dest: Path | None = None
         self.refusal: StoreRefused | None = None
         self.temp: Path | None = None
+        self._nursery = nursery
         self._chunks: list[bytes | memoryview] = [header]
         self._pending = self._received = len(header)
         self._probes = iter(PROBES)
         self._next_probe = next(self._probes)
         self._file = None
         self._writer: Part10Writer | None = None
+        self._batches: trio.MemorySendChannel[list[bytes | memoryview]] | None = None
+        self._writer_done = trio.Event()
+        self._write_error: OSError | None = None
 
     async def write(self, data: memoryview) -> None:
         if self.refusal is not None:
@@ -118,8 +128,12 @@ class IncomingInstance:
         if self.record is None and self._received >= self._next_probe:
             self._next_probe = next(self._probes, float("inf"))
             self._probe(complete=False)
-        if self.refusal is None and self._pending >= (WRITE_BATCH if self.dest is not None else SPILL_AT):
-            await trio.to_thread.run_sync(self._write_out, True)
+        if self.refusal is not None:
+            return
+        if self.dest is not None and self._pending >= WRITE_BATCH and self._nursery is not None:
+            await self._hand_off()
+        elif self.dest is None and self._pending >= SPILL_AT:
+            await trio.to_thread.run_sync(self._write_batch, self._take_pending(), True)
 
     async def finish(self) -> None:
         pass  # the owner makes it durable (commit) once it has decided to keep it
@@ -127,7 +141,44 @@ class IncomingInstance:
     async def discard(self) -> None:
         self._chunks = []
         with trio.CancelScope(shield=True):
+            await self._drain()
             await trio.to_thread.run_sync(self._close_and_remove)
+
+    # -- the background writer -----------------------------------------------------------
+
+    def _take_pending(self) -> list[bytes | memoryview]:
+        batch, self._chunks, self._pending = self._chunks, [], 0
+        return batch
+
+    async def _hand_off(self) -> None:
+        if self._batches is None:
+            self._batches, batches_out = trio.open_memory_channel[list[bytes | memoryview]](MAX_QUEUED)
+            assert self._nursery is not None
+            self._nursery.start_soon(self._write_in_background, batches_out)
+        try:
+            await self._batches.send(self._take_pending())
+        except trio.BrokenResourceError:  # the writer stopped on an error
+            self.refusal = StoreRefused(StorageStatus.OUT_OF_RESOURCES, f"cannot write the instance: {self._write_error}")
+
+    async def _write_in_background(self, batches: trio.MemoryReceiveChannel[list[bytes | memoryview]]) -> None:
+        try:
+            async with batches:
+                async for batch in batches:
+                    await trio.to_thread.run_sync(self._write_batch, batch, True)
+        except OSError as error:
+            self._write_error = error
+        finally:
+            self._writer_done.set()
+
+    async def _drain(self) -> None:
+        """Wait until every handed-off batch is written (or the writer gave up)."""
+        if self._batches is not None:
+            self._batches.close()
+            await self._writer_done.wait()
+        if self._write_error is not None and self.refusal is None:
+            self.refusal = StoreRefused(StorageStatus.OUT_OF_RESOURCES, f"cannot write the instance: {self._write_error}")
+
+    # -- parsing -------------------------------------------------------------------------
 
     def _probe(self, *, complete: bool) -> None:
         """Parse the header if it is all there; a bad dataset is refused right away."""
@@ -146,43 +197,44 @@ class IncomingInstance:
             self.refusal = StoreRefused(error.status, error.comment)
             self._chunks = []
 
-    async def parse_at_end(self) -> None:
+    async def complete(self) -> None:
+        """All fragments are in: finish the background writes and the parse."""
+        await self._drain()
         if self.record is None and self.refusal is None:
             if self._writer is None:
                 self._probe(complete=True)  # in memory: parsing holds the GIL anyway
             else:
-                await trio.to_thread.run_sync(self._write_out, False)
+                await trio.to_thread.run_sync(self._write_batch, self._take_pending(), False)
                 await trio.to_thread.run_sync(lambda: self._probe(complete=True))
 
-    def _write_out(self, begin_writeback: bool) -> None:
-        """Write the pending fragments (a worker thread); open the file first if needed."""
+    # -- files (worker threads) ----------------------------------------------------------
+
+    def _write_batch(self, batch: list[bytes | memoryview], begin_writeback: bool) -> None:
         if self._writer is None:
             if self.dest is not None:
-                ensure_directory(self.dest.parent)
+                ensure_directory(self.dest.parent, sync=self.settings.fsync)
                 self.temp = temp_path_beside(self.dest)
             else:
                 self.temp = self.settings.incoming / f"{uuid.uuid4().hex}.part"
             self._file = open(self.temp, "xb")
             self._writer = Part10Writer(self._file, b"")
-        for chunk in self._chunks:
+        for chunk in batch:
             self._writer.write(chunk)
-        self._chunks = []
-        self._pending = 0
         if begin_writeback:
             self._file.flush()
             start_writeback(self._file.fileno())
 
     def commit(self, overwrite: bool) -> tuple[bool, WrittenFile]:
-        """Write the rest and place the file durably at its destination (a worker thread).
+        """Write the rest and place the file durably at its destination.
         (False, ...) when dest exists and overwrite is False; the temp file stays."""
         assert self.dest is not None
-        self._write_out(False)
+        self._write_batch(self._take_pending(), False)
         assert self._writer is not None and self._file is not None
         written = self._writer.finish(sync=False)
         self._file.close()
         self._file = None
-        ensure_directory(self.dest.parent)
-        return place_durably(self.temp, self.dest, overwrite=overwrite), written
+        ensure_directory(self.dest.parent, sync=self.settings.fsync)
+        return place_durably(self.temp, self.dest, overwrite=overwrite, sync=self.settings.fsync), written
 
     def _close_and_remove(self) -> None:
         if self._file is not None:
@@ -218,7 +270,7 @@ class StorageService(Service):
             transfer_syntax_uid=transfer_syntax,
             source_ae_title=session.calling_ae_title if session is not None else None,
         ) if _safe_uids(message) else b""
-        return IncomingInstance(self.settings, message, header)
+        return IncomingInstance(self.settings, message, header, session.ctx.nursery if session is not None else None)
 
     async def handle(self, session: Session, received, operation) -> None:
         request: CStoreRQ = received.message
@@ -243,7 +295,7 @@ class StorageService(Service):
     async def store(self, session: Session, request: CStoreRQ, incoming: IncomingInstance) -> tuple[int, str | None]:
         if not _safe_uids(request):
             raise StoreRefused(StorageStatus.CANNOT_UNDERSTAND, "the command's SOP class or instance UID is not a valid UID")
-        await incoming.parse_at_end()
+        await incoming.complete()
         if incoming.refusal is not None:
             raise incoming.refusal
         assert incoming.record is not None and incoming.dest is not None
@@ -291,7 +343,7 @@ class StorageService(Service):
         match outcome.outcome:
             case Outcome.STORED:
                 if not placed:  # an unindexed file was in the way (a crash's leftover)
-                    await trio.to_thread.run_sync(_place, temp, dest, True)
+                    await trio.to_thread.run_sync(_place, temp, dest, self.settings.fsync)
                 return Status.SUCCESS, None
             case Outcome.REPLACED:
                 if previous_abs is not None and previous_abs != dest:
@@ -311,6 +363,7 @@ def _safe_uids(message: CStoreRQ) -> bool:
     return is_valid_uid(message.affected_sop_class_uid) and is_valid_uid(message.affected_sop_instance_uid)
 
 
-def _place(temp: Path, dest: Path, overwrite: bool) -> bool:
-    ensure_directory(dest.parent)
-    return place_durably(temp, dest, overwrite=overwrite)
+def _place(temp: Path, dest: Path, sync: bool) -> bool:
+    """Replace whatever is at dest (an unindexed leftover) with temp."""
+    ensure_directory(dest.parent, sync=sync)
+    return place_durably(temp, dest, overwrite=True, sync=sync)

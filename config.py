@@ -7,6 +7,7 @@ prints above it. Errors name the key, the value and what is allowed.
 import os
 import re
 import tomllib
+import zoneinfo
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,101 @@ class TraceSettings:
     file: str = setting("", "Record every delivered message to this JSON-lines file (empty: off).", example="triopacs-trace.jsonl")
 
 
+@attrs.frozen(kw_only=True)
+class LockSettings:
+    default_timeout: float = setting(0.0, "Seconds a study lock lives when its taker names no lifetime (0: until released).", between(0, 365 * 86400))
+    acquire_wait_timeout: float = setting(5.0, "Seconds a lock request waits for a conflicting lock to go before it fails.", between(0, 86400))
+    cleanup_interval: float = setting(60.0, "Seconds between sweeps of expired locks and checks for holders that are gone.", between(0.1, 86400))
+    auto_cleanup: bool = setting(True, "Sweep expired locks every cleanup_interval (false: only on request).")
+    max_shared_locks: int = setting(100, "Readers that may hold one study's shared lock at the same time.", between(1, 1_000_000))
+    allow_force_unlock: bool = setting(True, "Allow an administrator to force a study's locks open (logged as a warning).")
+
+
+def time_zone_name(value: str) -> str | None:
+    if value == "UTC":
+        return None  # needs no time zone database
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+        return "must be an IANA time zone such as UTC or Europe/Berlin (is the tz database installed?)"
+    return None
+
+
+@attrs.frozen(kw_only=True)
+class SchedulerSettings:
+    enabled: bool = setting(True, "Run the task scheduler; without it no task runs, built-in or other.")
+    max_concurrent_tasks: int = setting(4, "Tasks that may run at once; more due tasks wait, highest priority first.", between(1, 1000))
+    timezone: str = setting("UTC", "IANA time zone cron schedules are read in (e.g. Europe/Berlin).", time_zone_name)
+    restore_on_startup: bool = setting(True, "Load scheduled tasks and their history from the index database at start.")
+    history_limit: int = setting(100, "Executions (and maintenance reports) kept per task.", between(1, 100_000))
+
+
+# Checked without importing the workflow package (and croniter) when the value is a
+# default: every Config() checks its defaults, and the CLI should not pay for that at
+# start. tests/workflow checks that the defaults parse.
+DEFAULT_CLEANUP_SCHEDULE = "0 2 * * *"  # the seed's cleanup_schedule: daily at 02:00
+DEFAULT_VERIFICATION_SCHEDULE = "0 4 * * 0"  # Sundays at 04:00 (the seed's hour, weekly)
+
+
+def schedule_text(value: str) -> str | None:
+    if value in (DEFAULT_CLEANUP_SCHEDULE, DEFAULT_VERIFICATION_SCHEDULE):
+        return None
+    from .workflow.schedule_text import parse_schedule_text
+
+    try:
+        parse_schedule_text(value)
+    except ValueError as error:
+        return f"must be a cron expression ('0 2 * * *') or an interval ('every 6h'): {error}"
+    return None
+
+
+_MODALITY = re.compile(r"[A-Za-z0-9_]{1,16}")
+
+
+def retention_days(values: dict[str, int]) -> str | None:
+    for modality, days in values.items():
+        if not _MODALITY.fullmatch(modality):
+            return f"{modality!r} is not a modality code (letters, digits, _; at most 16)"
+        if not 1 <= days <= 36500:
+            return f"the retention of {modality} must be between 1 and 36500 days"
+    return None
+
+
+def patterns(values: tuple[str, ...]) -> str | None:
+    return "each pattern must be non-empty" if any(not value for value in values) else None
+
+
+@attrs.frozen(kw_only=True)
+class CleanupSettings:
+    enabled: bool = setting(False, "Delete studies whose retention has run out. Off unless you turn it on: it deletes data.")
+    schedule: str = setting(DEFAULT_CLEANUP_SCHEDULE, "When cleanup runs: cron in [scheduler] timezone, or an interval like 'every 6h'.", schedule_text)
+    default_retention: int = setting(365, "Days a study is kept, counted from when its newest instance arrived here.", between(1, 36500))
+    modality_retention: dict[str, int] = setting(
+        {}, "Days per modality; of a study's modalities listed here the longest applies, if none default_retention.",
+        retention_days, example={"CT": 1825, "MR": 3650},
+    )
+    exclude_patterns: tuple[str, ...] = setting(
+        (), "Studies never deleted: shell patterns on patient ID, study UID, accession or description (or field:pattern).",
+        patterns, example=["VIP*", "description:*RESEARCH*"],
+    )
+    verify_not_locked: bool = setting(True, "Skip studies someone has locked; false waits for them up to [locks] acquire_wait_timeout.")
+    dry_run: bool = setting(False, "Only report what would be deleted; delete nothing.")
+    max_deletions_per_cycle: int = setting(100, "Studies deleted per run at most; the rest wait for the next run.", between(1, 1_000_000))
+    database_only: bool = setting(False, "Remove studies from the index but leave their files on disk.")
+
+
+@attrs.frozen(kw_only=True)
+class VerificationSettings:
+    enabled: bool = setting(True, "Check stored files against the index on schedule; it changes nothing unless repair_on_failure.")
+    schedule: str = setting(DEFAULT_VERIFICATION_SCHEDULE, "When verification runs: cron in [scheduler] timezone, or an interval like 'every 24h'.", schedule_text)
+    check_checksums: bool = setting(True, "Recompute size and SHA-256 of the files checked and compare them with the index.")
+    check_db_consistency: bool = setting(True, "Look for index rows whose file is gone and files under files/ no row knows.")
+    check_dicom_structure: bool = setting(False, "Also parse the files checked completely and compare their UIDs with the index.")
+    repair_on_failure: bool = setting(False, "Re-index orphan files and flag missing or corrupt ones in the index; never deletes.")
+    max_verifications_per_cycle: int = setting(1000, "Files whose content is checked per run, least recently checked first.", between(1, 1_000_000_000))
+    hash_algorithm: str = setting("SHA256", "Checksum algorithm; the index keeps SHA-256, the only one supported.", one_of("SHA256"))
+
+
 def _remote_entries(entries: tuple[RemoteAE, ...]) -> str | None:
     for entry in entries:
         if ae_title(entry.ae_title) is not None:
@@ -128,6 +224,10 @@ class Config:
     storage: StorageSettings = StorageSettings()
     log: LogSettings = LogSettings()
     trace: TraceSettings = TraceSettings()
+    locks: LockSettings = LockSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
+    cleanup: CleanupSettings = CleanupSettings()
+    verification: VerificationSettings = VerificationSettings()
     remote: tuple[RemoteAE, ...] = setting(
         (), "Remote AEs we may send to (C-MOVE destinations).", _remote_entries,
         example=[{"ae_title": "VIEWER", "host": "127.0.0.1", "port": 11113}],
@@ -160,7 +260,14 @@ def _exactly(kind: type) -> Callable[[Any, type], Any]:
 for _kind in (int, float, bool, str):
     _strict.register_structure_hook(_kind, _exactly(_kind))
 
-_KIND_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string", tuple[str, ...]: "a list of strings"}
+_KIND_NAMES = {
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    str: "a string",
+    tuple[str, ...]: "a list of strings",
+    dict[str, int]: "a table of names and integers",
+}
 
 
 def _structure_field(key: str, value: Any, kind: Any) -> Any:
@@ -228,7 +335,22 @@ def _from_env_text(key: str, text: str, kind: type) -> Any:
             raise ConfigError(key, text, f"must be {_KIND_NAMES[kind]}") from None
     if kind == tuple[str, ...]:
         return [part.strip() for part in text.split(",") if part.strip()]  # comma-separated
+    if kind == dict[str, int]:
+        return _table_from_env(key, text)  # CT=1825,MR=3650
     return text
+
+
+def _table_from_env(key: str, text: str) -> dict[str, int]:
+    table: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, equals, number = item.partition("=")
+        try:
+            if not equals:
+                raise ValueError(item)
+            table[name.strip()] = int(number)
+        except ValueError:
+            raise ConfigError(key, text, "must be name=integer pairs separated by commas (CT=1825,MR=3650)") from None
+    return table
 
 
 def environment_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
@@ -290,6 +412,8 @@ def _toml_value(value: Any) -> str:
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_value(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"no TOML form for {value!r}")
 
 

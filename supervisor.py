@@ -46,6 +46,10 @@ from .config import Config
 from .protocol.catalog import transfer_syntaxes
 from .storage.index_db import DuplicatePolicy
 from .storage.layout import Layout
+from .workflow import LockManagerConfig, SchedulerConfig, StudyLockManager, TaskScheduler, default_task_kinds
+from .workflow.builtin_tasks import BuiltinTask, BuiltinTasks, register_builtin_kinds
+from .workflow.cleanup import CleanupConfig
+from .workflow.verification import VerificationConfig
 
 log = structlog.get_logger()
 
@@ -95,8 +99,73 @@ def index_database(config: Config) -> str:
     return str(config.data_dir / "index.sqlite")
 
 
-def service_specs(config: Config) -> list[ActorSpec | SupervisorSpec]:
+SCHEDULER = f"{SERVICES}/scheduler"
+
+
+def lock_manager_config(config: Config) -> LockManagerConfig:
+    locks = config.locks
+    return LockManagerConfig(
+        default_timeout=locks.default_timeout,
+        acquire_wait_timeout=locks.acquire_wait_timeout,
+        cleanup_interval=locks.cleanup_interval,
+        auto_cleanup=locks.auto_cleanup,
+        max_shared_locks=locks.max_shared_locks,
+        allow_force_unlock=locks.allow_force_unlock,
+    )
+
+
+def scheduler_config(config: Config) -> SchedulerConfig:
+    scheduler = config.scheduler
+    return SchedulerConfig(
+        max_concurrent_tasks=scheduler.max_concurrent_tasks,
+        timezone=scheduler.timezone,
+        restore_on_startup=scheduler.restore_on_startup,
+        history_limit=scheduler.history_limit,
+    )
+
+
+def builtin_tasks(config: Config) -> list[BuiltinTask]:
+    """The built-in maintenance tasks as [cleanup] and [verification] describe them."""
+    cleanup, verification = config.cleanup, config.verification
     return [
+        BuiltinTask(
+            task_id="builtin-cleanup",
+            name="cleanup",
+            kind="cleanup",
+            description="delete studies whose retention has run out",
+            schedule=cleanup.schedule,
+            enabled=cleanup.enabled,
+            params=CleanupConfig(
+                default_retention=cleanup.default_retention,
+                modality_retention=cleanup.modality_retention,
+                exclude_patterns=cleanup.exclude_patterns,
+                verify_not_locked=cleanup.verify_not_locked,
+                dry_run=cleanup.dry_run,
+                max_deletions_per_cycle=cleanup.max_deletions_per_cycle,
+                database_only=cleanup.database_only,
+            ).to_params(),
+        ),
+        BuiltinTask(
+            task_id="builtin-verification",
+            name="verification",
+            kind="verification",
+            description="check stored files against the index",
+            schedule=verification.schedule,
+            enabled=verification.enabled,
+            params=VerificationConfig(
+                check_checksums=verification.check_checksums,
+                check_db_consistency=verification.check_db_consistency,
+                check_dicom_structure=verification.check_dicom_structure,
+                repair_on_failure=verification.repair_on_failure,
+                max_verifications_per_cycle=verification.max_verifications_per_cycle,
+                hash_algorithm=verification.hash_algorithm,
+            ).to_params(),
+        ),
+    ]
+
+
+def service_specs(config: Config) -> list[ActorSpec | SupervisorSpec]:
+    specs: list[ActorSpec | SupervisorSpec] = [
         ActorSpec(name="aes", actor=AERegistry, args={"remotes": config.remote}),
         ActorSpec(
             name="index",
@@ -105,9 +174,27 @@ def service_specs(config: Config) -> list[ActorSpec | SupervisorSpec]:
                 "database": index_database(config),
                 "duplicate_policy": DuplicatePolicy(config.storage.duplicates),
                 "synchronous": "FULL" if config.storage.durability == "fsync" else "NORMAL",
+                "root": str(config.data_dir),
             },
             capacity=1024,
         ),
+        ActorSpec(name="locks", actor=StudyLockManager, args={"config": lock_manager_config(config)}, capacity=1024),
+    ]
+    if not config.scheduler.enabled:
+        if config.cleanup.enabled or config.verification.enabled:
+            log.warning("the scheduler is off: built-in cleanup and verification will not run")
+        return specs
+    # Registered before the scheduler starts, so that restored tasks find their kinds.
+    register_builtin_kinds(default_task_kinds)
+    return [
+        *specs,
+        ActorSpec(
+            name="scheduler",
+            actor=TaskScheduler,
+            args={"database": index_database(config), "config": scheduler_config(config)},
+        ),
+        # After the scheduler: brings its built-in tasks in line with the configuration.
+        ActorSpec(name="builtin-tasks", actor=BuiltinTasks, args={"tasks": builtin_tasks(config), "scheduler_path": SCHEDULER}),
     ]
 
 

@@ -134,8 +134,62 @@ _V1_TRIGGERS = (
     _prune_on_delete("study", "patient", "patient_pk"),
 )
 
+# Maintenance (workflow cleanup and verification; see storage/deletion.py, storage/maintenance.py):
+# - instance.file_status / checked_at: what the last verification found ('ok', 'missing',
+#   'corrupt'; flags are set only by a repairing run) and when each file was last checked,
+#   so runs capped at N files go on where the previous one stopped. An instance stored
+#   again (replaced) or relocated has a new file: the trigger forgets its check.
+# - file_deletion: the journal of crash-safe deletion. Rows leave `instance` and their
+#   files enter this table in one transaction; the files are removed afterwards and the
+#   entries dropped. Whatever a crash interrupts is finished when the index next opens.
+# - released_file: files a database-only cleanup took out of the index but left on disk
+#   on purpose; verification does not call them orphans (nor re-indexes them).
+# - maintenance_report: the report of each cleanup/verification run.
+_V2_MAINTENANCE = (
+    "ALTER TABLE instance ADD COLUMN file_status TEXT NOT NULL DEFAULT 'ok'",
+    "ALTER TABLE instance ADD COLUMN checked_at REAL",
+    # Which row names a file: verification asks it of every file it finds, the deletion
+    # journal before it removes one.
+    "CREATE INDEX instance_by_file ON instance (file_path)",
+    """
+    CREATE TRIGGER instance_new_file_forgets_check AFTER UPDATE OF file_path, sha256 ON instance
+    WHEN OLD.file_status != 'ok' OR OLD.checked_at IS NOT NULL
+    BEGIN UPDATE instance SET file_status = 'ok', checked_at = NULL WHERE pk = NEW.pk; END
+    """,
+    """
+    CREATE TABLE file_deletion (
+        file_path TEXT PRIMARY KEY,
+        sop_instance_uid TEXT NOT NULL,
+        queued_at REAL NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE released_file (
+        file_path TEXT PRIMARY KEY,
+        sop_instance_uid TEXT NOT NULL,
+        study_instance_uid TEXT NOT NULL,
+        released_at REAL NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE maintenance_report (
+        seq INTEGER PRIMARY KEY,
+        task_id TEXT NOT NULL,
+        task_name TEXT NOT NULL DEFAULT '',
+        kind TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        finished_at REAL NOT NULL,
+        succeeded INTEGER NOT NULL,
+        summary TEXT NOT NULL DEFAULT '',
+        report TEXT NOT NULL DEFAULT '{}'
+    )
+    """,
+    "CREATE INDEX maintenance_report_by_task ON maintenance_report (task_id, seq)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("patient/study/series/instance with files, tiers and pruning", _V1_TABLES + _V1_INDEXES + _V1_TRIGGERS),
+    Migration("file check status, deletion journal, released files, maintenance reports", _V2_MAINTENANCE),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

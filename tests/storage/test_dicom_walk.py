@@ -40,11 +40,24 @@ def readable_by_pydicom(path):
         return None
 
 
-@pytest.mark.parametrize("path", sample_files(), ids=os.path.basename)
+def indexable(path) -> bool:
+    ds = readable_by_pydicom(path)
+    return ds is not None and "SOPInstanceUID" in ds and "file_meta" in dir(ds)
+
+
+INDEXABLE = [path for path in sample_files() if indexable(path)]
+NOT_INDEXABLE = [path for path in sample_files() if not indexable(path)]
+
+
+@pytest.mark.parametrize("path", NOT_INDEXABLE, ids=os.path.basename)
+def test_samples_without_file_meta_or_sop_instance_are_refused(path):
+    with pytest.raises(InvalidDataset):
+        extract_record(path, file_size=0, sha256="")
+
+
+@pytest.mark.parametrize("path", INDEXABLE, ids=os.path.basename)
 def test_walker_and_pydicom_paths_give_the_same_record(path):
     ds = readable_by_pydicom(path)
-    if ds is None or "SOPInstanceUID" not in ds or "file_meta" not in dir(ds):
-        pytest.skip("not an indexable Part 10 sample")
     fast = attributes._read_header(path)
     if fast is None:
         return  # big endian, deflated or malformed: pydicom's path is the only path

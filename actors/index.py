@@ -29,7 +29,7 @@ import trio
 from pydicom import Dataset
 
 from ..storage.attributes import InstanceRecord
-from ..storage.deletion import RetiredStudy, forget_deletions, pending_deletions, remove_files, retire_study
+from ..storage.deletion import Removal, RetiredStudy, forget_deletions, pending_deletions, remove_files, retire_study
 from ..storage.errors import QueryError
 from ..storage.index_db import DuplicatePolicy, IndexCounts, RecordOutcome, index_counts, open_index, record_instances
 from ..storage.maintenance import (
@@ -401,7 +401,9 @@ class IndexActor(Actor):
         """Steps 2 and 3 of a deletion (storage/deletion.py) for the journaled `paths`,
         or for the whole journal. Files a row names again are kept."""
         pending = await self._in_reader(pending_deletions, paths)
-        removal = await trio.to_thread.run_sync(remove_files, self.root, pending.remove)
+        removal = Removal(done=(), failed=())
+        if pending.remove:
+            removal = await trio.to_thread.run_sync(remove_files, self.root, pending.remove)
         settled = [*removal.done, *pending.in_use]
         if settled:
             await self._in_transaction(forget_deletions, settled)

@@ -136,7 +136,7 @@ class SchedulerSettings:
     max_concurrent_tasks: int = setting(4, "Tasks that may run at once; more due tasks wait, highest priority first.", between(1, 1000))
     timezone: str = setting("UTC", "IANA time zone cron schedules are read in (e.g. Europe/Berlin).", time_zone_name)
     restore_on_startup: bool = setting(True, "Load scheduled tasks and their history from the index database at start.")
-    history_limit: int = setting(100, "Executions (and maintenance reports) kept per task.", between(1, 100_000))
+    history_limit: int = setting(100, "Executions kept per task (in memory and in the database).", between(1, 100_000))
 
 
 # Checked without importing the workflow package (and croniter) when the value is a

@@ -15,11 +15,13 @@ from pathlib import Path
 
 import attrs
 import pydicom
+from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
 
 from .files import TEMP_SUFFIX
 
 HASH_CHUNK = 1024 * 1024
+UNDEFINED_LENGTH = 0xFFFFFFFF
 
 
 def is_temp_name(name: str) -> bool:
@@ -67,9 +69,15 @@ def structure_problem(path: Path, expected: dict[str, str]) -> str | None:
     the `expected` ones (keyword -> value, e.g. {"SOPInstanceUID": ...}), else what is wrong."""
     try:
         dataset = pydicom.dcmread(path)
+        # pydicom reads a value cut short by the end of the file without complaint:
+        # compare what each top-level element got with the length its header declares.
+        for raw in list(dataset._dict.values()):  # noqa: SLF001 - the raw elements, before decoding
+            if isinstance(raw, RawDataElement) and isinstance(raw.value, bytes) and raw.length != UNDEFINED_LENGTH:
+                if len(raw.value) != raw.length:
+                    return f"truncated: {raw.tag} declares {raw.length} bytes, the file holds {len(raw.value)}"
         for element in dataset.iterall():
             element.value  # noqa: B018 - decoding every value is the check
-    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as error:
+    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         return f"cannot be parsed: {type(error).__name__}: {error}"
     if "TransferSyntaxUID" not in dataset.file_meta:
         return "no transfer syntax in its file meta information"

@@ -150,9 +150,12 @@ def indexed_file(connection: sqlite3.Connection, sop_instance_uids: Sequence[str
 class PathClasses:
     """Which of some paths the index knows, and as what; a path in none is an orphan."""
 
-    indexed: frozenset[str] = frozenset()  # a row names it
-    deleting: frozenset[str] = frozenset()  # in the deletion journal, about to go
-    released: frozenset[str] = frozenset()  # taken out of the index, kept on disk on purpose
+    indexed: tuple[str, ...] = ()  # a row names it
+    deleting: tuple[str, ...] = ()  # in the deletion journal, about to go
+    released: tuple[str, ...] = ()  # taken out of the index, kept on disk on purpose
+
+    def known(self) -> set[str]:
+        return {*self.indexed, *self.deleting, *self.released}
 
 
 def classify_paths(connection: sqlite3.Connection, paths: Sequence[str]) -> PathClasses:
@@ -162,9 +165,9 @@ def classify_paths(connection: sqlite3.Connection, paths: Sequence[str]) -> Path
             rows = connection.execute(f"SELECT file_path FROM {table} WHERE file_path IN ({_marks(chunk)})", chunk)
             known.update(path for (path,) in rows)
     return PathClasses(
-        indexed=frozenset(found["instance"]),
-        deleting=frozenset(found["file_deletion"]),
-        released=frozenset(found["released_file"]),
+        indexed=tuple(sorted(found["instance"])),
+        deleting=tuple(sorted(found["file_deletion"])),
+        released=tuple(sorted(found["released_file"])),
     )
 
 

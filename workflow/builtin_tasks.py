@@ -29,7 +29,7 @@ from .cleanup import KIND as CLEANUP, cleanup
 from .schedule_text import parse_schedule_text, same_schedule
 from .task_kinds import TaskKindRegistry
 from .task_messages import EnableTask, GetTask, RemoveTask, ScheduleTask, UpdateSchedule
-from .task_types import JsonObject, ScheduledTask, TaskNotFound, TaskState, TaskType
+from .task_types import JsonObject, ScheduledTask, TaskError, TaskNotFound, TaskState, TaskType
 from .verification import KIND as VERIFICATION, verification
 
 BUILTIN_KINDS = {
@@ -92,7 +92,12 @@ class BuiltinTasks(Actor):
     async def _apply(self) -> list[str]:
         changes = []
         for task in self.tasks:
-            change = await self._apply_one(task)
+            try:
+                change = await self._apply_one(task)
+            except TaskError as error:  # one task the scheduler refuses must not stop the node
+                self.ctx.log.error("built-in task not scheduled", task_id=task.task_id, error=str(error))
+                changes.append(f"{task.task_id}: refused: {error}")
+                continue
             if change:
                 self.ctx.log.info("built-in task " + change, task_id=task.task_id, schedule=task.schedule)
                 changes.append(f"{task.task_id}: {change}")

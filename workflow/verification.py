@@ -289,7 +289,7 @@ class VerificationRun:
         while batch := await trio.to_thread.run_sync(_next_batch, walk, WALK_BATCH):
             self.files_found += len(batch)
             classes = (await self.index.ask(ClassifyPaths(paths=tuple(batch)))).classes
-            known = classes.indexed | classes.deleting | classes.released
+            known = classes.known()
             for path in batch:
                 if path not in known:
                     self.orphan_paths.append(path)
@@ -324,7 +324,7 @@ class VerificationRun:
 
     async def _reindex_locked(self, path: str, record: InstanceRecord) -> None:
         classes = (await self.index.ask(ClassifyPaths(paths=(path,)))).classes
-        if path in classes.indexed | classes.deleting | classes.released:
+        if path in classes.known():
             return  # a store or a cleanup got to it while we looked: not an orphan after all
         indexed = (await self.index.ask(LookupInstanceFiles(sop_instance_uids=(record.sop_instance_uid,)))).paths
         if record.sop_instance_uid in indexed:

@@ -81,7 +81,15 @@ def _garbage(path):
     return "cannot be parsed"
 
 
-@pytest.mark.parametrize("damage", [_other_study_uid, _garbage], ids=["UID differs from the index", "unparseable"])
+def _truncated(path):
+    content = path.read_bytes()
+    path.write_bytes(content[: len(content) - 1000])  # the pixel data loses its end
+    return "truncated: (7FE0,0010)"
+
+
+@pytest.mark.parametrize(
+    "damage", [_other_study_uid, _garbage, _truncated], ids=["UID differs from the index", "unparseable", "truncated"]
+)
 async def test_the_structure_check_parses_files_and_compares_their_uids(tmp_path, studies, damage):
     study = studies.make("MR", count=1)
     async with running_node(tmp_path) as node:

@@ -124,11 +124,13 @@ async def test_without_verify_not_locked_cleanup_waits_for_the_lock(tmp_path, st
     async with running_node(tmp_path, acquire_wait_timeout=30.0) as node:
         await store(node, study)
         age_studies(data_dir(node), 40, study.study_instance_uid)
-        # Someone holds the study for half a second more; cleanup waits for it, then deletes.
-        await node.ref("locks").ask(Lock(study_uid=study.study_instance_uid, timeout=0.5, link=False, reason="migration"))
+        # Someone holds the study for one second more; cleanup waits for it, then deletes.
+        await node.ref("locks").ask(Lock(study_uid=study.study_instance_uid, timeout=1.0, link=False, reason="migration"))
         record, report = await run_task(node, "cleanup", {"default_retention": 30, "verify_not_locked": False})
+        stats = await node.ref("locks").ask(GetLockStats())
         assert record.state is TaskState.COMPLETED
         assert listed(report, "deleted") == [study.study_instance_uid] and report["skipped_locked"] == []
+        assert stats.contention_count == 1  # it did find the study taken, and waited
         assert study_uids(data_dir(node)) == set()
 
 

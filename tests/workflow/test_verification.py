@@ -7,7 +7,6 @@ import shutil
 
 import pydicom
 import pytest
-import trio
 from dicom_samples import new_uid
 from node.nodes import running_node
 

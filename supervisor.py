@@ -46,7 +46,15 @@ from .config import Config
 from .protocol.catalog import transfer_syntaxes
 from .storage.index_db import DuplicatePolicy
 from .storage.layout import Layout
-from .workflow import LockManagerConfig, SchedulerConfig, StudyLockManager, TaskScheduler, default_task_kinds
+from .workflow import (
+    LockManagerConfig,
+    LockType,
+    SchedulerConfig,
+    StudyLockManager,
+    TaskScheduler,
+    default_task_kinds,
+    study_lock,
+)
 from .workflow.builtin_tasks import BuiltinTask, BuiltinTasks, register_builtin_kinds
 from .workflow.cleanup import CleanupConfig
 from .workflow.verification import VerificationConfig
@@ -198,12 +206,28 @@ def service_specs(config: Config) -> list[ActorSpec | SupervisorSpec]:
     ]
 
 
+LOCKS = f"{SERVICES}/locks"
+
+
+def study_guard(config: Config):
+    """What a C-STORE holds while it commits: a shared lock on its study, so cleanup
+    (exclusive) and migration never delete or move a study under a store in progress,
+    and a store waits - at most acquire_wait_timeout - while they run."""
+    wait = config.locks.acquire_wait_timeout
+
+    def guard(ctx, study_uid: str):
+        return study_lock(ctx.lookup(LOCKS), study_uid, LockType.SHARED, reason="C-STORE", wait=wait)
+
+    return guard
+
+
 def dicom_services(config: Config) -> ServiceSet:
     storage = StorageServiceSettings(
         root=config.data_dir,
         layout=Layout(config.storage.layout),
         duplicates=DuplicatePolicy(config.storage.duplicates),
         index_path=INDEX,
+        guard=study_guard(config),
         fsync=config.storage.durability == "fsync",
     )
     return ServiceSet(

@@ -212,17 +212,31 @@ class IncomingInstance:
     def _write_batch(self, batch: list[bytes | memoryview], begin_writeback: bool) -> None:
         if self._writer is None:
             if self.dest is not None:
-                ensure_directory(self.dest.parent, sync=self.settings.fsync)
                 self.temp = temp_path_beside(self.dest)
+                self._file = self._create_beside_destination(self.temp)
             else:
                 self.temp = self.settings.incoming / f"{uuid.uuid4().hex}.part"
-            self._file = open(self.temp, "xb")
+                self._file = open(self.temp, "xb")
             self._writer = Part10Writer(self._file, b"")
         for chunk in batch:
             self._writer.write(chunk)
         if begin_writeback:
             self._file.flush()
             start_writeback(self._file.fileno())
+
+    def _create_beside_destination(self, temp: Path):
+        """Open temp in the destination's folder, creating the folder. A large dataset
+        gets here before its store holds the study lock, and cleanup may remove the
+        folder as it empties: if it vanished in between, create it once more."""
+        assert self.dest is not None
+        for attempt in (1, 2):
+            ensure_directory(self.dest.parent, sync=self.settings.fsync)
+            try:
+                return open(temp, "xb")
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def commit(self, overwrite: bool) -> tuple[bool, WrittenFile]:
         """Write the rest and place the file durably at its destination.
@@ -287,7 +301,7 @@ class StorageService(Service):
                 status=status,
                 affected_sop_class_uid=request.affected_sop_class_uid,
                 affected_sop_instance_uid=request.affected_sop_instance_uid,
-                error_comment=comment,
+                error_comment=comment[:64] if comment else None,  # LO: at most 64 characters
             ),
             received.context_id,
         )
@@ -308,7 +322,8 @@ class StorageService(Service):
                 outcome = await self._commit(session, incoming)
         except ReplyError as error:
             if outcome is None:  # never got the study: it stayed locked (deletion, migration)
-                raise StoreRefused(StorageStatus.OUT_OF_RESOURCES, f"study is busy, try again later: {error}") from None
+                session.log.info("store refused: study locked", study=incoming.record.study_instance_uid, error=str(error))
+                raise StoreRefused(StorageStatus.OUT_OF_RESOURCES, "study is busy (locked); try again later") from None
             session.log.warning("study lock ended badly after a completed store", error=str(error))
         assert outcome is not None
         return outcome

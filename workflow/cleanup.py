@@ -51,7 +51,14 @@ from ..actors.index import DeleteStudy, IndexFailure, ListStudiesStoredBefore
 from ..storage.maintenance import StudySummary
 from .lock_client import study_lock
 from .lock_messages import IsLocked
-from .lock_types import AlreadyLocked, LockError, LockExpired, LockTimeout, LockType, MaxSharedExceeded
+from .lock_types import (
+    AlreadyLocked,
+    LockError,
+    LockExpired,
+    LockTimeout,
+    LockType,
+    MaxSharedExceeded,
+)
 from .maintenance import (
     DAY,
     INDEX_PATH,
@@ -61,8 +68,8 @@ from .maintenance import (
     check_days,
     check_flag,
     config_from_params,
-    file_report,
     holder_name,
+    run_and_report,
     sized,
     when,
 )
@@ -202,6 +209,13 @@ class CleanupRun:
     changed: Findings = attrs.field(factory=Findings)  # no longer due when its turn came
     failed: Findings = attrs.field(factory=Findings)
 
+    @property
+    def started_at(self) -> float:
+        return self.now
+
+    def problems(self) -> bool:
+        return bool(self.failed)
+
     async def go(self) -> None:
         index = self.ctx.lookup(INDEX_PATH)
         before = self.now - self.config.shortest_retention() * DAY
@@ -317,16 +331,4 @@ class CleanupRun:
 
 async def cleanup(params: Mapping[str, Any], ctx: TaskContext) -> str | None:
     """The `cleanup` task kind. Fails (with the summary) if any study could not be deleted."""
-    config = CleanupConfig.from_params(params)
-    run = CleanupRun(config, ctx)
-    interrupted = True
-    try:
-        await run.go()
-        interrupted = False
-    finally:
-        summary = run.summary() + ("; interrupted" if interrupted else "")
-        await file_report(
-            ctx, kind=KIND, started_at=run.now, succeeded=not interrupted and not run.failed,
-            summary=summary, report=run.report(interrupted),
-        )
-    return f"cleanup: {summary}" if run.failed else None
+    return await run_and_report(CleanupRun(CleanupConfig.from_params(params), ctx), ctx, kind=KIND)

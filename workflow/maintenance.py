@@ -13,7 +13,7 @@ import json
 import math
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 import trio
@@ -127,3 +127,33 @@ async def file_report(
             await ctx.lookup(INDEX_PATH).ask(SaveReport(report=stored, keep_last=REPORTS_KEPT), timeout=REPORT_GRACE)
         except (ReplyError, ActorError, AskTimeout) as error:
             ctx.log.error("could not keep the report", kind=kind, error=str(error))
+
+
+class MaintenanceRun(Protocol):
+    """What run_and_report needs of a cleanup or verification run."""
+
+    started_at: float
+
+    async def go(self) -> None: ...
+
+    def summary(self) -> str: ...
+
+    def report(self, interrupted: bool) -> dict[str, Any]: ...
+
+    def problems(self) -> bool: ...
+
+
+async def run_and_report(run: MaintenanceRun, ctx: TaskContext, *, kind: str) -> str | None:
+    """Run a maintenance task and file its report whatever happens (an interrupted run
+    says so); the task's result is its summary when problems remain, else None."""
+    interrupted = True
+    try:
+        await run.go()
+        interrupted = False
+    finally:
+        summary = run.summary() + ("; interrupted" if interrupted else "")
+        await file_report(
+            ctx, kind=kind, started_at=run.started_at, succeeded=not interrupted and not run.problems(),
+            summary=summary, report=run.report(interrupted),
+        )
+    return f"{kind}: {summary}" if run.problems() else None

@@ -62,7 +62,13 @@ from ..storage.errors import StorageError, UnsafePath
 from ..storage.file_scan import digest, structure_problem, walk_stored_files
 from ..storage.index_db import Outcome
 from ..storage.layout import confined
-from ..storage.maintenance import FILE_CORRUPT, FILE_MISSING, FILE_OK, FileCheck, IndexedFile
+from ..storage.maintenance import (
+    FILE_CORRUPT,
+    FILE_MISSING,
+    FILE_OK,
+    FileCheck,
+    IndexedFile,
+)
 from .lock_client import study_lock
 from .lock_types import LockError, LockType
 from .maintenance import (
@@ -72,8 +78,8 @@ from .maintenance import (
     check_count,
     check_flag,
     config_from_params,
-    file_report,
     holder_name,
+    run_and_report,
     sized,
     when,
 )
@@ -398,16 +404,4 @@ class VerificationRun:
 
 async def verification(params: Mapping[str, Any], ctx: TaskContext) -> str | None:
     """The `verification` task kind. Fails (with the summary) when problems remain."""
-    config = VerificationConfig.from_params(params)
-    run = VerificationRun(config, ctx)
-    interrupted = True
-    try:
-        await run.go()
-        interrupted = False
-    finally:
-        summary = run.summary() + ("; interrupted" if interrupted else "")
-        await file_report(
-            ctx, kind=KIND, started_at=run.started_at, succeeded=not interrupted and not run.problems(),
-            summary=summary, report=run.report(interrupted),
-        )
-    return f"verification: {summary}" if run.problems() else None
+    return await run_and_report(VerificationRun(VerificationConfig.from_params(params), ctx), ctx, kind=KIND)

@@ -245,8 +245,14 @@ class StudyLockManager(Actor):
                 await self._rearm.wait()
             if scope.cancelled_caught:
                 effects: list[Effect] = []
-                self.table.tick(self._now(), effects)
+                now = self._now()
+                self.table.tick(now, effects)
                 self._apply(effects)
+                if self.table.next_deadline() <= now.mono:
+                    # tick() consumes every due deadline; if one survives, the table is
+                    # inconsistent - say so and back off rather than spin on it
+                    self.ctx.log.error("lock timer: a deadline is still due after tick", deadline=self.table.next_deadline())
+                    await trio.sleep(1.0)
             else:
                 self._rearm = trio.Event()
 

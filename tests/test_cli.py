@@ -1,7 +1,6 @@
 import json
 import signal
 import subprocess
-import sys
 import tomllib
 
 import trio

@@ -62,7 +62,7 @@ async def test_store_a_folder_skips_non_dicom_files_and_sums_up(storescp_peer, t
     flat = await run_cli(["store", *address(storescp_peer), str(folder)])
     assert flat.returncode == 0, flat.stderr
     summary = text(flat.stdout)
-    assert summary[0].startswith(f"sent 3 of 3 files, ") and "MB/s" in summary[0]
+    assert summary[0].startswith("sent 3 of 3 files, ") and "MB/s" in summary[0]
     assert summary[1:] == ["skipped 1 non-DICOM files"]
     # Not a terminal: one plain progress line per file.
     assert sorted(text(flat.stderr)) == sorted(f"[{n}/3] {s.path}: ok" for n, s in zip((1, 2, 3), sorted(samples, key=lambda s: s.path)))

@@ -84,7 +84,7 @@ async def test_bad_environment_variable_is_exit_2(tmp_path):
 
 
 async def record_trace(path, data):
-    config = Config(node=NodeSettings(data_dir=str(data)), trace=TraceSettings(file=str(path)))
+    config = Config(node=NodeSettings(port=0, data_dir=str(data)), trace=TraceSettings(file=str(path)))
     async with open_node(config) as node:
         aes = node.ref("aes")
         await aes.send(RegisterAE(entry=RemoteAE(ae_title="WS1", host="127.0.0.1", port=4006)))

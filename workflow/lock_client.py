@@ -11,7 +11,9 @@ in that very moment - so nothing stays locked behind a caller that left.
 If the body finished normally but the lock expired (or the lock manager restarted)
 while it ran, leaving the block raises LockExpired / InvalidToken: the work was done
 without the protection it asked for, and the caller should know. When the body itself
-raised, its exception wins.
+raised, its exception wins. A caller that has no use for that news (a store that has
+already decided its answer) passes ``confirm_release=False``: the release is then sent
+without waiting for the manager, and a problem with it is only logged by the manager.
 """
 
 import secrets
@@ -38,6 +40,7 @@ async def study_lock(
     timeout: float | None = None,
     wait: float | None = None,
     try_only: bool = False,
+    confirm_release: bool = True,
 ) -> AsyncIterator[LockToken]:
     """Lock `study_uid` through the lock manager `locks` for the block.
 
@@ -64,13 +67,24 @@ async def study_lock(
         body_failed = True
         raise
     finally:
-        await _release(locks, token, quiet=body_failed)
+        if confirm_release:
+            await _release(locks, token, quiet=body_failed)
+        else:
+            await _send_release(locks, token)
 
 
 async def _withdraw(locks: ActorRef, request_id: str) -> None:
     with trio.move_on_after(RELEASE_GRACE, shield=True):
         try:
             await locks.ask(AbandonLockRequest(request_id=request_id), timeout=None)
+        except ActorStopped:
+            pass  # a stopped manager holds nothing any more
+
+
+async def _send_release(locks: ActorRef, token: LockToken) -> None:
+    with trio.move_on_after(RELEASE_GRACE, shield=True):
+        try:
+            await locks.send(Unlock(token_id=token.token_id))
         except ActorStopped:
             pass  # a stopped manager holds nothing any more
 

@@ -21,6 +21,7 @@ await, so they cannot interleave with a message being handled.
 """
 
 import datetime as dt
+import math
 import random
 import secrets
 from contextlib import ExitStack
@@ -115,6 +116,7 @@ class StudyLockManager(Actor):
         self._clock.now()  # anchor the clock at the start of this incarnation
         self.table = LockTable(self.config, self._token_source())
         self._rearm = trio.Event()
+        self._armed_for = math.inf  # the deadline the timer sleeps until
         self._exit_stack = ExitStack()
         self._lifecycle = self._exit_stack.enter_context(self.ctx.system.bus.subscribe(*LIFECYCLE_EVENTS, capacity=4096))
         self._dropped_seen = 0
@@ -144,7 +146,7 @@ class StudyLockManager(Actor):
             return self._handle(message, self._now(), effects)
         finally:
             self._apply(effects)
-            self._rearm.set()
+            self._rearm_if_sooner()
 
     def _handle(self, message, now: Now, effects: list[Effect]):
         table = self.table
@@ -239,9 +241,17 @@ class StudyLockManager(Actor):
 
     # -- time --------------------------------------------------------------------------------
 
+    def _rearm_if_sooner(self) -> None:
+        # Only an earlier deadline needs the timer now; waking it after every message
+        # would cost each lock and unlock a task switch for nothing. A later one is
+        # picked up when the timer next wakes.
+        if self.table.next_deadline() < self._armed_for:
+            self._rearm.set()
+
     async def _timer(self) -> None:
         while True:
-            with trio.move_on_at(self.table.next_deadline()) as scope:
+            self._armed_for = self.table.next_deadline()
+            with trio.move_on_at(self._armed_for) as scope:
                 await self._rearm.wait()
             if scope.cancelled_caught:
                 effects: list[Effect] = []
@@ -264,7 +274,7 @@ class StudyLockManager(Actor):
                 self.table.sweep(self._now(), effects)
             self._check_owners(effects)
             self._apply(effects)
-            self._rearm.set()
+            self._rearm_if_sooner()
 
     # -- holders' lifetimes ------------------------------------------------------------------
 
@@ -297,7 +307,7 @@ class StudyLockManager(Actor):
         if released:
             self.ctx.log.info("released the locks of a holder that is gone", holder=path, because=type(event).__name__, count=released)
         self._apply(effects)
-        self._rearm.set()
+        self._rearm_if_sooner()
 
     def _check_owners(self, effects: list[Effect]) -> None:
         for owner in sorted(self.table.owners()):

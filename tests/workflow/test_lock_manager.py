@@ -249,6 +249,21 @@ async def test_study_lock_releases_on_exit_error_and_cancellation(autojump_clock
         assert not (await locks.ask(IsLocked(study_uid=STUDY))).locked
 
 
+async def test_study_lock_unconfirmed_release_still_frees_the_study(autojump_clock):
+    async with lock_node() as (_, locks, _):
+        async with study_lock(locks, STUDY, S, confirm_release=False):
+            pass
+        # The Unlock was sent, not asked: the next request queues behind it and finds the
+        # study free at once.
+        token = await locks.ask(Lock(study_uid=STUDY, type=E, wait=0))
+        assert token.type is E and trio.current_time() == 0
+        # A release the manager refuses (the lock expired meanwhile) is not the caller's
+        # problem here: leaving the block raises nothing.
+        async with study_lock(locks, "1.2.3", S, timeout=5, confirm_release=False):
+            await trio.sleep(10)
+        assert not (await locks.ask(IsLocked(study_uid="1.2.3"))).locked
+
+
 async def test_study_lock_cancelled_while_waiting_leaves_nothing_behind(autojump_clock):
     async with lock_node() as (_, locks, manager):
         blocker = await locks.ask(Lock(study_uid=STUDY))

@@ -127,8 +127,13 @@ def elements_json(elements: list[Element], encodings: list[str]) -> JsonDataset:
         for tag, _, value in elements
     )
     out: JsonDataset = {}
+    charset_key = tuple(encodings)
     for tag, vr, value in elements:
         if tag >> 16 == 0x0002 or tag == SPECIFIC_CHARACTER_SET or not tag & 0xFFFF:
+            continue
+        memo_key = (tag, vr, value, charset_key, signed_pixels) if type(value) is bytes and len(value) <= MEMO_VALUE_SIZE else None
+        if memo_key is not None and (attr := _memo.get(memo_key)) is not None:
+            out[f"{tag:08X}"] = attr
             continue
         if vr is None or vr == "UN":
             vr = dictionary_vr(tag)
@@ -146,10 +151,26 @@ def elements_json(elements: list[Element], encodings: list[str]) -> JsonDataset:
                 if attr is not None:
                     out[f"{tag:08X}"] = attr
             elif value is not None and vr not in BULK_VRS:
-                out[f"{tag:08X}"] = _value_json(vr, value, encodings, True)
+                attr = out[f"{tag:08X}"] = _value_json(vr, value, encodings, True)
+                if memo_key is not None:
+                    _remember(memo_key, attr)
         except (UndecodableElement, WalkError, UnicodeError, LookupError, struct.error, ValueError):
             continue
     return out
+
+
+# Most of a header is the same from one image of a series to the next (patient, study,
+# series, and per-image attributes like Rows or Pixel Spacing), so converted values are
+# remembered by their bytes. The attribute objects are shared: callers never change them.
+MEMO_VALUE_SIZE = 256
+MEMO_ENTRIES = 4096
+_memo: dict[tuple[Any, ...], JsonAttr] = {}
+
+
+def _remember(key: tuple[Any, ...], attr: JsonAttr) -> None:
+    if len(_memo) >= MEMO_ENTRIES:
+        _memo.clear()  # cheaper than LRU bookkeeping on every hit; refills in one series
+    _memo[key] = attr
 
 
 def _items_json(items: list[list[Element]], encodings: list[str]) -> JsonAttr | None:

@@ -194,3 +194,16 @@ def test_a_truncated_file_is_refused(tmp_path):
     path.write_bytes(data[:700])
     with pytest.raises(InvalidDataset):
         extract_record(path, file_size=700, sha256="x")
+
+
+def test_remembered_values_depend_on_the_character_set_and_pixel_sign():
+    name = "Müller^Jörg".encode("utf-8")
+    utf8 = elements_json([(0x00100010, "PN", name)], python_encodings("ISO_IR 192"))
+    latin1 = elements_json([(0x00100010, "PN", name)], python_encodings("ISO_IR 100"))
+    assert utf8["00100010"]["Value"] == [{"Alphabetic": "Müller^Jörg"}]
+    assert latin1["00100010"]["Value"] == [{"Alphabetic": "MÃ¼ller^JÃ¶rg"}]
+    # Smallest Image Pixel Value (US or SS) reads by Pixel Representation.
+    value = b"\xff\xff"
+    unsigned = elements_json([(0x00280106, "US or SS", value)], [])
+    signed = elements_json([(0x00280103, "US", b"\x01\x00"), (0x00280106, "US or SS", value)], [])
+    assert unsigned["00280106"]["Value"] == [65535] and signed["00280106"]["Value"] == [-1]

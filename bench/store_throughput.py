@@ -52,8 +52,12 @@ from peers.dcmtk import dcmtk_program  # noqa: E402
 from peers.process import ServerProcess, find_program, serve  # noqa: E402
 from peers.raw_echo import echo_latencies  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+from flush_floor import measure as measure_flush_floor  # noqa: E402
+
 MB = 1_000_000
 CONCURRENT_ASSOCIATIONS = 4
+FLUSH_ROUNDS = 200
 
 
 # ---------------------------------------------------------------- targets
@@ -328,6 +332,19 @@ def _throughput_table(title: str, outcomes: list[Outcome], baseline: str) -> str
     return "\n".join(lines)
 
 
+def _flush_floor_note(floor: float, base: Outcome | None) -> str:
+    """What durability alone costs here, and the best it allows (see bench/flush_floor.py)."""
+    note = f"durability floor: the flushes of one stored instance (file, directory, WAL) take {floor * 1000:.2f} ms on this disk"
+    if base is None or not base.runs:
+        return note
+    per_image = 1 / base.images_per_second
+    best = 1 / (per_image + floor)
+    return (
+        f"{note};\na server as fast as {base.target} ({per_image * 1000:.2f} ms/img) that flushed each store before "
+        f"answering would reach at most {best:.1f} img/s = {best * per_image:.2f}x {base.target}"
+    )
+
+
 def _latency_table(latencies: dict[str, list[float] | str], baseline: str) -> str:
     lines = [
         "associate + C-ECHO + release, raw-socket client in the benchmark process",
@@ -381,6 +398,7 @@ async def run(options: argparse.Namespace) -> int:
                 )
                 folders.append(series.folder)
                 total_bytes += sum(path.stat().st_size for path in series.paths)
+                sample_image = series.paths[0]
         print(
             f"generated {options.count} CT images, {total_bytes / options.count / 1024:.0f} KiB each, "
             f"in {time.perf_counter() - started:.1f} s; targets: {', '.join(t.name for t in targets)}; "
@@ -418,6 +436,10 @@ async def run(options: argparse.Namespace) -> int:
                 + f", DCMTK storescu, TCP_NODELAY=1, median of {options.runs}"
             )
             tables.append(_throughput_table(title, list(outcomes.values()), options.baseline))
+            if not concurrent:
+                floor = await trio.to_thread.run_sync(measure_flush_floor, sample_image, FLUSH_ROUNDS, work)
+                tables.append(_flush_floor_note(floor, outcomes.get(options.baseline)))
+                report["flush_floor_seconds"] = floor
             report[mode] = {
                 name: {"runs": [asdict(r) for r in o.runs], "errors": o.errors,
                        "images_per_second": o.images_per_second if o.runs else None}

@@ -245,7 +245,10 @@ class DimseLink:
 
     async def _deliver(self, event: Incoming) -> None:
         try:
-            await self._incoming_send.send(event)
+            try:
+                self._incoming_send.send_nowait(event)  # the next read is the checkpoint
+            except trio.WouldBlock:
+                await self._incoming_send.send(event)
         except trio.BrokenResourceError:
             pass  # the owner stopped listening
         except trio.ClosedResourceError:
@@ -271,7 +274,15 @@ class DimseLink:
             raise LinkClosed("the association's connection is closed") from None
 
     async def flush(self) -> None:
-        async with self._send_lock:
+        # Called after every read and every local primitive: most calls have nothing to
+        # send and return without touching the lock (each acquire is a task switch).
+        if not self.association.has_data_to_send:
+            return
+        try:
+            self._send_lock.acquire_nowait()
+        except trio.WouldBlock:
+            await self._send_lock.acquire()
+        try:
             data = self.association.data_to_send()
             if data and not self._closed:
                 try:
@@ -279,6 +290,8 @@ class DimseLink:
                     self.bytes_sent += len(data)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     pass  # the reader will see the connection go and report it
+        finally:
+            self._send_lock.release()
 
     async def request(self, rq: AAssociateRQ) -> None:
         """Requestor: send the A-ASSOCIATE-RQ on the already connected stream."""

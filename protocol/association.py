@@ -100,6 +100,10 @@ class Association:
 
     # --- reading outputs ---------------------------------------------------------
 
+    @property
+    def has_data_to_send(self) -> bool:
+        return bool(self._out)
+
     def data_to_send(self) -> bytes:
         """Bytes to write to the transport, drained."""
         out = self._out

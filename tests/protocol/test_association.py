@@ -219,7 +219,9 @@ def test_provider_abort_on_unexpected_pdu(pair: ConnectionPair) -> None:
     pair.establish()
     pair.requestor.receive_data(request().encode())  # an A-ASSOCIATE-RQ in Sta6: AA-8
     assert pair.requestor.take_events() == [Aborted(2, AbortReason.UNEXPECTED_PDU, by_peer=False), StartARTIM()]
+    assert pair.requestor.has_data_to_send
     assert pair.requestor.data_to_send() == AAbort(source=2, reason=AbortReason.UNEXPECTED_PDU).encode()
+    assert not pair.requestor.has_data_to_send  # drained
 
 
 def test_pdata_over_our_announced_maximum_aborts(pair: ConnectionPair) -> None:

@@ -22,7 +22,7 @@ from contextlib import asynccontextmanager
 
 import trio
 
-from ..actors import ActorRef, ActorStopped, AskTimeout
+from ..actors import ActorRef, ActorStopped, AskTimeout, MailboxOverrun
 from .lock_messages import AbandonLockRequest, Lock, TryLock, Unlock
 from .lock_types import LockError, LockToken, LockType
 
@@ -82,11 +82,15 @@ async def _withdraw(locks: ActorRef, request_id: str) -> None:
 
 
 async def _send_release(locks: ActorRef, token: LockToken) -> None:
-    with trio.move_on_after(RELEASE_GRACE, shield=True):
+    release = Unlock(token_id=token.token_id)
+    try:
         try:
-            await locks.send(Unlock(token_id=token.token_id))
-        except ActorStopped:
-            pass  # a stopped manager holds nothing any more
+            locks.send_nowait(release)  # the usual case: room in the mailbox, no task switch
+        except MailboxOverrun:
+            with trio.move_on_after(RELEASE_GRACE, shield=True):
+                await locks.send(release)
+    except ActorStopped:
+        pass  # a stopped manager holds nothing any more
 
 
 async def _release(locks: ActorRef, token: LockToken, *, quiet: bool) -> None:

@@ -328,9 +328,9 @@ def _record(
         sop_class_uid=sop_class_uid,
         instance_number=integer_or_none(text(instance, 0x00200013)),
         specific_character_set=charset,
-        patient_json=dump_json(patient),
-        study_json=dump_json(study),
-        series_json=dump_json(series),
+        patient_json=_level_json(Level.PATIENT, patient),
+        study_json=_level_json(Level.STUDY, study),
+        series_json=_level_json(Level.SERIES, series),
         instance_json=dump_json(instance),
         file_path=file_path,
         file_size=file_size,
@@ -361,6 +361,23 @@ def first_text(attr: dict[str, Any] | None) -> str:
 
 def dump_json(attributes: JsonDataset) -> str:
     return json.dumps(attributes, ensure_ascii=False, separators=(",", ":"))
+
+
+# The images of a series arrive one after another with the same patient, study and
+# series attributes - mostly the very same objects, as dicom_json remembers converted
+# values - so the text of each level is kept from the last image. Comparing the items
+# is cheap for shared objects (identity first) and still exact for equal copies.
+_last_level_json: dict[Level, tuple[tuple[tuple[str, Any], ...], str]] = {}
+
+
+def _level_json(level: Level, attributes: JsonDataset) -> str:
+    items = tuple(attributes.items())
+    last = _last_level_json.get(level)
+    if last is not None and last[0] == items:
+        return last[1]
+    text = dump_json(attributes)
+    _last_level_json[level] = (items, text)  # one assignment: safe from worker threads too
+    return text
 
 
 def _meta_text(meta: Dataset, tag: int) -> str:

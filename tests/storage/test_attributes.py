@@ -97,6 +97,28 @@ def test_ct_sample_gives_the_keys_of_every_level():
     assert record.file_size == len(open(path, "rb").read())
 
 
+def test_level_text_kept_from_the_last_image_follows_every_change(tmp_path):
+    # The patient, study and series JSON of one image is reused for the next when the
+    # attributes are the same; each change at a level must still show in its text.
+    first = extract(write(make_dataset(), tmp_path / "1.dcm"))
+    same = extract(write(make_dataset(SOPInstanceUID=SOP + ".2", InstanceNumber="13"), tmp_path / "2.dcm"))
+    assert (same.patient_json, same.study_json, same.series_json) == (
+        first.patient_json, first.study_json, first.series_json,
+    )
+    changed = extract(write(
+        make_dataset(SOPInstanceUID=SOP + ".3", PatientName="Roe^Jane", StudyTime="101501", SeriesNumber="4"),
+        tmp_path / "3.dcm",
+    ))
+    levels = levels_of(changed)
+    assert levels[Level.PATIENT]["00100010"]["Value"] == [{"Alphabetic": "Roe^Jane"}]
+    assert levels[Level.STUDY]["00080030"]["Value"] == ["101501"]
+    assert levels[Level.SERIES]["00200011"]["Value"] == [4]
+    back = extract(write(make_dataset(SOPInstanceUID=SOP + ".4"), tmp_path / "4.dcm"))
+    assert (back.patient_json, back.study_json, back.series_json) == (
+        first.patient_json, first.study_json, first.series_json,
+    )
+
+
 def test_each_attribute_lands_on_its_level_and_bulk_private_meta_do_not():
     record = extract(get_testdata_file("CT_small.dcm"))
     levels = levels_of(record)

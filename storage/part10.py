@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -115,6 +115,23 @@ class Part10Writer:
         self._file.write(data)
         self._hash.update(data)
         self._size += len(data)
+
+    def write_then_hash(self, chunks: Sequence[bytes | bytearray | memoryview], meanwhile: Callable[[int], None]) -> None:
+        """Write chunks, hand the flushed file's descriptor to ``meanwhile`` (which starts
+        the disk writing them), and only then hash them: the hashing overlaps the disk."""
+        if self._finished:
+            raise ValueError("write after finish")
+        pieces = list(chunks)
+        if self._header is not None:
+            pieces.insert(0, self._header)
+            self._header = None
+        for piece in pieces:
+            self._file.write(piece)
+            self._size += len(piece)
+        self._file.flush()
+        meanwhile(self._file.fileno())
+        for piece in pieces:
+            self._hash.update(piece)
 
     def finish(self, *, sync: bool = True) -> WrittenFile:
         """Flush (and fsync unless the caller makes the file durable itself later)."""

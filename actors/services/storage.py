@@ -226,6 +226,15 @@ class IncomingInstance:
             self._file.flush()
             start_writeback(self._file.fileno())
 
+    def _write_last_batch(self) -> None:
+        """The rest of the dataset, for a store that fsyncs: the disk starts writing it
+        before it is hashed, so the fsync that follows finds less left to wait for."""
+        batch = self._take_pending()
+        if self._writer is None:
+            self._write_batch([], False)  # opens the temp file
+        assert self._writer is not None
+        self._writer.write_then_hash(batch, start_writeback)
+
     def _create_beside_destination(self, temp: Path):
         """Open temp in the destination's folder, creating the folder. A large dataset
         gets here before its store holds the study lock, and cleanup may remove the
@@ -244,7 +253,10 @@ class IncomingInstance:
         """Write the rest and place the file durably at its destination.
         (False, ...) when dest exists and overwrite is False; the temp file stays."""
         assert self.dest is not None
-        self._write_batch(self._take_pending(), False)
+        if self.settings.fsync:
+            self._write_last_batch()
+        else:
+            self._write_batch(self._take_pending(), False)
         assert self._writer is not None and self._file is not None
         written = self._writer.finish(sync=False)
         self._file.close()

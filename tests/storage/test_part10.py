@@ -134,6 +134,22 @@ def test_writer_accepts_memoryview_and_bytearray_and_finish_is_idempotent(tmp_pa
     assert (tmp_path / "f").read_bytes() == b"H" * 132 + b"abcde"
 
 
+def test_write_then_hash_lets_the_disk_start_before_hashing_and_hashes_everything(tmp_path):
+    seen_on_disk = []
+    with open(tmp_path / "f", "w+b") as file:
+        writer = Part10Writer(file, b"HEAD")
+        writer.write(b"first-")
+        writer.write_then_hash(
+            [memoryview(b"second-"), bytearray(b"third")],
+            lambda fd: seen_on_disk.append(os.pread(fd, 64, 0)),
+        )
+        written = writer.finish(sync=False)
+    expected = b"HEADfirst-second-third"
+    assert seen_on_disk == [expected]  # flushed before the callback: the kernel has it all
+    assert written.size == len(expected)
+    assert written.sha256 == hashlib.sha256(expected).hexdigest()
+
+
 def test_empty_dataset_still_gets_its_header(tmp_path):
     with open(tmp_path / "f", "wb") as file:
         written = Part10Writer(file, b"HEADER").finish()

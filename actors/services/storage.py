@@ -212,6 +212,15 @@ class IncomingInstance:
     # -- files (worker threads) ----------------------------------------------------------
 
     def _write_batch(self, batch: list[bytes | memoryview], begin_writeback: bool) -> None:
+        writer = self._open_writer()
+        for chunk in batch:
+            writer.write(chunk)
+        if begin_writeback:
+            self._file.flush()
+            start_writeback(self._file.fileno())
+
+    def _open_writer(self) -> Part10Writer:
+        """The writer of the temp file, created with the file on first use."""
         if self._writer is None:
             if self.dest is not None:
                 self.temp = temp_path_beside(self.dest)
@@ -220,20 +229,7 @@ class IncomingInstance:
                 self.temp = self.settings.incoming / f"{uuid.uuid4().hex}.part"
                 self._file = open(self.temp, "xb")
             self._writer = Part10Writer(self._file, b"")
-        for chunk in batch:
-            self._writer.write(chunk)
-        if begin_writeback:
-            self._file.flush()
-            start_writeback(self._file.fileno())
-
-    def _write_last_batch(self) -> None:
-        """The rest of the dataset, for a store that fsyncs: the disk starts writing it
-        before it is hashed, so the fsync that follows finds less left to wait for."""
-        batch = self._take_pending()
-        if self._writer is None:
-            self._write_batch([], False)  # opens the temp file
-        assert self._writer is not None
-        self._writer.write_then_hash(batch, start_writeback)
+        return self._writer
 
     def _create_beside_destination(self, temp: Path):
         """Open temp in the destination's folder, creating the folder. A large dataset
@@ -254,7 +250,9 @@ class IncomingInstance:
         (False, ...) when dest exists and overwrite is False; the temp file stays."""
         assert self.dest is not None
         if self.settings.fsync:
-            self._write_last_batch()
+            # The disk starts on the last bytes before they are hashed, so the hash
+            # overlaps the write-out and the fsync below has less left to wait for.
+            self._open_writer().write_then_hash(self._take_pending(), start_writeback)
         else:
             self._write_batch(self._take_pending(), False)
         assert self._writer is not None and self._file is not None

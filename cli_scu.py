@@ -432,7 +432,9 @@ async def _get(args: argparse.Namespace) -> int:
     from .actors.client_contexts import query_retrieve_contexts, retrieve_storage_contexts
 
     query, _columns = build_query(args.keys, args.level) if args.keys else (_empty(), [])
-    contexts = [*query_retrieve_contexts(args.model, find=False, move=False), *retrieve_storage_contexts()]
+    # One C-GET context leaves room for two compressed contexts per class: more of what
+    # the peer holds can come as it is stored.
+    contexts = [*query_retrieve_contexts(args.model, find=False, move=False), *retrieve_storage_contexts(compressed_contexts=2)]
     last = None
     async with _connect(args, contexts) as association:
         async for progress in association.get(query, args.output, level=args.level, model=args.model):

@@ -7,6 +7,12 @@ differ in where the C-STOREs go. C-MOVE opens an association to the destination 
 where the requestor has taken the storage SCP role. A C-CANCEL stops after the
 sub-operation under way.
 
+C-GET sends each instance as stored when a context in its transfer syntax was accepted
+(the association chose the storage contexts' syntaxes by what the node holds:
+protocol/sending_syntaxes.py), else converted into a syntax the requestor took
+(storage/transcoding.py: compressed data is decompressed); a sub-operation that can go
+neither way fails, and the first such reason is the final response's Error Comment.
+
 Final status: Success when nothing failed; Warning B000 when some sub-operations failed
 or warned; Failure A702 when all of them failed; Cancel FE00 after a C-CANCEL. Each but
 Success carries the Failed SOP Instance UID List when there are failures.
@@ -18,18 +24,20 @@ import attrs
 import trio
 from pydicom import Dataset
 
-from ...protocol.catalog import GET_MODELS, MOVE_MODELS
+from ...protocol.catalog import GET_MODELS, MOVE_MODELS, name_of
 from ...protocol.commands import CGetRQ, CGetRSP, CMoveRQ, CMoveRSP, CStoreRQ, CStoreRSP
 from ...protocol.datasets import encode_dataset
-from ...protocol.negotiation import SupportedContext
+from ...protocol.negotiation import AcceptedContext, SupportedContext
 from ...protocol.status import QueryRetrieveStatus, Status, StatusClass, status_class
 from ...storage.query import RetrieveItem
+from ...storage.transcoding import TranscodeError, transcode
 from ..ae_registry import LookupAE, UnknownAE
 from ..client import connect, storage_contexts_for
-from ..client_datasets import context_for_file, convert_file, file_chunks, locate, read_whole
-from ..client_errors import ClientError
+from ..client_datasets import context_for_file, file_chunks, locate, read_whole
+from ..client_errors import ClientError, NoPresentationContext
 from ..client_results import MoveOriginator
-from ..index import InstanceList, ListInstances, QueryRefused
+from ..errors import ReplyError
+from ..index import HeldSyntaxes, InstanceList, ListHeldSyntaxes, ListInstances, QueryRefused
 from ..link import LinkClosed
 from .base import Operation, Service, Session
 from .identifiers import BadIdentifier, read_identifier
@@ -42,9 +50,13 @@ class SubOperations:
     failed: int = 0
     warning: int = 0
     failed_uids: list[str] = attrs.Factory(list)
+    first_reason: str | None = None  # why the first sub-operation that could not go did not (an LO)
 
-    def record(self, sop_instance_uid: str, status: int | None) -> None:
-        """Count one sub-operation by the status its C-STORE got (None: it never got one)."""
+    def record(self, sop_instance_uid: str, status: int | None, *, reason: str | None = None) -> None:
+        """Count one sub-operation by the status its C-STORE got (None: it never got one,
+        for `reason`)."""
+        if reason is not None and self.first_reason is None:
+            self.first_reason = reason
         self.remaining -= 1
         kind = status_class(status) if status is not None else StatusClass.FAILURE
         if kind is StatusClass.SUCCESS:
@@ -110,6 +122,7 @@ class _Retrieve(Service):
         session.log.info(f"{self.verb} finished", status=hex(status), completed=counts.completed, failed=counts.failed, warning=counts.warning)
         await self._respond(
             session, received, status, counts=counts.counts(final=status != QueryRetrieveStatus.CANCELED),
+            comment=counts.first_reason if status != Status.SUCCESS else None,
             dataset=encode_dataset(failed, transfer_syntax) if failed is not None else None,
         )
 
@@ -211,25 +224,45 @@ class GetService(_Retrieve):
     def contexts(self) -> list[SupportedContext]:
         return [SupportedContext(abstract_syntax=uid) for uid in GET_MODELS]
 
+    async def held_syntaxes(self, ctx, sop_classes) -> dict[str, tuple[str, ...]] | None:
+        try:
+            held: HeldSyntaxes = await ctx.lookup(self.index_path).ask(ListHeldSyntaxes(sop_classes=tuple(sorted(sop_classes))))
+        except ReplyError as error:
+            ctx.log.warning("cannot tell which transfer syntaxes are held; choosing for any", error=str(error))
+            return None
+        return held.by_class
+
     async def run_sub_operations(self, session, received, operation, items, counts, destination) -> None:
         for item in items:
             if operation.cancel_requested:
                 return
-            status = await self._store_back(session, operation, item)
-            counts.record(item.sop_instance_uid, status)
+            try:
+                status = await self._store_back(session, operation, item)
+            except SubOperationImpossible as impossible:
+                session.log.warning("get sub-operation impossible", sop_instance_uid=item.sop_instance_uid, reason=impossible.reason)
+                counts.record(item.sop_instance_uid, None, reason=impossible.comment)
+            else:
+                counts.record(item.sop_instance_uid, status)
             await self.pending(session, received, counts)
 
     async def _store_back(self, session: Session, operation: Operation, item: RetrieveItem) -> int | None:
-        """One C-STORE to the requestor on this association; its status, None if it failed to go."""
+        """One C-STORE to the requestor on this association, the file as stored when a
+        context in its syntax was accepted, else converted (see _context_for); its status."""
         path = self.root / item.file_path
         try:
             file = await trio.to_thread.run_sync(locate, path)
-            context, convert = context_for_file(session.negotiated, file.sop_class_uid, file.transfer_syntax_uid)
         except (ClientError, OSError) as error:
-            session.log.warning("get sub-operation impossible", sop_instance_uid=item.sop_instance_uid, error=str(error))
-            return None
+            raise SubOperationImpossible(str(error)) from None
+        context, convert = _context_for(session, file.sop_class_uid, file.transfer_syntax_uid)
         if convert:
-            data = await trio.to_thread.run_sync(convert_file, path, context.transfer_syntax)
+            try:
+                data = await trio.to_thread.run_sync(transcode, path, context.transfer_syntax)
+            except TranscodeError as error:
+                raise SubOperationImpossible(
+                    f"stored as {name_of(file.transfer_syntax_uid)}; the requestor takes "
+                    f"{name_of(context.transfer_syntax)}, and {error}",
+                    f"cannot convert stored TS {file.transfer_syntax_uid}",
+                ) from None
         elif file.length <= 4 * 1024 * 1024:
             data = await trio.to_thread.run_sync(read_whole, file)
         else:
@@ -248,3 +281,32 @@ class GetService(_Retrieve):
         session.log.warning("no C-STORE response within the DIMSE timeout: aborting", timeout=self.dimse_timeout)
         await session.link.abort()
         raise LinkClosed("the requestor stopped answering sub-operations")
+
+
+class SubOperationImpossible(Exception):
+    """A C-GET sub-operation that cannot be sent: the reason goes to the log and, for the
+    first one, its short form (an LO, 64 characters) to the final response's Error Comment."""
+
+    def __init__(self, reason: str, comment: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.comment = (comment or reason)[:64]
+
+
+def _context_for(session: Session, sop_class: str, syntax: str) -> tuple[AcceptedContext, bool]:
+    """(context, must convert) for sending a stored instance back to a C-GET requestor."""
+    try:
+        return context_for_file(session.negotiated, sop_class, syntax, any_conversion=True)
+    except NoPresentationContext:
+        pass
+    accepted = sorted({c.transfer_syntax for c in session.negotiated.contexts if c.abstract_syntax == sop_class and c.local_scu})
+    if not accepted:
+        raise SubOperationImpossible(
+            f"the requestor accepted no context to receive {name_of(sop_class)} on",
+            f"no accepted context for SOP class {sop_class}",
+        ) from None
+    raise SubOperationImpossible(
+        f"stored as {name_of(syntax)}; the requestor takes {name_of(sop_class)} only in "
+        f"{', '.join(name_of(ts) for ts in accepted)}, and the node does not compress",
+        f"stored TS {syntax} not accepted, not convertible",
+    ) from None

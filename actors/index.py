@@ -268,10 +268,11 @@ class IndexFailure(ReplyError):
 class QueryRefused(ReplyError):
     """The identifier cannot be answered (a DIMSE status and comment say why)."""
 
-    def __init__(self, status: int, comment: str) -> None:
+    def __init__(self, status: int, comment: str, reason: str | None = None) -> None:
         super().__init__(comment)
         self.status = status
-        self.comment = comment
+        self.comment = comment  # fits an Error Comment
+        self.reason = reason or comment  # whole, for the log
 
 
 class IndexActor(Actor):
@@ -354,7 +355,7 @@ class IndexActor(Actor):
                     items = await portal.run(retrieve_items, self.reader, plan_retrieve(identifier, model))
                     reply.send(InstanceList(items=tuple(items)))
         except QueryError as error:
-            reply.fail(QueryRefused(error.status, error.comment))
+            reply.fail(QueryRefused(error.status, error.comment, error.reason))
         except Exception as error:
             self.ctx.log.exception("index read failed", request=type(message).__name__)
             reply.fail(IndexFailure(f"index read failed: {error}"))

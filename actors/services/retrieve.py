@@ -29,7 +29,7 @@ from ...protocol.commands import CGetRQ, CGetRSP, CMoveRQ, CMoveRSP, CStoreRQ, C
 from ...protocol.datasets import encode_dataset
 from ...protocol.negotiation import AcceptedContext, SupportedContext
 from ...protocol.status import QueryRetrieveStatus, Status, StatusClass, status_class
-from ...storage.query import RetrieveItem
+from ...storage.query import InformationModel, RetrieveItem
 from ...storage.transcoding import TranscodeError, transcode
 from ..ae_registry import LookupAE, UnknownAE
 from ..client import connect, storage_contexts_for
@@ -100,18 +100,21 @@ class _Retrieve(Service):
     operation = True
     response_type: type[CMoveRSP] | type[CGetRSP]
 
-    def __init__(self, *, index_path: str, root: Path) -> None:
+    def __init__(self, *, index_path: str, root: Path, patient_level_in_study_root: bool = True) -> None:
         self.index_path = index_path
         self.root = root
+        self.patient_level_in_study_root = patient_level_in_study_root
 
     async def handle(self, session: Session, received, operation: Operation | None) -> None:
         assert operation is not None
         request = received.message
         try:
             identifier, model, transfer_syntax = read_identifier(session, received)
+            model = self._lenient_model(session, identifier, model)
             destination = await self.destination(session, request)
             items = await self._instances(session, identifier, model)
         except BadIdentifier as bad:
+            session.log.warning(f"{self.verb} refused", status=hex(bad.status), reason=bad.reason)
             await self._respond(session, received, bad.status, comment=bad.comment)
             return
         counts = SubOperations(remaining=len(items))
@@ -128,6 +131,16 @@ class _Retrieve(Service):
 
     verb = "retrieve"
 
+    def _lenient_model(self, session: Session, identifier: Dataset, model: InformationModel) -> InformationModel:
+        """A Study Root retrieve at PATIENT level (not in that model: strictly A900) is
+        served as the Patient Root one it means, unless the leniency is switched off.
+        Orthanc moves a patient this way."""
+        level = str(identifier.get("QueryRetrieveLevel", "") or "").strip().upper()
+        if model is InformationModel.STUDY_ROOT and level == "PATIENT" and self.patient_level_in_study_root:
+            session.log.info(f"Study Root {self.verb} at PATIENT level served as Patient Root ([query] patient_level_in_study_root)")
+            return InformationModel.PATIENT_ROOT
+        return model
+
     async def destination(self, session: Session, request):
         return None
 
@@ -140,7 +153,7 @@ class _Retrieve(Service):
                 ListInstances(identifier=identifier, model=model), timeout=None
             )
         except QueryRefused as refused:
-            raise BadIdentifier(refused.status, refused.comment) from None
+            raise BadIdentifier(refused.status, refused.comment, refused.reason) from None
         return list(found.items)
 
     async def pending(self, session: Session, received, counts: SubOperations) -> None:
@@ -167,8 +180,11 @@ class MoveService(_Retrieve):
     response_type = CMoveRSP
     verb = "move"
 
-    def __init__(self, *, index_path: str, root: Path, aes_path: str, ae_title: str, dimse_timeout: float) -> None:
-        super().__init__(index_path=index_path, root=root)
+    def __init__(
+        self, *, index_path: str, root: Path, aes_path: str, ae_title: str, dimse_timeout: float,
+        patient_level_in_study_root: bool = True,
+    ) -> None:
+        super().__init__(index_path=index_path, root=root, patient_level_in_study_root=patient_level_in_study_root)
         self.aes_path = aes_path
         self.ae_title = ae_title
         self.dimse_timeout = dimse_timeout
@@ -217,8 +233,8 @@ class GetService(_Retrieve):
     response_type = CGetRSP
     verb = "get"
 
-    def __init__(self, *, index_path: str, root: Path, dimse_timeout: float) -> None:
-        super().__init__(index_path=index_path, root=root)
+    def __init__(self, *, index_path: str, root: Path, dimse_timeout: float, patient_level_in_study_root: bool = True) -> None:
+        super().__init__(index_path=index_path, root=root, patient_level_in_study_root=patient_level_in_study_root)
         self.dimse_timeout = dimse_timeout
 
     def contexts(self) -> list[SupportedContext]:

@@ -36,7 +36,7 @@ from ..client import connect, storage_contexts_for
 from ..client_datasets import context_for_file, file_chunks, locate, read_whole
 from ..client_errors import ClientError, NoPresentationContext
 from ..client_results import MoveOriginator
-from ..errors import ReplyError
+from ..errors import ActorError, ReplyError
 from ..index import HeldSyntaxes, InstanceList, ListHeldSyntaxes, ListInstances, QueryRefused
 from ..link import LinkClosed
 from .base import Operation, Service, Session
@@ -243,7 +243,7 @@ class GetService(_Retrieve):
     async def held_syntaxes(self, ctx, sop_classes) -> dict[str, tuple[str, ...]] | None:
         try:
             held: HeldSyntaxes = await ctx.lookup(self.index_path).ask(ListHeldSyntaxes(sop_classes=tuple(sorted(sop_classes))))
-        except ReplyError as error:
+        except (ReplyError, ActorError) as error:  # the association goes on, choosing as if anything were held
             ctx.log.warning("cannot tell which transfer syntaxes are held; choosing for any", error=str(error))
             return None
         return held.by_class

@@ -146,146 +146,10 @@ async def _echo(args: argparse.Namespace) -> int:
 # --- store ---------------------------------------------------------------------------------------
 
 
-def _scan(paths: Sequence[str], recursive: bool) -> tuple[list, list[Path]]:
-    """(files we can send, paths skipped as not DICOM)."""
-    from .actors.client_datasets import locate
-    from .actors.client_errors import InvalidInput
-
-    files, skipped = [], []
-    for path in _iter_files(paths, recursive):
-        try:
-            files.append(locate(path))
-        except InvalidInput:
-            skipped.append(path)
-    return files, skipped
-
-
-def _iter_files(paths: Sequence[str], recursive: bool):
-    for path in map(Path, paths):
-        if path.is_dir():
-            found = path.rglob("*") if recursive else path.iterdir()
-            yield from sorted(p for p in found if p.is_file())
-        elif path.exists():
-            yield path
-        else:
-            from .actors.client_errors import InvalidInput
-
-            raise InvalidInput(f"{path}: no such file or folder")
-
-
-def _batches(files: list) -> list[tuple[list, list]]:
-    """[(files, contexts)]: one association each; several only past 128 SOP classes."""
-    from .actors.client_contexts import storage_contexts_for
-    from .actors.client_errors import InvalidInput
-    from .protocol.negotiation import MAX_PRESENTATION_CONTEXTS
-
-    pairs = [(file.sop_class_uid, file.transfer_syntax_uid) for file in files]
-    try:
-        return [(files, storage_contexts_for(pairs))]
-    except InvalidInput:
-        classes = sorted({sop_class for sop_class, _ in pairs})
-        batches = []
-        for start in range(0, len(classes), MAX_PRESENTATION_CONTEXTS):
-            chosen = set(classes[start : start + MAX_PRESENTATION_CONTEXTS])
-            batch = [file for file in files if file.sop_class_uid in chosen]
-            batches.append((batch, storage_contexts_for((f.sop_class_uid, f.transfer_syntax_uid) for f in batch)))
-        return batches
-
-
-def _size(count: int) -> str:
-    return f"{count / 1e6:.1f} MB" if count >= 1e6 else f"{count / 1e3:.0f} kB"
-
-
-class _Progress:
-    """Store progress on stderr: one self-rewriting line on a terminal, a line per file otherwise."""
-
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.done = 0
-        self.bytes = 0
-        self.started = time.perf_counter()
-        self.tty = sys.stderr.isatty()
-
-    def rate(self) -> float:
-        elapsed = max(time.perf_counter() - self.started, 1e-9)
-        return self.bytes / elapsed / 1e6
-
-    def file_done(self, path: Path, size: int, problem: str | None) -> None:
-        self.done += 1
-        self.bytes += size
-        if self.tty:
-            width = 30
-            filled = width * self.done // max(self.total, 1)
-            bar = "#" * filled + "." * (width - filled)
-            sys.stderr.write(f"\r[{bar}] {self.done}/{self.total} files  {_size(self.bytes)}  {self.rate():.1f} MB/s ")
-            if problem:
-                sys.stderr.write(f"\nfailed: {path}: {problem}\n")
-        else:
-            outcome = f"failed: {problem}" if problem else "ok"
-            sys.stderr.write(f"[{self.done}/{self.total}] {path}: {outcome}\n")
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.tty:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-
-
 async def _store(args: argparse.Namespace) -> int:
-    import trio
+    from .cli_store import store  # checks every file, reconnects after an abort
 
-    from .actors.client_errors import ClientError, InvalidInput, NoPresentationContext
-
-    files, skipped = await trio.to_thread.run_sync(_scan, args.paths, args.recursive)
-    if not files:
-        raise InvalidInput(f"no DICOM files to send ({len(skipped)} other files skipped)")
-    batches = await trio.to_thread.run_sync(_batches, files)
-    progress = _Progress(len(files))
-    failures: list[tuple[Path, str]] = []
-    sent = warnings = 0
-    for batch, contexts in batches:
-        index, opened = 0, False
-        try:
-            async with _connect(args, contexts) as association:
-                opened = True
-                for index, file in enumerate(batch):
-                    path = file.stored.path
-                    try:
-                        result = await association.store(path)
-                    except (NoPresentationContext, InvalidInput) as error:
-                        failures.append((path, str(error)))
-                        progress.file_done(path, 0, str(error))
-                        continue
-                    problem = None
-                    if result.ok:
-                        sent += 1
-                        warnings += result.status != 0
-                    else:
-                        problem = f"0x{result.status:04X} {result.meaning}" + (f" ({result.error_comment})" if result.error_comment else "")
-                        failures.append((path, problem))
-                    progress.file_done(path, result.bytes_sent, problem)
-                index = len(batch)
-        except ClientError as error:
-            if not opened:
-                progress.close()
-                raise  # no association at all: one line says why
-            # It broke mid-way: the file in flight and those after it were not stored.
-            for file in batch[index:]:
-                failures.append((file.stored.path, str(error)))
-                progress.file_done(file.stored.path, 0, str(error))
-    progress.close()
-    elapsed = time.perf_counter() - progress.started
-    summary = f"sent {sent} of {len(files)} files, {_size(progress.bytes)} in {elapsed:.2f} s ({progress.rate():.1f} MB/s) to {_peer(args)}"
-    if warnings:
-        summary += f"; {warnings} with a warning status"
-    print(summary)
-    if failures:
-        print(f"failed {len(failures)}:")
-        for path, reason in failures:
-            print(f"  {path}: {reason}")
-    if skipped:
-        print(f"skipped {len(skipped)} non-DICOM files")
-    return EXIT_OK if not failures else EXIT_FAILURE
+    return await store(args, lambda contexts: _connect(args, contexts), _peer(args))
 
 
 # --- query keys --------------------------------------------------------------------------------
@@ -432,7 +296,9 @@ async def _get(args: argparse.Namespace) -> int:
     from .actors.client_contexts import query_retrieve_contexts, retrieve_storage_contexts
 
     query, _columns = build_query(args.keys, args.level) if args.keys else (_empty(), [])
-    contexts = [*query_retrieve_contexts(args.model, find=False, move=False), *retrieve_storage_contexts()]
+    # One C-GET context leaves room for two compressed contexts per class: more of what
+    # the peer holds can come as it is stored.
+    contexts = [*query_retrieve_contexts(args.model, find=False, move=False), *retrieve_storage_contexts(compressed_contexts=2)]
     last = None
     async with _connect(args, contexts) as association:
         async for progress in association.get(query, args.output, level=args.level, model=args.model):

@@ -100,6 +100,15 @@ class StorageSettings:
 
 
 @attrs.frozen(kw_only=True)
+class QuerySettings:
+    patient_level_in_study_root: bool = setting(
+        True,
+        "Serve a Study Root C-MOVE/C-GET at QueryRetrieveLevel PATIENT (Orthanc sends them to move a patient) "
+        "as the Patient Root one it means; false refuses it (A900), as the standard would.",
+    )
+
+
+@attrs.frozen(kw_only=True)
 class LogSettings:
     level: str = setting("info", "Least severe level logged.", one_of("debug", "info", "warning", "error", "critical"))
     format: str = setting("auto", "console (human), json (one object a line), or auto: console on a TTY.", one_of("auto", "console", "json"))
@@ -222,6 +231,7 @@ class Config:
     node: NodeSettings = NodeSettings()
     network: NetworkSettings = NetworkSettings()
     storage: StorageSettings = StorageSettings()
+    query: QuerySettings = QuerySettings()
     log: LogSettings = LogSettings()
     trace: TraceSettings = TraceSettings()
     locks: LockSettings = LockSettings()

@@ -242,8 +242,14 @@ def dicom_services(config: Config) -> ServiceSet:
                 aes_path=f"{SERVICES}/aes",
                 ae_title=config.node.ae_title,
                 dimse_timeout=config.network.dimse_timeout,
+                patient_level_in_study_root=config.query.patient_level_in_study_root,
             ),
-            GetService(index_path=INDEX, root=config.data_dir, dimse_timeout=config.network.dimse_timeout),
+            GetService(
+                index_path=INDEX,
+                root=config.data_dir,
+                dimse_timeout=config.network.dimse_timeout,
+                patient_level_in_study_root=config.query.patient_level_in_study_root,
+            ),
         ]
     )
 

@@ -7,7 +7,7 @@ connection ends, so does the actor, and whatever goes wrong here ends only this
 association.
 """
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 
 import attrs
 import structlog
@@ -52,6 +52,14 @@ class ServiceSet:
 
     def contexts(self) -> tuple[SupportedContext, ...]:
         return self._contexts
+
+    async def held_syntaxes(self, ctx, sop_classes: Collection[str]) -> Mapping[str, Collection[str]] | None:
+        """What the services that send on storage contexts hold (see Service.held_syntaxes)."""
+        for service in self.services:
+            held = await service.held_syntaxes(ctx, sop_classes)
+            if held is not None:
+                return held
+        return None
 
     def _merge_contexts(self) -> tuple[SupportedContext, ...]:
         merged: dict[str, SupportedContext] = {}
@@ -181,7 +189,11 @@ class AssociationActor(Actor):
             transfer_syntaxes=self.settings.transfer_syntaxes or AcceptorPolicy().transfer_syntaxes,
             max_pdu_length=self.settings.max_pdu_length,
         )
-        decision = negotiate(request, policy, too_many_associations=self.over_limit)
+        # A requestor that takes the SCP role for some SOP classes (a C-GET) will receive
+        # on those contexts: what we hold decides their transfer syntaxes.
+        sending = {role.sop_class_uid for role in request.user_information.role_selections if role.scp_role}
+        held = await self.services.held_syntaxes(self.ctx, sending) if sending and not self.over_limit else None
+        decision = negotiate(request, policy, too_many_associations=self.over_limit, held_syntaxes=held)
         if decision.negotiated is None:
             rj = decision.response
             self.log.warning(

@@ -28,6 +28,8 @@ from contextlib import asynccontextmanager
 
 import trio
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.valuerep import PersonName
 
 from ..protocol.catalog import VERIFICATION
 from ..protocol.commands import CEchoRQ, CEchoRSP, CFindRQ, CGetRQ, CMoveRQ, CStoreRQ, CStoreRSP, Priority
@@ -322,6 +324,10 @@ class ClientAssociation(AssociationSession):
             allowed = LEVELS[1:] if model == "study" else LEVELS
             raise InvalidInput(f"query level must be one of {', '.join(allowed)} in the {model} root model, not {level!r}")
         identifier = Dataset()
+        if "SpecificCharacterSet" not in query and _has_non_ascii_text(query):
+            # Without it the peer must read the values as ASCII: say they are UTF-8
+            # (set first, so that pydicom encodes them so).
+            identifier.SpecificCharacterSet = UTF8
         identifier.update(query)
         identifier.QueryRetrieveLevel = level
         try:
@@ -333,6 +339,17 @@ class ClientAssociation(AssociationSession):
 
     def _decode_identifier(self, data: bytes, context: AcceptedContext) -> Dataset:
         return decode_dataset(data, context.transfer_syntax)
+
+
+UTF8 = "ISO_IR 192"
+
+
+def _has_non_ascii_text(dataset: Dataset) -> bool:
+    for element in dataset.iterall():
+        values = element.value if isinstance(element.value, (list, tuple, MultiValue)) else [element.value]
+        if any(isinstance(value, (str, PersonName)) and not str(value).isascii() for value in values):
+            return True
+    return False
 
 
 def _converted(path, transfer_syntax: str) -> bytes:

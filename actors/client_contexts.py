@@ -13,7 +13,10 @@ contexts up front (at most 128). These helpers build the usual sets:
   When that would exceed the limit, each SOP class gets one context listing all its
   transfer syntaxes instead.
 - `retrieve_storage_contexts()`: storage SOP classes with the SCP role for us too (role
-  selection), for C-GET, whose instances come back as C-STORE requests on our side.
+  selection), for C-GET, whose instances come back as C-STORE requests on our side: per
+  class one context of the uncompressed syntaxes and one or two of the compressed ones
+  (lossy first, lossless first), so that an acceptor can give us several encodings of a
+  class as they are stored (triopacs gives each context a syntax it holds).
 - `default_contexts()`: what `connect()` proposes when not told: echo, both query/retrieve
   models and the common storage classes for C-GET.
 """
@@ -43,8 +46,9 @@ from .client_errors import InvalidInput
 UNCOMPRESSED = (*LITTLE_ENDIAN, EXPLICIT_VR_BIG_ENDIAN)
 
 # What a C-GET requestor can take in: we write what arrives as it is, so any encoding
-# will do. The acceptor picks one syntax per context, hence one context of uncompressed
-# syntaxes and one of the common compressed ones per SOP class.
+# will do. The acceptor picks one syntax per context, hence per SOP class one context of
+# uncompressed syntaxes and two of the common compressed ones, in two orders: an
+# acceptor that goes by our order gives us two different ones.
 RETRIEVE_COMPRESSED = (
     "1.2.840.10008.1.2.4.50",  # JPEG baseline
     "1.2.840.10008.1.2.4.51",  # JPEG extended
@@ -59,9 +63,14 @@ RETRIEVE_COMPRESSED = (
     "1.2.840.10008.1.2.5",  # RLE lossless
     "1.2.840.10008.1.2.1.99",  # deflated explicit VR little endian
 )
+_LOSSLESS = frozenset({
+    "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.90",
+    "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.5", "1.2.840.10008.1.2.1.99",
+})
 
-# The storage SOP classes most archives hold; 40 of them, so that with two contexts
-# each the default proposal (plus echo and query/retrieve) stays under 128.
+# The storage SOP classes most archives hold; 40 of them, so that with two contexts each
+# the default proposal (plus echo and query/retrieve) leaves room for more, and a C-GET
+# alone fits three each.
 COMMON_STORAGE_CLASSES = (
     "1.2.840.10008.5.1.4.1.1.1",  # CR
     "1.2.840.10008.5.1.4.1.1.1.1",  # DX for presentation
@@ -141,21 +150,27 @@ def retrieve_storage_contexts(
     sop_classes: Iterable[str] = COMMON_STORAGE_CLASSES,
     *,
     compressed: Sequence[str] = RETRIEVE_COMPRESSED,
+    compressed_contexts: int = 1,
 ) -> list[ProposedContext]:
     """Storage contexts for receiving C-GET sub-operations: per SOP class one context of
-    the uncompressed syntaxes and (unless `compressed` is empty) one of the compressed ones.
+    the uncompressed syntaxes and (unless `compressed` is empty) `compressed_contexts` of
+    the compressed ones, the second with the lossless syntaxes first.
 
     They propose both roles for us, SCU and SCP: role selection is per SOP class, not
     per context, so asking for SCP only would also take the SCU role away from any
     storage context for the same class in the same request (and with it C-STORE).
     """
+    orders = [tuple(compressed), tuple(sorted(compressed, key=lambda uid: uid not in _LOSSLESS))]
     contexts = []
     for sop_class in sop_classes:
         contexts.append(ProposedContext(abstract_syntax=sop_class, transfer_syntaxes=UNCOMPRESSED, scu_role=True, scp_role=True))
         if compressed:
-            contexts.append(
-                ProposedContext(abstract_syntax=sop_class, transfer_syntaxes=tuple(compressed), scu_role=True, scp_role=True)
-            )
+            for number in range(compressed_contexts):
+                contexts.append(
+                    ProposedContext(
+                        abstract_syntax=sop_class, transfer_syntaxes=orders[number % 2], scu_role=True, scp_role=True
+                    )
+                )
     return contexts
 
 

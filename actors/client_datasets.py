@@ -1,10 +1,11 @@
 """Dataset bytes for the SCU client: files read off the event loop, pydicom encoding and
 decoding in the negotiated transfer syntax, and the choice of context for a C-STORE.
 
-A file is sent as its stored bytes from the dataset's first byte, never decoded; the
-only conversion we make is between the two uncompressed little endian syntaxes (explicit
-and implicit VR), which pydicom does losslessly. Big endian and compressed data are sent
-only in their own syntax.
+A file is sent as its stored bytes from the dataset's first byte, never decoded, when
+a context in its own syntax was accepted. Otherwise the client converts only between the
+two uncompressed little endian syntaxes (explicit and implicit VR), which pydicom does
+losslessly; the node, sending what it holds on a C-GET, may also convert big endian,
+deflated and compressed data into a syntax it writes (storage/transcoding.py).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from ..protocol import datasets as protocol_datasets
 from ..protocol.negotiation import AcceptedContext, Negotiated
 from ..storage.errors import InvalidPart10File
 from ..storage.part10 import StoredDataset, locate_dataset
+from ..storage.transcoding import TranscodeError, can_transcode, transcode
 from .client_errors import InvalidInput, NoPresentationContext
 
 # Big enough that a thread hop per chunk costs nothing next to the I/O, small enough that
@@ -192,20 +194,30 @@ decode_dataset = protocol_datasets.decode_dataset
 
 
 def convert_file(path: Path, transfer_syntax: str) -> bytes:
-    """A little endian file's dataset re-encoded in the other little endian syntax."""
-    return encode_dataset(dcmread(path), transfer_syntax)
+    """The file's dataset re-encoded in `transfer_syntax` (see storage/transcoding.py)."""
+    try:
+        return transcode(path, transfer_syntax)
+    except TranscodeError as error:
+        raise InvalidInput(f"{path}: {error}") from None
 
 
 # --- which context a C-STORE goes on ---------------------------------------------------------
 
 
-def context_for_file(negotiated: Negotiated, sop_class: str, syntax: str) -> tuple[AcceptedContext, bool]:
-    """(context, must convert): the file's own syntax if accepted, else the other little
-    endian one when the file is little endian."""
+def context_for_file(
+    negotiated: Negotiated, sop_class: str, syntax: str, *, any_conversion: bool = False
+) -> tuple[AcceptedContext, bool]:
+    """(context, must convert): the file's own syntax if accepted; else the other little
+    endian one when the file is little endian; with `any_conversion`, the first accepted
+    context (the requestor's order) in any syntax the file can be transcoded into."""
     exact = negotiated.find(sop_class, as_scu=True, transfer_syntax=syntax)
     if exact is not None:
         return exact, False
-    if syntax in LITTLE_ENDIAN:
+    if any_conversion:
+        for context in negotiated.contexts:
+            if context.abstract_syntax == sop_class and context.local_scu and can_transcode(syntax, context.transfer_syntax):
+                return context, True
+    elif syntax in LITTLE_ENDIAN:
         for other in LITTLE_ENDIAN:
             context = negotiated.find(sop_class, as_scu=True, transfer_syntax=other)
             if context is not None:

@@ -48,7 +48,15 @@ from ..storage.maintenance import (
     stored_reports,
     studies_stored_before,
 )
-from ..storage.query import InformationModel, RetrieveItem, find_page, plan_find, plan_retrieve, retrieve_items
+from ..storage.query import (
+    InformationModel,
+    RetrieveItem,
+    find_page,
+    plan_find,
+    plan_retrieve,
+    retrieve_items,
+    stored_syntaxes,
+)
 from ..storage.sqlite_thread import in_transaction, run_in_connection
 from .actor import Actor
 from .errors import ReplyError
@@ -106,6 +114,19 @@ class ListInstances:
 @message("index.instances")
 class InstanceList:
     items: tuple[RetrieveItem, ...]
+
+
+@message("index.list-held-syntaxes")
+class ListHeldSyntaxes:
+    """Which transfer syntaxes the instances of these SOP classes are stored in (what
+    a C-GET association's storage contexts should be accepted in)."""
+
+    sop_classes: tuple[str, ...]
+
+
+@message("index.held-syntaxes")
+class HeldSyntaxes:
+    by_class: dict[str, tuple[str, ...]]  # only the classes asked for that have instances
 
 
 # -- maintenance (cleanup and verification tasks) ------------------------------------------
@@ -247,14 +268,18 @@ class IndexFailure(ReplyError):
 class QueryRefused(ReplyError):
     """The identifier cannot be answered (a DIMSE status and comment say why)."""
 
-    def __init__(self, status: int, comment: str) -> None:
+    def __init__(self, status: int, comment: str, reason: str | None = None) -> None:
         super().__init__(comment)
         self.status = status
-        self.comment = comment
+        self.comment = comment  # fits an Error Comment
+        self.reason = reason or comment  # whole, for the log
 
 
 class IndexActor(Actor):
-    accepts = (RecordInstance, CountIndex, FindMatches, ListInstances, GetStorageRoot, *MAINTENANCE_READS, *MAINTENANCE_WRITES)
+    accepts = (
+        RecordInstance, CountIndex, FindMatches, ListInstances, ListHeldSyntaxes, GetStorageRoot,
+        *MAINTENANCE_READS, *MAINTENANCE_WRITES,
+    )
 
     def __init__(
         self,
@@ -272,6 +297,9 @@ class IndexActor(Actor):
         self.commits = 0
         self._pending: list[tuple[InstanceRecord, Reply]] = []
         self._wake = trio.Event()
+        # SOP class -> transfer syntaxes stored: read once at start, grown by every commit.
+        # Deletions leave it a superset, which costs at most a needless conversion choice.
+        self._held: dict[str, set[str]] = {}
 
     async def on_start(self) -> None:
         portal = self.ctx.system.portal
@@ -284,6 +312,7 @@ class IndexActor(Actor):
             self.ctx.log.warning(
                 "finished interrupted deletions", removed=finished.removed, in_use=finished.in_use, failed=list(finished.failed)
             )
+        self._held = await self._in_reader(stored_syntaxes)
         self.ctx.nursery.start_soon(self._commit_forever)
 
     async def on_stop(self) -> None:
@@ -305,6 +334,10 @@ class IndexActor(Actor):
                 self.ctx.nursery.start_soon(self._read, message, self.ctx.defer_reply())
             case GetStorageRoot():
                 return StorageRoot(root=str(self.root))
+            case ListHeldSyntaxes(sop_classes=sop_classes):
+                return HeldSyntaxes(
+                    by_class={uid: tuple(sorted(self._held[uid])) for uid in sop_classes if uid in self._held}
+                )
             case _ if isinstance(message, MAINTENANCE_READS + MAINTENANCE_WRITES):
                 self.ctx.nursery.start_soon(self._maintain, message, self.ctx.defer_reply())
 
@@ -322,7 +355,7 @@ class IndexActor(Actor):
                     items = await portal.run(retrieve_items, self.reader, plan_retrieve(identifier, model))
                     reply.send(InstanceList(items=tuple(items)))
         except QueryError as error:
-            reply.fail(QueryRefused(error.status, error.comment))
+            reply.fail(QueryRefused(error.status, error.comment, error.reason))
         except Exception as error:
             self.ctx.log.exception("index read failed", request=type(message).__name__)
             reply.fail(IndexFailure(f"index read failed: {error}"))
@@ -350,6 +383,8 @@ class IndexActor(Actor):
                 await self._commit([item])
             return
         self.commits += 1
+        for record in records:
+            self._held.setdefault(record.sop_class_uid, set()).add(record.transfer_syntax_uid)
         for (_, reply), outcome in zip(batch, outcomes, strict=True):
             reply.send(Recorded(outcome=outcome))
 

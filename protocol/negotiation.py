@@ -5,7 +5,7 @@ Both sides end with a `Negotiated`: the accepted presentation contexts with the 
 the local side may play on each, and the peer's limits.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 import attrs
 
@@ -35,6 +35,7 @@ from .items import (
     UserInformation,
 )
 from .pdu import AAssociateAC, AAssociateRJ, AAssociateRQ
+from .sending_syntaxes import choose_sending_syntaxes
 from .uid import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
@@ -219,12 +220,15 @@ def negotiate(
     *,
     too_many_associations: bool = False,
     identity_response: bytes | None = None,
+    held_syntaxes: Mapping[str, Collection[str]] | None = None,
 ) -> Decision:
     """The acceptor's answer to rq under policy.
 
     too_many_associations: the caller's verdict that the node is at its limit (gives a
     transient local-limit-exceeded rejection). identity_response: the server response
-    to a user identity sub-item that asked for one (None sends none).
+    to a user identity sub-item that asked for one (None sends none). held_syntaxes:
+    per SOP class, the transfer syntaxes the node stores instances in; it decides the
+    syntax of contexts we will send on (sending_syntaxes.py). None: not known.
     """
     rejection = check_association(rq, policy, too_many_associations=too_many_associations)
     if rejection is not None:
@@ -232,10 +236,12 @@ def negotiate(
     supported = {sc.abstract_syntax: sc for sc in policy.contexts}
     proposed_roles = {r.sop_class_uid: r for r in rq.user_information.role_selections}
     role_replies: dict[str, RoleSelection] = {}
-    results = []
-    for pc in rq.presentation_contexts:
-        result, transfer = _choose(pc, supported.get(pc.abstract_syntax), policy, proposed_roles, role_replies)
-        results.append(PresentationContextAC(context_id=pc.context_id, result=result, transfer_syntax=transfer))
+    choices = [_choose(pc, supported.get(pc.abstract_syntax), policy, proposed_roles, role_replies) for pc in rq.presentation_contexts]
+    _choose_for_sending(choices, held_syntaxes)
+    results = [
+        PresentationContextAC(context_id=pc.context_id, result=choice.result, transfer_syntax=choice.transfer_syntax)
+        for pc, choice in zip(rq.presentation_contexts, choices, strict=True)
+    ]
     rq_info = rq.user_information
     identity = None
     if rq_info.user_identity is not None and rq_info.user_identity.positive_response_requested:
@@ -259,21 +265,33 @@ def negotiate(
     return Decision(response=ac, negotiated=agreement(rq, ac, local_is_requestor=False))
 
 
+@attrs.define
+class _Choice:
+    """One proposed context's answer in the making. `sending_candidates` is set when we
+    will send on it (the requestor took the SCP role): its syntax is then chosen with the
+    other contexts of its SOP class, by what the node holds."""
+
+    abstract_syntax: str
+    result: ContextResult
+    transfer_syntax: str
+    sending_candidates: tuple[str, ...] | None = None
+
+
 def _choose(
     pc: PresentationContextRQ,
     supported: SupportedContext | None,
     policy: AcceptorPolicy,
     proposed_roles: dict[str, RoleSelection],
     role_replies: dict[str, RoleSelection],
-) -> tuple[ContextResult, str]:
-    """(result, transfer syntax) for one proposed context; records the role reply it needs."""
+) -> _Choice:
+    """The answer for one proposed context; records the role reply it needs."""
     echo = pc.transfer_syntaxes[0]  # not significant when rejected; a valid UID for strict peers
     if supported is None:
-        return ContextResult.ABSTRACT_SYNTAX_NOT_SUPPORTED, echo
+        return _Choice(pc.abstract_syntax, ContextResult.ABSTRACT_SYNTAX_NOT_SUPPORTED, echo)
     preference = supported.transfer_syntaxes or policy.transfer_syntaxes
     transfer = next((ts for ts in preference if ts in pc.transfer_syntaxes), None)
     if transfer is None:
-        return ContextResult.TRANSFER_SYNTAXES_NOT_SUPPORTED, echo
+        return _Choice(pc.abstract_syntax, ContextResult.TRANSFER_SYNTAXES_NOT_SUPPORTED, echo)
     proposal = proposed_roles.get(pc.abstract_syntax)
     if proposal is None:
         requestor_scu, requestor_scp = True, False
@@ -285,8 +303,25 @@ def _choose(
             sop_class_uid=pc.abstract_syntax, scu_role=requestor_scu, scp_role=requestor_scp
         )
     if not (requestor_scu and supported.scp_role) and not (requestor_scp and supported.scu_role):
-        return ContextResult.USER_REJECTION, echo  # no role left that both sides can play
-    return ContextResult.ACCEPTANCE, transfer
+        return _Choice(pc.abstract_syntax, ContextResult.USER_REJECTION, echo)  # no role left that both sides can play
+    if requestor_scp:
+        candidates = tuple(ts for ts in pc.transfer_syntaxes if ts in preference)  # the requestor's order
+        return _Choice(pc.abstract_syntax, ContextResult.ACCEPTANCE, transfer, sending_candidates=candidates)
+    return _Choice(pc.abstract_syntax, ContextResult.ACCEPTANCE, transfer)
+
+
+def _choose_for_sending(choices: list[_Choice], held: Mapping[str, Collection[str]] | None) -> None:
+    """Give the contexts we will send on their syntax, all contexts of a SOP class together."""
+    by_class: dict[str, list[_Choice]] = {}
+    for choice in choices:
+        if choice.sending_candidates is not None:
+            by_class.setdefault(choice.abstract_syntax, []).append(choice)
+    for sop_class, group in by_class.items():
+        held_here = None if held is None else held.get(sop_class, ())
+        picked = choose_sending_syntaxes([choice.sending_candidates or () for choice in group], held_here)
+        for choice, syntax in zip(group, picked, strict=True):
+            if syntax is not None:
+                choice.transfer_syntax = syntax
 
 
 # --- requestor --------------------------------------------------------------------

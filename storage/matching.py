@@ -15,8 +15,10 @@ Matching kinds, chosen from the key's VR and value:
 - single value: exact, case-sensitive except PN when case-insensitive matching is on
 - wild card: ``*`` and ``?`` in AE, CS, LO, LT, PN, SH, ST, UC, UR, UT -> SQL GLOB, with
   ``[`` escaped (GLOB's only other special character; ``%`` and ``_`` are literal to GLOB)
-- range: ``A-B``, ``-B``, ``A-`` for DA, TM, DT; a partial time or datetime is the span it
-  denotes; UTC offsets of DT are taken into account
+- range: ``A-B``, ``-B``, ``A-`` for DA, TM, DT, inclusive; times and datetimes, in a
+  range or as a single value, are the moments they write (a left-out part is zero:
+  ``10-11`` ends at 11:00:00.000000, ``120000`` is not ``120000.123``), as DCMTK compares
+  them; UTC offsets of DT are taken into account. docs/conformance.md says why.
 - list: backslash-separated values of any VR but LT/ST/UT/UR match if any value does
   (List of UID Matching for UI; also ModalitiesInStudy's ``CT\\MR``)
 - sequence: an item of keys matches a stored item matching all of them; an empty
@@ -41,15 +43,7 @@ from .dicom_json import BINARY_NUMBER_FORMATS, CHARSET_VRS, MULTI_VALUE_DELIMITE
 from triopacs.protocol.uid import is_valid_uid
 
 from .errors import QueryError
-from .normalize import (
-    datetime_bounds,
-    fold_name,
-    normalize_date,
-    normalize_datetime,
-    normalize_time,
-    person_name_text,
-    time_bounds,
-)
+from .normalize import fold_name, normalize_date, normalize_datetime, normalize_time, person_name_text
 
 WILDCARD_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
 SINGLE_VALUE_VRS = frozenset({"LT", "ST", "UT", "UR"})
@@ -273,9 +267,9 @@ def _single(vr: str, value: str, *, name: str, fold: bool) -> Condition:
     if vr == "DA":
         return _date_condition(value, name)
     if vr == "TM":
-        return _span_condition(value, name, time_bounds, Domain.TIME)
+        return _moment_condition(value, name, normalize_time, Domain.TIME)
     if vr == "DT":
-        return _span_condition(value, name, datetime_bounds, Domain.DATETIME, datetime=True)
+        return _moment_condition(value, name, normalize_datetime, Domain.DATETIME, datetime=True)
     if vr == "UI" and not is_valid_uid(value):
         raise QueryError(f"{name}: {value[:24]!r} is not a valid UID")
     if vr in NUMERIC_VRS:
@@ -305,27 +299,27 @@ def _date_condition(value: str, name: str) -> Condition:
     return Between(low, high, Domain.DATE)
 
 
-def _span_condition(
+def _moment_condition(
     value: str,
     name: str,
-    bounds: Callable[[str], tuple[str, str] | None],
+    moment: Callable[[str], str | None],
     domain: Domain,
     *,
     datetime: bool = False,
 ) -> Condition:
-    """TM/DT: a single value is the span it denotes; a range runs from the first instant of
-    its low end to the last instant of its high end."""
+    """TM/DT: a single value matches the moment it writes; a range runs from the moment of
+    its low end to the moment of its high end, both included (PS3.4 C.2.2.2.5)."""
     low_text, high_text, is_range = _split_range(value, datetime=datetime)
     if not is_range:
-        span = bounds(value)
-        if span is None:
+        single = moment(value)
+        if single is None:
             raise QueryError(f"{name}: {value[:24]!r} is not a valid value")
-        return Between(span[0], span[1], domain)
-    low_span = bounds(low_text) if low_text else None
-    high_span = bounds(high_text) if high_text else None
-    if (low_text and low_span is None) or (high_text and high_span is None):
+        return Equals(single, domain)
+    low = moment(low_text) if low_text else None
+    high = moment(high_text) if high_text else None
+    if (low_text and low is None) or (high_text and high is None):
         raise QueryError(f"{name}: {value[:24]!r} is not a valid range")
-    return Between(low_span[0] if low_span else None, high_span[1] if high_span else None, domain)
+    return Between(low, high, domain)
 
 
 # A DT value; its UTC offset is at most -1200..+1400, which keeps "A-B" apart from "A-hhmm".

@@ -4,10 +4,10 @@ Both sides must normalize the same way or a stored value and a query value that 
 the same thing would not compare equal, hence one module for both.
 
 - DA  -> ``YYYYMMDD`` (the old ``YYYY.MM.DD`` accepted)
-- TM  -> ``HHMMSS.ffffff``; a partial time is the span it denotes (``1030`` is
-  10:30:00.000000 to 10:30:59.999999), so it has a low and a high bound
-- DT  -> ``YYYYMMDDHHMMSS.ffffff``, likewise a span; shifted to UTC when the value
-  carries an offset, left as written when it does not
+- TM  -> ``HHMMSS.ffffff``: the moment the value writes, what it leaves out being zero
+  (``1030`` is 10:30:00.000000, as PS3.4 C.2.2.2.1.3 reads "2230" as "223000")
+- DT  -> ``YYYYMMDDHHMMSS.ffffff``, likewise (a missing month or day is the first);
+  shifted to UTC when the value carries an offset, left as written when it does not
 - PN  -> case folded when case-insensitive matching is asked for
 
 Every string compares lexicographically in the same order as the moments it denotes.
@@ -15,7 +15,6 @@ Every string compares lexicographically in the same order as the moments it deno
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 import re
 from typing import Any
@@ -37,8 +36,8 @@ def normalize_date(text: str | None) -> str | None:
     return value
 
 
-def time_bounds(text: str | None) -> tuple[str, str] | None:
-    """The first and last instant a (possibly partial) TM value denotes."""
+def normalize_time(text: str | None) -> str | None:
+    """The moment a (possibly partial) TM value writes, or None if it is not a time."""
     if not text:
         return None
     value = text.strip()
@@ -48,42 +47,24 @@ def time_bounds(text: str | None) -> tuple[str, str] | None:
     hour, minute, second, fraction = match.groups()
     if int(hour) > 23 or (minute and int(minute) > 59) or (second and int(second) > 60):
         return None
-    low = f"{hour}{minute or '00'}{second or '00'}.{(fraction or '').ljust(6, '0')}"
-    high = f"{hour}{minute or '59'}{second or '59'}.{(fraction or '').ljust(6, '9')}"
-    return low, high
+    return f"{hour}{minute or '00'}{second or '00'}.{(fraction or '').ljust(6, '0')}"
 
 
-def normalize_time(text: str | None) -> str | None:
-    bounds = time_bounds(text)
-    return bounds[0] if bounds else None
-
-
-def datetime_bounds(text: str | None) -> tuple[str, str] | None:
-    """The first and last instant a (possibly partial) DT value denotes, in UTC if it has
-    an offset from UTC."""
+def normalize_datetime(text: str | None) -> str | None:
+    """The moment a (possibly partial) DT value writes, in UTC if it has an offset from
+    UTC; None if it is not a datetime."""
     if not text:
         return None
     match = _DATETIME.fullmatch(text.strip())
     if match is None:
         return None
     year_s, month_s, day_s, hour_s, minute_s, second_s, fraction_s, offset_s = match.groups()
-    year = int(year_s)
     try:
-        month_low = int(month_s) if month_s else 1
-        month_high = int(month_s) if month_s else 12
-        day_low = int(day_s) if day_s else 1
-        day_high = int(day_s) if day_s else calendar.monthrange(year, month_high)[1]
-        low = dt.datetime(
-            year, month_low, day_low,
+        moment = dt.datetime(
+            int(year_s), int(month_s) if month_s else 1, int(day_s) if day_s else 1,
             int(hour_s) if hour_s else 0, int(minute_s) if minute_s else 0,
             min(int(second_s), 59) if second_s else 0,
             int((fraction_s or "").ljust(6, "0")),
-        )
-        high = dt.datetime(
-            year, month_high, day_high,
-            int(hour_s) if hour_s else 23, int(minute_s) if minute_s else 59,
-            min(int(second_s), 59) if second_s else 59,
-            int((fraction_s or "").ljust(6, "9")),
         )
     except ValueError:
         return None
@@ -91,19 +72,14 @@ def datetime_bounds(text: str | None) -> tuple[str, str] | None:
         sign = -1 if offset_s[0] == "-" else 1
         offset = dt.timedelta(hours=int(offset_s[1:3]), minutes=int(offset_s[3:5])) * sign
         try:
-            low, high = low - offset, high - offset
+            moment -= offset
         except OverflowError:
             return None
-    return _format_datetime(low), _format_datetime(high)
+    return _format_datetime(moment)
 
 
 def _format_datetime(value: dt.datetime) -> str:
     return f"{value.year:04d}{value:%m%d%H%M%S}.{value.microsecond:06d}"
-
-
-def normalize_datetime(text: str | None) -> str | None:
-    bounds = datetime_bounds(text)
-    return bounds[0] if bounds else None
 
 
 def fold_name(text: str | None) -> str | None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import enum
 import json
+import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -513,3 +514,11 @@ async def retrieve_items(db: aiosqlite.Connection, plan: RetrievePlan) -> list[R
         )
         for r in rows
     ]
+
+
+def stored_syntaxes(connection: sqlite3.Connection) -> dict[str, set[str]]:
+    """Per SOP class, the transfer syntaxes its instances are stored in (one scan)."""
+    held: dict[str, set[str]] = {}
+    for sop_class, syntax in connection.execute("SELECT DISTINCT sop_class_uid, transfer_syntax_uid FROM instance"):
+        held.setdefault(sop_class, set()).add(syntax)
+    return held

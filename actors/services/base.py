@@ -7,6 +7,7 @@ take C-CANCEL, and the C-STORE responses of C-GET sub-operations, while it works
 """
 
 import itertools
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import trio
@@ -89,6 +90,12 @@ class Service:
 
     def sink_for(self, session: Session | None, context_id: int, message: DimseMessage) -> DatasetSink:
         return MemorySink()
+
+    async def held_syntaxes(self, ctx: "ActorContext", sop_classes: Collection[str]) -> Mapping[str, Collection[str]] | None:
+        """For a service that sends instances back on the association (C-GET): per SOP
+        class, the transfer syntaxes it holds them in, which decide the syntax of the
+        contexts it will send on. None: this service sends nothing."""
+        return None
 
     async def handle(self, session: Session, received: MessageReceived, operation: Operation | None) -> None:
         raise NotImplementedError

@@ -12,9 +12,10 @@ from .base import Session
 class BadIdentifier(Exception):
     """The request cannot be answered; its final status and error comment."""
 
-    def __init__(self, status: int, comment: str) -> None:
+    def __init__(self, status: int, comment: str, reason: str | None = None) -> None:
         super().__init__(comment)
         self.status = status
+        self.reason = reason or comment  # whole, for the log
         self.comment = comment[:64]  # LO: error comments are at most 64 characters
 
 

@@ -45,6 +45,7 @@ class FindService(Service):
         try:
             identifier, model, transfer_syntax = read_identifier(session, received)
         except BadIdentifier as bad:
+            session.log.warning("query refused", status=hex(bad.status), reason=bad.reason)
             await finish(bad.status, bad.comment)
             return
         index = session.ctx.lookup(self.index_path)
@@ -57,7 +58,7 @@ class FindService(Service):
                     timeout=None,
                 )
             except QueryRefused as refused:
-                session.log.info("query refused", reason=refused.comment, status=hex(refused.status))
+                session.log.warning("query refused", status=hex(refused.status), reason=refused.reason)
                 await finish(refused.status, refused.comment[:64])
                 return
             for response in page.responses:

@@ -7,6 +7,12 @@ differ in where the C-STOREs go. C-MOVE opens an association to the destination 
 where the requestor has taken the storage SCP role. A C-CANCEL stops after the
 sub-operation under way.
 
+C-GET sends each instance as stored when a context in its transfer syntax was accepted
+(the association chose the storage contexts' syntaxes by what the node holds:
+protocol/sending_syntaxes.py), else converted into a syntax the requestor took
+(storage/transcoding.py: compressed data is decompressed); a sub-operation that can go
+neither way fails, and the first such reason is the final response's Error Comment.
+
 Final status: Success when nothing failed; Warning B000 when some sub-operations failed
 or warned; Failure A702 when all of them failed; Cancel FE00 after a C-CANCEL. Each but
 Success carries the Failed SOP Instance UID List when there are failures.
@@ -18,18 +24,20 @@ import attrs
 import trio
 from pydicom import Dataset
 
-from ...protocol.catalog import GET_MODELS, MOVE_MODELS
+from ...protocol.catalog import GET_MODELS, MOVE_MODELS, name_of
 from ...protocol.commands import CGetRQ, CGetRSP, CMoveRQ, CMoveRSP, CStoreRQ, CStoreRSP
 from ...protocol.datasets import encode_dataset
-from ...protocol.negotiation import SupportedContext
+from ...protocol.negotiation import AcceptedContext, SupportedContext
 from ...protocol.status import QueryRetrieveStatus, Status, StatusClass, status_class
-from ...storage.query import RetrieveItem
+from ...storage.query import InformationModel, RetrieveItem
+from ...storage.transcoding import TranscodeError, transcode
 from ..ae_registry import LookupAE, UnknownAE
 from ..client import connect, storage_contexts_for
-from ..client_datasets import context_for_file, convert_file, file_chunks, locate, read_whole
-from ..client_errors import ClientError
+from ..client_datasets import context_for_file, file_chunks, locate, read_whole
+from ..client_errors import ClientError, NoPresentationContext
 from ..client_results import MoveOriginator
-from ..index import InstanceList, ListInstances, QueryRefused
+from ..errors import ActorError, ReplyError
+from ..index import HeldSyntaxes, InstanceList, ListHeldSyntaxes, ListInstances, QueryRefused
 from ..link import LinkClosed
 from .base import Operation, Service, Session
 from .identifiers import BadIdentifier, read_identifier
@@ -42,9 +50,13 @@ class SubOperations:
     failed: int = 0
     warning: int = 0
     failed_uids: list[str] = attrs.Factory(list)
+    first_reason: str | None = None  # why the first sub-operation that could not go did not (an LO)
 
-    def record(self, sop_instance_uid: str, status: int | None) -> None:
-        """Count one sub-operation by the status its C-STORE got (None: it never got one)."""
+    def record(self, sop_instance_uid: str, status: int | None, *, reason: str | None = None) -> None:
+        """Count one sub-operation by the status its C-STORE got (None: it never got one,
+        for `reason`)."""
+        if reason is not None and self.first_reason is None:
+            self.first_reason = reason
         self.remaining -= 1
         kind = status_class(status) if status is not None else StatusClass.FAILURE
         if kind is StatusClass.SUCCESS:
@@ -88,18 +100,21 @@ class _Retrieve(Service):
     operation = True
     response_type: type[CMoveRSP] | type[CGetRSP]
 
-    def __init__(self, *, index_path: str, root: Path) -> None:
+    def __init__(self, *, index_path: str, root: Path, patient_level_in_study_root: bool = True) -> None:
         self.index_path = index_path
         self.root = root
+        self.patient_level_in_study_root = patient_level_in_study_root
 
     async def handle(self, session: Session, received, operation: Operation | None) -> None:
         assert operation is not None
         request = received.message
         try:
             identifier, model, transfer_syntax = read_identifier(session, received)
+            model = self._lenient_model(session, identifier, model)
             destination = await self.destination(session, request)
             items = await self._instances(session, identifier, model)
         except BadIdentifier as bad:
+            session.log.warning(f"{self.verb} refused", status=hex(bad.status), reason=bad.reason)
             await self._respond(session, received, bad.status, comment=bad.comment)
             return
         counts = SubOperations(remaining=len(items))
@@ -110,10 +125,21 @@ class _Retrieve(Service):
         session.log.info(f"{self.verb} finished", status=hex(status), completed=counts.completed, failed=counts.failed, warning=counts.warning)
         await self._respond(
             session, received, status, counts=counts.counts(final=status != QueryRetrieveStatus.CANCELED),
+            comment=counts.first_reason if status != Status.SUCCESS else None,
             dataset=encode_dataset(failed, transfer_syntax) if failed is not None else None,
         )
 
     verb = "retrieve"
+
+    def _lenient_model(self, session: Session, identifier: Dataset, model: InformationModel) -> InformationModel:
+        """A Study Root retrieve at PATIENT level (not in that model: strictly A900) is
+        served as the Patient Root one it means, unless the leniency is switched off.
+        Orthanc moves a patient this way."""
+        level = str(identifier.get("QueryRetrieveLevel", "") or "").strip().upper()
+        if model is InformationModel.STUDY_ROOT and level == "PATIENT" and self.patient_level_in_study_root:
+            session.log.info(f"Study Root {self.verb} at PATIENT level served as Patient Root ([query] patient_level_in_study_root)")
+            return InformationModel.PATIENT_ROOT
+        return model
 
     async def destination(self, session: Session, request):
         return None
@@ -127,7 +153,7 @@ class _Retrieve(Service):
                 ListInstances(identifier=identifier, model=model), timeout=None
             )
         except QueryRefused as refused:
-            raise BadIdentifier(refused.status, refused.comment) from None
+            raise BadIdentifier(refused.status, refused.comment, refused.reason) from None
         return list(found.items)
 
     async def pending(self, session: Session, received, counts: SubOperations) -> None:
@@ -154,8 +180,11 @@ class MoveService(_Retrieve):
     response_type = CMoveRSP
     verb = "move"
 
-    def __init__(self, *, index_path: str, root: Path, aes_path: str, ae_title: str, dimse_timeout: float) -> None:
-        super().__init__(index_path=index_path, root=root)
+    def __init__(
+        self, *, index_path: str, root: Path, aes_path: str, ae_title: str, dimse_timeout: float,
+        patient_level_in_study_root: bool = True,
+    ) -> None:
+        super().__init__(index_path=index_path, root=root, patient_level_in_study_root=patient_level_in_study_root)
         self.aes_path = aes_path
         self.ae_title = ae_title
         self.dimse_timeout = dimse_timeout
@@ -204,32 +233,52 @@ class GetService(_Retrieve):
     response_type = CGetRSP
     verb = "get"
 
-    def __init__(self, *, index_path: str, root: Path, dimse_timeout: float) -> None:
-        super().__init__(index_path=index_path, root=root)
+    def __init__(self, *, index_path: str, root: Path, dimse_timeout: float, patient_level_in_study_root: bool = True) -> None:
+        super().__init__(index_path=index_path, root=root, patient_level_in_study_root=patient_level_in_study_root)
         self.dimse_timeout = dimse_timeout
 
     def contexts(self) -> list[SupportedContext]:
         return [SupportedContext(abstract_syntax=uid) for uid in GET_MODELS]
 
+    async def held_syntaxes(self, ctx, sop_classes) -> dict[str, tuple[str, ...]] | None:
+        try:
+            held: HeldSyntaxes = await ctx.lookup(self.index_path).ask(ListHeldSyntaxes(sop_classes=tuple(sorted(sop_classes))))
+        except (ReplyError, ActorError) as error:  # the association goes on, choosing as if anything were held
+            ctx.log.warning("cannot tell which transfer syntaxes are held; choosing for any", error=str(error))
+            return None
+        return held.by_class
+
     async def run_sub_operations(self, session, received, operation, items, counts, destination) -> None:
         for item in items:
             if operation.cancel_requested:
                 return
-            status = await self._store_back(session, operation, item)
-            counts.record(item.sop_instance_uid, status)
+            try:
+                status = await self._store_back(session, operation, item)
+            except SubOperationImpossible as impossible:
+                session.log.warning("get sub-operation impossible", sop_instance_uid=item.sop_instance_uid, reason=impossible.reason)
+                counts.record(item.sop_instance_uid, None, reason=impossible.comment)
+            else:
+                counts.record(item.sop_instance_uid, status)
             await self.pending(session, received, counts)
 
     async def _store_back(self, session: Session, operation: Operation, item: RetrieveItem) -> int | None:
-        """One C-STORE to the requestor on this association; its status, None if it failed to go."""
+        """One C-STORE to the requestor on this association, the file as stored when a
+        context in its syntax was accepted, else converted (see _context_for); its status."""
         path = self.root / item.file_path
         try:
             file = await trio.to_thread.run_sync(locate, path)
-            context, convert = context_for_file(session.negotiated, file.sop_class_uid, file.transfer_syntax_uid)
         except (ClientError, OSError) as error:
-            session.log.warning("get sub-operation impossible", sop_instance_uid=item.sop_instance_uid, error=str(error))
-            return None
+            raise SubOperationImpossible(str(error)) from None
+        context, convert = _context_for(session, file.sop_class_uid, file.transfer_syntax_uid)
         if convert:
-            data = await trio.to_thread.run_sync(convert_file, path, context.transfer_syntax)
+            try:
+                data = await trio.to_thread.run_sync(transcode, path, context.transfer_syntax)
+            except TranscodeError as error:
+                raise SubOperationImpossible(
+                    f"stored as {name_of(file.transfer_syntax_uid)}; the requestor takes "
+                    f"{name_of(context.transfer_syntax)}, and {error}",
+                    f"cannot convert stored TS {file.transfer_syntax_uid}",
+                ) from None
         elif file.length <= 4 * 1024 * 1024:
             data = await trio.to_thread.run_sync(read_whole, file)
         else:
@@ -248,3 +297,32 @@ class GetService(_Retrieve):
         session.log.warning("no C-STORE response within the DIMSE timeout: aborting", timeout=self.dimse_timeout)
         await session.link.abort()
         raise LinkClosed("the requestor stopped answering sub-operations")
+
+
+class SubOperationImpossible(Exception):
+    """A C-GET sub-operation that cannot be sent: the reason goes to the log and, for the
+    first one, its short form (an LO, 64 characters) to the final response's Error Comment."""
+
+    def __init__(self, reason: str, comment: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.comment = (comment or reason)[:64]
+
+
+def _context_for(session: Session, sop_class: str, syntax: str) -> tuple[AcceptedContext, bool]:
+    """(context, must convert) for sending a stored instance back to a C-GET requestor."""
+    try:
+        return context_for_file(session.negotiated, sop_class, syntax, any_conversion=True)
+    except NoPresentationContext:
+        pass
+    accepted = sorted({c.transfer_syntax for c in session.negotiated.contexts if c.abstract_syntax == sop_class and c.local_scu})
+    if not accepted:
+        raise SubOperationImpossible(
+            f"the requestor accepted no context to receive {name_of(sop_class)} on",
+            f"no accepted context for SOP class {sop_class}",
+        ) from None
+    raise SubOperationImpossible(
+        f"stored as {name_of(syntax)}; the requestor takes {name_of(sop_class)} only in "
+        f"{', '.join(name_of(ts) for ts in accepted)}, and the node does not compress",
+        f"stored TS {syntax} not accepted, not convertible",
+    ) from None

@@ -5,6 +5,11 @@
     python pynetdicom_scu.py PORT CALLED_AE find  --level STUDY [--model study|patient] Keyword=value ...
     python pynetdicom_scu.py PORT CALLED_AE move  --level STUDY --destination AE Keyword=value ...
     python pynetdicom_scu.py PORT CALLED_AE get   --level STUDY --into DIR Keyword=value ...
+                             [--context SOP_CLASS=TRANSFER_SYNTAX ...]
+
+A get proposes CT and MR storage with pynetdicom's default syntaxes, or with --context
+one presentation context per SOP class and transfer syntax given (several for a class
+are allowed); what arrives is written as received, bytes untouched.
 
 Prints one JSON object: {"associated": bool, "statuses": [final status per request or
 per response], "matches": [...], "counts": {...}, "received": [...]}. Runs as a
@@ -58,6 +63,7 @@ def main() -> int:
     parser.add_argument("--model", default="study")
     parser.add_argument("--destination")
     parser.add_argument("--into", type=Path)
+    parser.add_argument("--context", action="append", default=[])
     parser.add_argument("args", nargs="*")
     options = parser.parse_intermixed_args()
 
@@ -79,15 +85,19 @@ def main() -> int:
         ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
     else:  # get: we take the instances back on this association, as storage SCP
         ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
-        for sop_class in ("1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.4"):
-            ae.add_requested_context(sop_class)
+        pairs = [context.split("=") for context in options.context]
+        for sop_class, syntax in pairs:
+            ae.add_requested_context(sop_class, syntax)
+        if not pairs:
+            for sop_class in ("1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.4"):
+                ae.add_requested_context(sop_class)
+        for sop_class in sorted({pair[0] for pair in pairs} or {"1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.4"}):
             roles.append(build_role(sop_class, scp_role=True))
 
         def on_store(event):
-            dataset = event.dataset
-            dataset.file_meta = event.file_meta
-            dataset.save_as(options.into / f"{dataset.SOPInstanceUID}.dcm", enforce_file_format=True)
-            received.append(str(dataset.SOPInstanceUID))
+            instance = event.request.AffectedSOPInstanceUID
+            (options.into / f"{instance}.dcm").write_bytes(event.encoded_dataset())
+            received.append(str(instance))
             return 0x0000
 
         handlers.append((evt.EVT_C_STORE, on_store))

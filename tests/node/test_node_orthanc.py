@@ -1,9 +1,13 @@
 """Orthanc <-> node, driven through Orthanc's REST API: Orthanc stores into the node
-(C-STORE), queries it (C-FIND) and retrieves from it (C-MOVE back to Orthanc)."""
+(C-STORE), queries it (C-FIND) and retrieves from it (C-MOVE back to Orthanc), a study
+or a whole patient (a Study Root C-MOVE at PATIENT level, which the node accepts)."""
 
 import contextlib
+import urllib.error
 
 import pydicom
+import pytest
+import structlog
 from dicom_samples import write_population
 from peers import storescu
 from peers.dicom_servers import RemoteAE as PeerAE
@@ -19,9 +23,9 @@ NODE = "peer0"  # Orthanc's name for the node: the first of its DicomModalities
 
 
 @contextlib.asynccontextmanager
-async def node_and_orthanc(tmp_path):
+async def node_and_orthanc(tmp_path, **settings):
     """A node, and an Orthanc that has it as modality `peer0` (and that the node may move to)."""
-    async with running_node(tmp_path) as node:
+    async with running_node(tmp_path, **settings) as node:
         async with orthanc(known_peers=[PeerAE(AE_TITLE, node.address.port), PeerAE("STORESCU", 104)], parent_dir=tmp_path) as peer:
             await node.ref("aes").ask(RegisterAE(entry=remote(peer.ae_title, peer.port)))
             yield node, peer
@@ -67,6 +71,45 @@ async def test_orthanc_retrieves_a_study_from_the_node(tmp_path):
         arrived = await peer.rest("GET", "/instances?expand")
     expected = {uid for s in generated if s.study_instance_uid == study_uid for uid in s.sop_instance_uids}
     assert {instance["MainDicomTags"]["SOPInstanceUID"] for instance in arrived} == expected
+
+
+async def load(node, generated) -> None:
+    files = [path for series in generated for path in series.paths]
+    async with connect(LOOPBACK, node.address.port, called_ae_title=AE_TITLE, contexts=storage_contexts_for(files)) as association:
+        assert all([(await association.store(path)).ok for path in files])
+
+
+async def move_patient(peer, patient_id: str) -> None:
+    """Orthanc's patient move: a Study Root C-MOVE with QueryRetrieveLevel PATIENT."""
+    await peer.rest("POST", f"/modalities/{NODE}/move", {
+        "Level": "Patient", "Resources": [{"PatientID": patient_id}], "TargetAet": peer.ae_title, "Synchronous": True,
+    })
+
+
+async def test_orthanc_moves_a_whole_patient_from_the_node(tmp_path):
+    generated = population(tmp_path)
+    async with node_and_orthanc(tmp_path) as (node, peer):
+        await load(node, generated)
+        with structlog.testing.capture_logs() as logs:
+            await move_patient(peer, "TRIO0002")
+        arrived = await peer.rest("GET", "/instances?expand")
+    expected = {uid for s in generated if s.spec.patient_id == "TRIO0002" for uid in s.sop_instance_uids}
+    assert {instance["MainDicomTags"]["SOPInstanceUID"] for instance in arrived} == expected
+    assert "Study Root move at PATIENT level served as Patient Root ([query] patient_level_in_study_root)" in [
+        entry["event"] for entry in logs
+    ]
+
+
+async def test_without_the_leniency_the_patient_move_is_refused_and_the_reason_logged(tmp_path):
+    generated = population(tmp_path)
+    async with node_and_orthanc(tmp_path, patient_level_in_study_root=False) as (node, peer):
+        await load(node, generated)
+        with structlog.testing.capture_logs() as logs:
+            with pytest.raises(urllib.error.HTTPError):  # Orthanc answers 500 to the refusal
+                await move_patient(peer, "TRIO0002")
+        assert await peer.instance_count() == 0
+    refusals = [entry for entry in logs if entry["event"] == "move refused"]
+    assert [(entry["status"], entry["reason"]) for entry in refusals] == [("0xa900", "level PATIENT is not in the study-root model")]
 
 
 async def orthanc_query(peer, level: str, query: dict) -> list[dict[str, str]]:

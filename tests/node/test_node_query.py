@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pydicom
 import pytest
+import structlog
 from dicom_samples import GeneratedSeries, SeriesSpec, new_uid, write_population, write_series
-from peers import findscu, parse_findscu_output
+from peers import findscu, getscu, parse_findscu_output
 from peers.dcmtk import run_dcmtk
 
 from triopacs import connect
@@ -294,3 +295,17 @@ async def test_findscu_cancel_ends_in_cancel_and_the_node_goes_on(tmp_path):
         # the node still answers, and the same query runs to the end without --cancel
         again = await findscu(peer(node), {"StudyInstanceUID": datasets[0].StudyInstanceUID, "SeriesInstanceUID": datasets[0].SeriesInstanceUID, "SOPInstanceUID": ""}, level="IMAGE")
     assert len(again.check().responses) == 24
+
+
+async def test_refused_queries_and_retrieves_are_logged_with_their_reason(archive, tmp_path):
+    # A relational C-FIND (SERIES without its study) and a C-GET that names no series.
+    with structlog.testing.capture_logs() as logs:
+        find = await findscu(peer(archive.node), {"SeriesInstanceUID": "", "Modality": "MR"}, level="SERIES")
+        get = await getscu(peer(archive.node), {"StudyInstanceUID": first(archive).study_instance_uid}, level="SERIES", received_dir=tmp_path / "got")
+    assert find.final_status == "Error: DataSetDoesNotMatchSOPClass", find.tool.output  # A900
+    assert get.final_status is not None and "DataSetDoesNotMatchSOPClass" in get.final_status, get.tool.output
+    refused = [(entry["event"], entry["status"], entry["reason"]) for entry in logs if entry["event"].endswith("refused")]
+    assert refused == [
+        ("query refused", "0xa900", "relational queries are not supported: SERIES level needs a single StudyInstanceUID"),
+        ("get refused", "0xa900", "a SERIES retrieve needs SeriesInstanceUID"),
+    ]

@@ -263,11 +263,13 @@ async def pynetdicom_scp(
     ae_title: str = "PYNETDICOM",
     *,
     move_destinations: Sequence[RemoteAE] = (),
+    abort_on: Sequence[str] = (),
     parent_dir: Path | None = None,
 ) -> AsyncIterator[DicomPeer]:
     """Our small pynetdicom SCP (tests/peers/pynetdicom_scp.py) in a subprocess:
     verification, storage of every storage class in any transfer syntax, and
-    patient/study root C-FIND, C-MOVE and C-GET over what it has stored."""
+    patient/study root C-FIND, C-MOVE and C-GET over what it has stored. A C-STORE of a
+    SOP Instance UID in `abort_on` is answered with an A-ABORT."""
     _check_ae_title(ae_title)
 
     def launch(ports: list[int], workdir: Path) -> list[str]:
@@ -280,6 +282,8 @@ async def pynetdicom_scp(
         ]
         for ae in move_destinations:
             argv += ["--move-destination", f"{ae.ae_title}={ae.host}:{ae.port}"]
+        for uid in abort_on:
+            argv += ["--abort-on", uid]
         return argv
 
     # The script prints "ready" once its server socket is bound.

@@ -1,12 +1,13 @@
 """A small archive built on pynetdicom, run as a subprocess peer for interop tests.
 
     python pynetdicom_scp.py --port N --ae-title AE --storage-dir DIR
-                             [--move-destination AE=HOST:PORT ...]
+                             [--move-destination AE=HOST:PORT ...] [--abort-on SOP_INSTANCE_UID ...]
 
 Serves, on 127.0.0.1 only: C-ECHO; C-STORE for every storage SOP class in any transfer
 syntax (files land in DIR as <SOPInstanceUID>.dcm); patient- and study-root C-FIND,
 C-MOVE and C-GET over what it has stored. Prints "ready <port>" once listening and
-exits cleanly on SIGTERM.
+exits cleanly on SIGTERM. A C-STORE of an instance named by --abort-on is answered with
+an A-ABORT instead (a peer that aborts on one file), every time it comes.
 
 Matching is deliberately simple: an empty key returns the value, a UID key may be a
 backslash list, a DA/TM/DT key may be a range "A-B", string keys take * and ?
@@ -136,7 +137,9 @@ def main() -> None:
     parser.add_argument("--ae-title", default="PYNETDICOM")
     parser.add_argument("--storage-dir", type=Path, required=True)
     parser.add_argument("--move-destination", action="append", default=[])
+    parser.add_argument("--abort-on", action="append", default=[])
     options = parser.parse_args()
+    abort_on = set(options.abort_on)
 
     destinations = {}
     for entry in options.move_destination:
@@ -149,6 +152,10 @@ def main() -> None:
     ae_title = options.ae_title
 
     def on_store(event: evt.Event) -> int:
+        if str(event.request.AffectedSOPInstanceUID) in abort_on:
+            print(f"aborting on {event.request.AffectedSOPInstanceUID}", file=sys.stderr, flush=True)
+            event.assoc.abort()
+            return PROCESSING_FAILURE  # never sent: the association is gone
         try:
             uid = str(event.request.AffectedSOPInstanceUID)
             archive.add(uid, event.encoded_dataset(include_meta=True))

@@ -110,7 +110,7 @@ def test_time_range_matching_in_sql_agrees_with_python(stored, low, high):
     assume(key != "-")
     condition = condition_for("TM", key, name="StudyTime")
     full = normalize_time(stored)
-    expected = (not low or full >= normalize_time(low)) and (not high or full[: len(high)] <= high)
+    expected = (not low or full >= normalize_time(low)) and (not high or full <= normalize_time(high))
     assert condition.test([stored]) == expected
     assert sql_matches(condition, full) == expected
 
@@ -152,3 +152,29 @@ def test_invalid_keys_are_query_errors(vr, key):
 def test_universal_keys_never_constrain(vr, key):
     condition = condition_for(vr, key, name="Key")
     assert condition.sql("v") is None and condition.test([])
+
+
+@pytest.mark.parametrize(
+    "vr, key, stored, matches",
+    [
+        # A time is the moment it writes (PS3.4 C.2.2.2.1.3: "2230" matches "223000").
+        ("TM", "2230", "223000", True),
+        ("TM", "2230", "223045", False),
+        ("TM", "120000", "120000.123", False),
+        ("TM", "120000", "120000.000", True),
+        ("TM", "10-11", "111111", False),
+        ("TM", "10-11", "110000", True),
+        ("TM", "10-11", "100000", True),
+        ("TM", "-11", "110000.5", False),
+        ("TM", "1015-", "1015", True),
+        ("DT", "20230105101702", "20230105101702.000", True),
+        ("DT", "2023", "20230105", False),
+        ("DT", "2023-2024", "20230705", True),
+        ("DT", "2023-2024", "20240705", False),
+    ],
+)
+def test_times_and_datetimes_match_the_moments_they_write(vr, key, stored, matches):
+    condition = condition_for(vr, key, name="key")
+    normalize = normalize_time if vr == "TM" else normalize_datetime
+    assert condition.test([stored]) is matches
+    assert sql_matches(condition, normalize(stored)) is matches

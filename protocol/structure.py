@@ -59,6 +59,10 @@ class MalformedDataset(ValueError):
     """The bytes are not a well-formed dataset; the message says where and why."""
 
 
+class DatasetTruncated(MalformedDataset):
+    """The dataset ends before its structure does (inside an element, item or sequence)."""
+
+
 @functools.lru_cache(maxsize=4096)
 def _is_sequence_tag(tag: int) -> bool:
     """Whether the data dictionary says `tag` is a sequence (for implicit VR)."""
@@ -103,6 +107,7 @@ class StructureChecker:
         self._depth = 0  # sequences open
         self._offset = 0  # absolute offset of the next byte not yet walked
         self._skip = 0  # value bytes still to step over
+        self._value = (0, 0)  # tag and length of the value being stepped over
         self._head = bytearray()  # an element header split across chunks
         self.found_implicit = False  # explicit VR was agreed, the dataset turned out implicit
 
@@ -162,6 +167,7 @@ class StructureChecker:
                 break
             if pos + header + length > size:  # the value goes on in the next chunk
                 self._skip = length - (size - pos - header)
+                self._value = (group << 16 | element, length)
                 self._offset = offset + size - pos
                 return size
             pos += header + length
@@ -173,12 +179,32 @@ class StructureChecker:
             self._close_ended()
         return pos
 
+    @property
+    def value_bytes_left(self) -> int:
+        """Bytes of the current value still to come: a reader of a file may `skip` them."""
+        return self._skip
+
+    def skip(self, count: int) -> None:
+        """Step over `count` bytes of the current value without reading them."""
+        if not 0 <= count <= self._skip:
+            raise ValueError(f"cannot skip {count} bytes, {self._skip} are left of the value")
+        self._skip -= count
+        self._offset += count
+        if not self._skip:
+            self._close_ended()
+
     def finish(self) -> None:
         """The dataset is complete: check it ended where it may."""
-        if self._head or self._skip:
-            raise MalformedDataset(f"the dataset ends inside an element (at byte {self.offset})")
+        if self._skip:
+            tag, length = self._value
+            raise DatasetTruncated(
+                f"the dataset ends inside {_label(tag)} (at byte {self._offset}):"
+                f" {self._skip} of its {length} bytes are missing"
+            )
+        if self._head:
+            raise DatasetTruncated(f"the dataset ends inside an element header (at byte {self.offset})")
         if len(self._stack) > 1:
-            raise MalformedDataset(
+            raise DatasetTruncated(
                 f"the dataset ends inside {_KIND_NAMES[self._stack[-1].kind]} (at byte {self._offset})"
             )
         if self._offset % 2:
@@ -267,6 +293,7 @@ class StructureChecker:
             self._close_ended()
         else:
             self._skip = length
+            self._value = (tag, length)
             if not length:
                 self._close_ended()
 
@@ -292,6 +319,7 @@ class StructureChecker:
             raise MalformedDataset(f"an item claims {length} bytes at byte {self._offset}, past the end of its {self._container(frame)}")
         if frame.kind == _FRAGMENTS:
             self._skip = length
+            self._value = (tag, length)
             if not length:
                 self._close_ended()
             return
@@ -348,6 +376,8 @@ class DeflatedStructureChecker:
                 self._count(inflater.decompress(inflater.unconsumed_tail, _INFLATE_STEP))
             if final:
                 self._count(self._inflater.flush())
+                if not self._inflater.eof:
+                    raise DatasetTruncated("the deflated dataset ends before its deflate stream does")
         except zlib.error as error:
             raise MalformedDataset(f"the deflated dataset does not inflate: {error}") from None
 

@@ -29,7 +29,7 @@ async def test_store_skips_broken_files_and_goes_on_after_an_abort(tmp_path):
         "failed 1:",
         f"  {victim.path}: association aborted: the peer aborted it (service user)",
         "skipped 2 DICOM files that cannot be sent:",
-        f"  {folder / 'MR_truncated.dcm'}: (7FE0,0010) is 8192 bytes long, 8130 are left",
+        f"  {folder / 'MR_truncated.dcm'}: the dataset ends inside (7FE0,0010) (at byte 9296): 62 of its 8192 bytes are missing",
         f"  {folder / 'rtplan_truncated.dcm'}: the dataset is 1829 bytes long; DICOM datasets have an even, non-zero length",
         "skipped 1 non-DICOM files",
     ]

@@ -18,6 +18,7 @@ from ..protocol.commands import CCancelRQ, DimseMessage, DimseRequest, DimseResp
 from ..protocol.events import Aborted, AssociationRequested, ConnectionClosed, ReleaseRequested
 from ..protocol.negotiation import AcceptorPolicy, SupportedContext, negotiate
 from ..protocol.status import Status
+from ..protocol.uid import is_valid_uid
 from .actor import Actor
 from .link import DatasetSink, DimseLink, LinkClosed, MemorySink, MessageReceived, ProtocolViolation
 from .messages import message
@@ -72,6 +73,24 @@ class ServiceSet:
                     )
                 merged[context.abstract_syntax] = context
         return tuple(merged.values())
+
+
+_UID_FIELDS = (
+    ("affected_sop_class_uid", "Affected SOP Class UID", Status.SOP_CLASS_NOT_SUPPORTED),
+    ("requested_sop_class_uid", "Requested SOP Class UID", Status.SOP_CLASS_NOT_SUPPORTED),
+    ("affected_sop_instance_uid", "Affected SOP Instance UID", Status.INVALID_SOP_INSTANCE),
+    ("requested_sop_instance_uid", "Requested SOP Instance UID", Status.INVALID_SOP_INSTANCE),
+)
+
+
+def uid_refusal(request: DimseRequest) -> tuple[int, str] | None:
+    """The status and comment for a request naming a UID that breaks the UID grammar
+    (the decoder lets any text through, so that this is answered, not aborted)."""
+    for field, label, status in _UID_FIELDS:
+        value = getattr(request, field, None)
+        if value is not None and not is_valid_uid(value):
+            return status, f"{label} is not a valid UID: {value}"
+    return None
 
 
 @message("association.abort")
@@ -241,6 +260,10 @@ class AssociationActor(Actor):
                 self.log.warning("unexpected response", message=type(message).__name__)
             return
         assert self.session is not None and isinstance(message, DimseRequest)
+        bad_uid = uid_refusal(message)
+        if bad_uid is not None:
+            await self._refuse(received, *bad_uid)
+            return
         service = self.services.for_request(type(message))
         if service is None or not self._serves_context(service, received.context_id):
             await self._refuse(received, Status.UNRECOGNIZED_OPERATION if service is None else Status.SOP_CLASS_NOT_SUPPORTED)

@@ -69,13 +69,25 @@ def _strip_text(value: Any) -> Any:
     return value.strip(" ") if isinstance(value, str) else value
 
 
-def _element(tag: int, *, required: bool = True) -> Any:
+def printable_comment(value: Any) -> Any:
+    """An Error Comment as LO allows it: at most 64 characters of the default repertoire,
+    no backslash. Whatever a failure's description holds (a peer's raw bytes, a long
+    path) is made to fit, so that answering with it can never fail."""
+    if not isinstance(value, str):
+        return value
+    text = "".join(c if " " <= c <= "~" and c != "\\" else "?" for c in value[:64]).strip(" ")
+    return text or None
+
+
+def _element(tag: int, *, required: bool = True, converter: Callable[[Any], Any] | None = None) -> Any:
     """An attrs field bound to a command element. Optional elements default to None."""
     spec = _Spec(tag, el.COMMAND_DICTIONARY[tag][1], required)
+    if converter is None and spec.vr in (VR.AE, VR.LO, VR.CS):
+        converter = _strip_text
     return attrs.field(
         default=attrs.NOTHING if required else None,
         validator=_validator(spec),
-        converter=_strip_text if spec.vr in (VR.AE, VR.LO, VR.CS) else None,
+        converter=converter,
         metadata={_SPEC: spec},
     )
 
@@ -164,7 +176,7 @@ class DimseResponse(DimseMessage):
     status: int = _element(el.STATUS)
     affected_sop_class_uid: str | None = _element(el.AFFECTED_SOP_CLASS_UID, required=False)
     offending_element: tuple[int, ...] | None = _element(el.OFFENDING_ELEMENT, required=False)
-    error_comment: str | None = _element(el.ERROR_COMMENT, required=False)
+    error_comment: str | None = _element(el.ERROR_COMMENT, required=False, converter=printable_comment)
     error_id: int | None = _element(el.ERROR_ID, required=False)
 
 

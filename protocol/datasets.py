@@ -14,6 +14,7 @@ from pydicom.filewriter import write_dataset
 
 from .catalog import DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_BIG_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN
 from .errors import LocalProtocolError, RemoteProtocolError
+from .structure import DEFAULT_MAX_DEPTH, MalformedDataset, check_dataset
 
 
 class UndecodableDataset(RemoteProtocolError):
@@ -61,11 +62,23 @@ def _without_file_meta(dataset: Dataset) -> Dataset:
     return copy
 
 
-def decode_dataset(data: bytes | bytearray | memoryview, transfer_syntax: str) -> Dataset:
+# An identifier or attribute list is small; deflated, it may not inflate past this.
+MAX_INFLATED_IDENTIFIER = 64 * 1024 * 1024
+
+
+def decode_dataset(
+    data: bytes | bytearray | memoryview, transfer_syntax: str, *, max_depth: int = DEFAULT_MAX_DEPTH
+) -> Dataset:
+    """Parse a small dataset (identifier, response). Its structure is checked first, so
+    pydicom (which recurses into sequences) never sees one nested past `max_depth`."""
+    try:
+        check_dataset(data, transfer_syntax, max_depth=max_depth, max_inflated=MAX_INFLATED_IDENTIFIER)
+    except MalformedDataset as error:
+        raise UndecodableDataset(f"cannot decode the dataset: {error}") from None
     implicit, little = _encoding(transfer_syntax)
     try:
         if transfer_syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
-            data = zlib.decompressobj(wbits=-zlib.MAX_WBITS).decompress(data)
+            data = zlib.decompressobj(wbits=-zlib.MAX_WBITS).decompress(data, MAX_INFLATED_IDENTIFIER)
         stream = io.BytesIO(bytes(data))
         dataset = read_dataset(stream, implicit, little)
         if stream.tell() != len(data):  # pydicom stops quietly at what it cannot read

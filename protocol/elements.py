@@ -104,8 +104,9 @@ def tag_label(tag: int) -> str:
 _TEXT_MAX = {VR.AE: 16, VR.LO: 64, VR.ST: 1024, VR.CS: 16}
 _TEXT_CHARS = {VR.AE: r" -\[\]-~", VR.LO: r" -\[\]-~", VR.ST: r" -\[\]-~", VR.CS: r"A-Z0-9 _"}
 _PATTERNS = {vr: f"[{_TEXT_CHARS[vr]}]{{1,{limit}}}" for vr, limit in _TEXT_MAX.items()}
-# Only length and characters of a UID: the UID grammar (no leading zeros, ...) is checked
-# by the service layer, which can answer a bad UID with a status instead of an abort.
+# Only length and characters of a UID we send. A received UID is not checked here at all:
+# the service layer checks the grammar and can answer a bad UID with a status instead of
+# an abort.
 _PATTERNS[VR.UI] = r"[0-9.]{1,64}"
 _STR_PATTERNS = {vr: re.compile(p) for vr, p in _PATTERNS.items()}
 _BYTES_PATTERNS = {vr: re.compile(p.encode("ascii")) for vr, p in _PATTERNS.items()}
@@ -240,6 +241,10 @@ def _string_decoder(vr: VR) -> Callable[[bytes], str | None]:
         if fullmatch(value):
             return value.decode("ascii")
         text = value.decode("ascii", "backslashreplace")
+        if vr is VR.UI:
+            # Kept, as printable text: the service checks UIDs and answers a bad one
+            # with a status, where an error here would abort the association.
+            return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
         raise ValueError(_describe_bad_string(vr, text))
 
     return decode

@@ -259,6 +259,12 @@ class DatasetFragment(NamedTuple):
 
 
 DEFAULT_MAX_COMMAND_LENGTH = 64 * 1024  # real command sets are a few hundred bytes
+# A fragment that is not a message's last and carries fewer bytes than this is "small".
+# Peers cut messages at the negotiated maximum PDU length (at least 4 KiB), so a real
+# message has a handful of small fragments at most; a stream of them costs a PDV object
+# per byte or two and is refused (the association is aborted) past the allowance.
+SMALL_FRAGMENT = 256
+DEFAULT_MAX_SMALL_FRAGMENTS = 64
 
 
 class MessageAssembler:
@@ -269,8 +275,15 @@ class MessageAssembler:
     Any breach of PS3.8 Annex E by the peer raises RemoteProtocolError.
     """
 
-    def __init__(self, *, max_command_length: int = DEFAULT_MAX_COMMAND_LENGTH) -> None:
+    def __init__(
+        self,
+        *,
+        max_command_length: int = DEFAULT_MAX_COMMAND_LENGTH,
+        max_small_fragments: int = DEFAULT_MAX_SMALL_FRAGMENTS,
+    ) -> None:
         self._max_command_length = max_command_length
+        self._max_small_fragments = max_small_fragments
+        self._small_fragments = 0  # in the message being received
         self._dataset_context: int | None = None  # set while a data set is arriving
         self._command_context: int | None = None  # set while a command set is arriving
         self._command: list[bytes | memoryview] = []
@@ -287,9 +300,12 @@ class MessageAssembler:
             data = pdv.data
             if pdv.is_last:
                 self._dataset_context = None
+                self._small_fragments = 0
                 return DatasetFragment(
                     pdv.context_id, data if data.__class__ is memoryview else memoryview(data), True
                 )
+            if len(data) < SMALL_FRAGMENT:
+                self._count_small_fragment()
             return DatasetFragment(
                 pdv.context_id, data if data.__class__ is memoryview else memoryview(data), False
             )
@@ -315,6 +331,8 @@ class MessageAssembler:
         if self._command_length > self._max_command_length:
             raise RemoteProtocolError(f"command set longer than {self._max_command_length} bytes")
         if not pdv.is_last:
+            if len(pdv.data) < SMALL_FRAGMENT:
+                self._count_small_fragment()
             self._command.append(pdv.data)
             return None
 
@@ -329,7 +347,17 @@ class MessageAssembler:
         message = decode(command)
         if message.has_dataset:
             self._dataset_context = context_id
+        else:
+            self._small_fragments = 0
         return CommandReceived(context_id, message)
+
+    def _count_small_fragment(self) -> None:
+        self._small_fragments += 1
+        if self._small_fragments > self._max_small_fragments:
+            raise RemoteProtocolError(
+                f"more than {self._max_small_fragments} fragments of under {SMALL_FRAGMENT} bytes"
+                " in one message: refusing absurd fragmentation"
+            )
 
     @staticmethod
     def _wrong_context(context_id: int, expected: int) -> RemoteProtocolError:

@@ -27,10 +27,11 @@ from pathlib import Path
 import attrs
 import trio
 
-from ...protocol.catalog import storage_sop_classes
+from ...protocol.catalog import EXPLICIT_VR_LITTLE_ENDIAN, storage_sop_classes
 from ...protocol.commands import CStoreRQ, CStoreRSP
 from ...protocol.negotiation import SupportedContext
 from ...protocol.status import Status, StorageStatus
+from ...protocol.structure import DEFAULT_MAX_DEPTH, DEFAULT_MAX_INFLATED, MalformedDataset, checker_for
 from ...protocol.uid import is_valid_uid
 from ...storage.attributes import InstanceRecord, extract_record_from_prefix
 from ...storage.errors import StorageError
@@ -49,6 +50,10 @@ WRITE_BATCH = 1024 * 1024  # once the destination is known, hand fragments to th
 # (an ordinary image is smaller and is written once, at commit: each thread crossing
 # costs more CPU than the overlap saves; large datasets stream)
 MAX_QUEUED = 4  # batches waiting for the writer before the reader waits too
+# Fragments smaller than this are copied together rather than kept as views: a view costs
+# ~200 bytes of bookkeeping, so a peer sending tiny fragments would otherwise make the
+# node hold many times the bytes it sent.
+COALESCE_BELOW = 8 * 1024
 
 
 # How a store keeps its study from being deleted or migrated under it: given the actor
@@ -66,6 +71,8 @@ class StorageSettings:
     index_path: str = "/node/services/index"
     guard: StudyGuard | None = None
     fsync: bool = True  # False: the OS decides when files reach the disk ([storage] durability = os)
+    max_sequence_depth: int = DEFAULT_MAX_DEPTH  # deeper datasets are refused (protocol/structure.py)
+    max_inflated_bytes: int = DEFAULT_MAX_INFLATED  # a deflated dataset inflating past this is refused
 
     @property
     def files(self) -> Path:
@@ -101,9 +108,20 @@ class IncomingInstance:
     a dataset found bad is not written at all (the rest of it is read and dropped).
     """
 
-    def __init__(self, settings: StorageSettings, request: CStoreRQ, header: bytes, nursery: trio.Nursery | None) -> None:
+    def __init__(
+        self,
+        settings: StorageSettings,
+        request: CStoreRQ,
+        header: bytes,
+        nursery: trio.Nursery | None,
+        transfer_syntax: str = EXPLICIT_VR_LITTLE_ENDIAN,
+    ) -> None:
         self.settings = settings
         self.request = request
+        self.structure = checker_for(
+            transfer_syntax, max_depth=settings.max_sequence_depth, max_inflated=settings.max_inflated_bytes
+        )
+        self._small: bytearray | None = None  # small fragments being copied together
         self.record: InstanceRecord | None = None
         self.dest: Path | None = None
         self.refusal: StoreRefused | None = None
@@ -122,7 +140,22 @@ class IncomingInstance:
     async def write(self, data: memoryview) -> None:
         if self.refusal is not None:
             return
-        self._chunks.append(data)
+        try:
+            self.structure.feed(data)
+        except MalformedDataset as error:
+            self._refuse_malformed(error)
+            return
+        if len(data) < COALESCE_BELOW:
+            small = self._small
+            if small is None:
+                small = self._small = bytearray()
+                self._chunks.append(small)
+            small += data
+            if len(small) >= COALESCE_BELOW:
+                self._small = None
+        else:
+            self._small = None
+            self._chunks.append(data)
         self._pending += len(data)
         self._received += len(data)
         if self.record is None and self._received >= self._next_probe:
@@ -139,7 +172,7 @@ class IncomingInstance:
         pass  # the owner makes it durable (commit) once it has decided to keep it
 
     async def discard(self) -> None:
-        self._chunks = []
+        self._chunks, self._small = [], None
         with trio.CancelScope(shield=True):
             await self._drain()
             await trio.to_thread.run_sync(self._close_and_remove)
@@ -148,7 +181,12 @@ class IncomingInstance:
 
     def _take_pending(self) -> list[bytes | memoryview]:
         batch, self._chunks, self._pending = self._chunks, [], 0
+        self._small = None  # handed over with the batch: never appended to again
         return batch
+
+    def _refuse_malformed(self, error: MalformedDataset) -> None:
+        self.refusal = StoreRefused(StorageStatus.CANNOT_UNDERSTAND, f"malformed dataset: {error}")
+        self._chunks, self._small = [], None
 
     async def _hand_off(self) -> None:
         if self._batches is None:
@@ -197,10 +235,15 @@ class IncomingInstance:
                 self.record = record
         except StorageError as error:  # unparseable, wrong SOP class, a UID that must not become a path
             self.refusal = StoreRefused(error.status, error.comment)
-            self._chunks = []
+            self._chunks, self._small = [], None
 
     async def complete(self) -> None:
         """All fragments are in: finish the background writes and the parse."""
+        if self.refusal is None:
+            try:
+                self.structure.finish()
+            except MalformedDataset as error:
+                self._refuse_malformed(error)
         await self._drain()
         if self.record is None and self.refusal is None:
             if self._writer is None:
@@ -296,7 +339,9 @@ class StorageService(Service):
             transfer_syntax_uid=transfer_syntax,
             source_ae_title=session.calling_ae_title if session is not None else None,
         ) if _safe_uids(message) else b""
-        return IncomingInstance(self.settings, message, header, session.ctx.nursery if session is not None else None)
+        return IncomingInstance(
+            self.settings, message, header, session.ctx.nursery if session is not None else None, transfer_syntax
+        )
 
     async def handle(self, session: Session, received, operation) -> None:
         request: CStoreRQ = received.message

@@ -135,7 +135,7 @@ def test_tiny_limit_splits_the_command_into_many_even_fragments():
     headers = [pdv.control_header for pdu in pdus for pdv in pdu.pdvs]
     command_fragments = len(STORE.encode()) // 2
     assert headers == [0x01] * (command_fragments - 1) + [0x03] + [0x00] * 19 + [0x02]
-    assembler = f.MessageAssembler()
+    assembler = f.MessageAssembler(max_small_fragments=1000)  # what the node would refuse
     events = [e for pdu in pdus for e in assembler.feed_all(pdu.pdvs)]
     assert events[0] == f.CommandReceived(1, STORE)
     assert b"".join(e.data for e in events[1:]) == bytes(40)
@@ -216,7 +216,7 @@ def test_any_chunking_and_limit_round_trips(dataset_length, max_pdu_length, cuts
     dataset = random.Random(dataset_length).randbytes(dataset_length)
     bounds = sorted({0, dataset_length, *(cut for cut in cuts if cut < dataset_length)})
     chunks = [dataset[a:b] for a, b in zip(bounds, bounds[1:])]
-    assembler = f.MessageAssembler()
+    assembler = f.MessageAssembler(max_small_fragments=100_000)  # tiny PDUs on purpose
     received = []
     for pdu in f.fragment_message(message, chunks, context_id=1, max_pdu_length=max_pdu_length):
         _check_pdu(pdu, max_pdu_length)
@@ -341,3 +341,45 @@ def test_accumulator_collects_small_data_sets_up_to_its_cap():
     assert accumulator.add(f.DatasetFragment(1, memoryview(b"gh"), True)) == b"gh"  # reusable
     with pytest.raises(RemoteProtocolError, match="6 bytes"):
         accumulator.add(f.DatasetFragment(1, memoryview(b"1234567"), True))
+
+
+# -- absurd fragmentation -----------------------------------------------------------------
+
+
+def small_fragments(count: int, *, size: int = 2, context_id: int = 1) -> list[PresentationDataValue]:
+    return [PresentationDataValue(context_id=context_id, is_command=False, is_last=False, data=bytes(size)) for _ in range(count)]
+
+
+def command_pdv(message=STORE) -> PresentationDataValue:
+    return PresentationDataValue(context_id=1, is_command=True, is_last=True, data=message.encode())
+
+
+def test_small_fragments_are_allowed_up_to_the_limit_per_message():
+    assembler = f.MessageAssembler(max_small_fragments=8)
+    for _ in range(3):  # the allowance starts again with every message
+        assembler.feed(command_pdv())
+        assembler.feed_all(small_fragments(8))
+        last = PresentationDataValue(context_id=1, is_command=False, is_last=True, data=b"\x00\x00")
+        assert assembler.feed(last).is_last
+
+
+@pytest.mark.parametrize("size", [0, 2, f.SMALL_FRAGMENT - 2])
+def test_a_stream_of_small_dataset_fragments_is_refused(size):
+    assembler = f.MessageAssembler(max_small_fragments=8)
+    assembler.feed(command_pdv())
+    assembler.feed_all(small_fragments(8, size=size))
+    with pytest.raises(RemoteProtocolError, match="more than 8 fragments of under 256 bytes"):
+        assembler.feed_all(small_fragments(1, size=size))
+
+
+def test_fragments_of_ordinary_size_are_not_counted():
+    assembler = f.MessageAssembler(max_small_fragments=8)
+    assembler.feed(command_pdv())
+    assembler.feed_all(small_fragments(1000, size=f.SMALL_FRAGMENT))
+
+
+def test_a_stream_of_empty_command_fragments_is_refused():
+    assembler = f.MessageAssembler(max_small_fragments=8)
+    empty = PresentationDataValue(context_id=1, is_command=True, is_last=False, data=b"")
+    with pytest.raises(RemoteProtocolError, match="absurd fragmentation"):
+        assembler.feed_all([empty] * 9)

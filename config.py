@@ -81,6 +81,11 @@ class NetworkSettings:
     artim_timeout: float = setting(30.0, "Seconds to wait for an A-ASSOCIATE-RQ after connect and for the close after release/abort.", between(0.1, 3600))
     dimse_timeout: float = setting(60.0, "Seconds to wait for a DIMSE response from a peer (C-STORE sub-operations, our SCU).", between(0.1, 86400))
     idle_timeout: float = setting(300.0, "An association with no traffic for this many seconds is aborted.", between(0.1, 86400))
+    max_waiting_connections: int = setting(256, "Connections that have not sent their A-ASSOCIATE-RQ yet; one more closes the oldest of them.", between(1, 100_000))
+    max_waiting_per_address: int = setting(32, "The same, per peer address (one address cannot fill the whole allowance).", between(1, 100_000))
+    min_peer_pdu_length: int = setting(1024, "A peer announcing a smaller maximum PDU length is rejected (permanent, no reason given); 0 (unlimited) is fine.", between(8, 65536))
+    max_sequence_depth: int = setting(64, "Sequences nested deeper than this in a received dataset or identifier are refused (C000 / A900).", between(1, 200))
+    max_inflated_bytes: int = setting(1 << 30, "A deflated dataset that inflates past this many bytes is refused (C000).", between(1 << 20, 1 << 40))
 
 
 @attrs.frozen(kw_only=True)

@@ -11,6 +11,7 @@
 cancelled. Both own the node's asyncio portal and trace file and close them on exit.
 """
 
+import itertools
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
@@ -230,6 +231,8 @@ def dicom_services(config: Config) -> ServiceSet:
         index_path=INDEX,
         guard=study_guard(config),
         fsync=config.storage.durability == "fsync",
+        max_sequence_depth=config.network.max_sequence_depth,
+        max_inflated_bytes=config.network.max_inflated_bytes,
     )
     return ServiceSet(
         [
@@ -264,6 +267,8 @@ def association_settings(config: Config) -> AssociationSettings:
         artim_timeout=network.artim_timeout,
         idle_timeout=network.idle_timeout,
         dimse_timeout=network.dimse_timeout,
+        min_peer_pdu_length=network.min_peer_pdu_length,
+        max_sequence_depth=network.max_sequence_depth,
     )
 
 
@@ -271,21 +276,25 @@ def association_specs(config: Config) -> list[ActorSpec | SupervisorSpec]:
     settings = association_settings(config)
     services = dicom_services(config)
 
-    def make_association(stream, association_id: str, peer: str, over_limit: bool) -> AssociationActor:
+    def make_association(stream, association_id: str, peer: str, listener: ActorRef) -> AssociationActor:
         return AssociationActor(
             stream=stream,
             association_id=association_id,
             peer=peer,
             settings=settings,
             services=services,
-            over_limit=over_limit,
+            listener=listener,
         )
 
+    network = config.network
     listener_args = {
         "bind": config.node.bind,
         "port": config.node.port,
-        "max_associations": config.network.max_associations,
+        "max_associations": network.max_associations,
+        "max_waiting": network.max_waiting_connections,
+        "max_waiting_per_address": network.max_waiting_per_address,
         "make_association": make_association,
+        "names": itertools.count(1),  # outlives a restart of the listener: names stay unique
     }
     return [ActorSpec(name="listener", actor=Listener, args=listener_args)]
 

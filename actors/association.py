@@ -14,13 +14,19 @@ import structlog
 import trio
 
 from ..protocol.association import Acceptor
+from ..protocol.machine import State
 from ..protocol.commands import CCancelRQ, DimseMessage, DimseRequest, DimseResponse
+from ..protocol.elements import CHECKERS, VR
 from ..protocol.events import Aborted, AssociationRequested, ConnectionClosed, ReleaseRequested
-from ..protocol.negotiation import AcceptorPolicy, SupportedContext, negotiate
+from ..protocol.negotiation import DEFAULT_MIN_PEER_PDU_LENGTH, AcceptorPolicy, SupportedContext, negotiate
 from ..protocol.status import Status
+from ..protocol.structure import DEFAULT_MAX_DEPTH
 from ..protocol.uid import is_valid_uid
 from .actor import Actor
+from .errors import ActorError
 from .link import DatasetSink, DimseLink, LinkClosed, MemorySink, MessageReceived, ProtocolViolation
+from .listener import AdmitAssociation, Admission, ConnectionEnded, DropConnection
+from .mailbox import ActorRef
 from .messages import message
 from .services.base import Operation, Service, Session
 
@@ -34,6 +40,8 @@ class AssociationSettings:
     artim_timeout: float = 30.0
     idle_timeout: float = 300.0
     dimse_timeout: float = 60.0
+    min_peer_pdu_length: int = DEFAULT_MIN_PEER_PDU_LENGTH
+    max_sequence_depth: int = DEFAULT_MAX_DEPTH
 
 
 class ServiceSet:
@@ -93,6 +101,19 @@ def uid_refusal(request: DimseRequest) -> tuple[int, str] | None:
     return None
 
 
+def _echoed_uids(request: DimseRequest, response_type: type) -> dict[str, str]:
+    """The request's affected SOP class/instance UIDs for its response, where the
+    response has the field and the value can be sent (a UID's characters, at most 64)."""
+    fields = attrs.fields_dict(response_type)
+    sendable = CHECKERS[VR.UI]
+    echoed = {}
+    for name in ("affected_sop_class_uid", "affected_sop_instance_uid"):
+        value = getattr(request, name, None)
+        if name in fields and value is not None and sendable(value) is None:
+            echoed[name] = value
+    return echoed
+
+
 @message("association.abort")
 class AbortAssociation:
     reason: str = ""
@@ -115,7 +136,7 @@ class AssociationDescription:
 
 class AssociationActor(Actor):
     replayable = False  # driven by a socket, not by messages
-    accepts = (AbortAssociation, DescribeAssociation)
+    accepts = (AbortAssociation, DescribeAssociation, DropConnection)
 
     def __init__(
         self,
@@ -125,14 +146,14 @@ class AssociationActor(Actor):
         peer: str,
         settings: AssociationSettings,
         services: ServiceSet,
-        over_limit: bool = False,
+        listener: ActorRef | None = None,
     ) -> None:
         self.stream = stream
         self.association_id = association_id
         self.peer = peer
         self.settings = settings
         self.services = services
-        self.over_limit = over_limit
+        self.listener = listener  # counts us against the association limit; None: no limit
         self.session: Session | None = None
         self.calling_ae_title = ""
         self._operation: Operation | None = None
@@ -155,12 +176,21 @@ class AssociationActor(Actor):
         if self.link.association.is_established:
             await self.link.abort()  # we are going away mid-association: tell the peer
         await self.stream.aclose()
+        if self.listener is not None:
+            try:
+                self.listener.send_nowait(ConnectionEnded(association_id=self.association_id))
+            except ActorError:
+                pass  # the listener is restarting: it counts the running associations afresh
 
     async def handle(self, message):
         match message:
             case AbortAssociation(reason=reason):
                 self.log.warning("aborting on request", reason=reason)
                 await self.link.abort()
+            case DropConnection(reason=reason):
+                if self.link.association.state is State.STA2:  # still no A-ASSOCIATE-RQ
+                    self.log.info("closing the connection", reason=reason)
+                    await self.stream.aclose()
             case DescribeAssociation():
                 return AssociationDescription(
                     association_id=self.association_id,
@@ -207,12 +237,18 @@ class AssociationActor(Actor):
             contexts=self.services.contexts(),
             transfer_syntaxes=self.settings.transfer_syntaxes or AcceptorPolicy().transfer_syntaxes,
             max_pdu_length=self.settings.max_pdu_length,
+            min_peer_pdu_length=self.settings.min_peer_pdu_length,
         )
         # A requestor that takes the SCP role for some SOP classes (a C-GET) will receive
         # on those contexts: what we hold decides their transfer syntaxes.
+        admission = await self._admission()
         sending = {role.sop_class_uid for role in request.user_information.role_selections if role.scp_role}
-        held = await self.services.held_syntaxes(self.ctx, sending) if sending and not self.over_limit else None
-        decision = negotiate(request, policy, too_many_associations=self.over_limit, held_syntaxes=held)
+        held = await self.services.held_syntaxes(self.ctx, sending) if sending and admission.admitted else None
+        decision = negotiate(request, policy, too_many_associations=not admission.admitted, held_syntaxes=held)
+        if self.link.association.state is not State.STA3:
+            # It aborted, sent garbage or closed while we decided: ordinary, nothing to answer.
+            self.log.info("the peer left during negotiation", state=self.link.association.state.name)
+            return
         if decision.negotiated is None:
             rj = decision.response
             self.log.warning(
@@ -222,6 +258,7 @@ class AssociationActor(Actor):
                 result=rj.result,
                 source=rj.source,
                 reason=rj.reason,
+                why=admission.reason or None,
             )
             await self.link.reject(rj)
             return
@@ -239,6 +276,14 @@ class AssociationActor(Actor):
         self.log = self.log.bind(calling_ae=self.calling_ae_title)
         await self.link.accept(decision.response)
         self.log.info("association accepted", contexts=len(decision.negotiated.contexts))
+
+    async def _admission(self) -> Admission:
+        if self.listener is None:
+            return Admission(admitted=True)
+        try:
+            return await self.listener.ask(AdmitAssociation(association_id=self.association_id))
+        except ActorError as error:
+            return Admission(admitted=False, reason=f"the listener cannot admit associations now: {error}")
 
     def _sink_for(self, context_id: int, message: DimseMessage) -> DatasetSink:
         service = self.services.for_request(type(message))
@@ -314,6 +359,11 @@ class AssociationActor(Actor):
         response_type = getattr(message, "response_type", None)
         if response_type is not None:
             await self.link.send(
-                response_type(message_id_being_responded_to=message.message_id, status=status, error_comment=comment),
+                response_type(
+                    message_id_being_responded_to=message.message_id,
+                    status=status,
+                    error_comment=comment,
+                    **_echoed_uids(message, response_type),
+                ),
                 received.context_id,
             )

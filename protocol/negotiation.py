@@ -41,6 +41,7 @@ from .uid import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
 DEFAULT_TRANSFER_SYNTAXES = (EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN)
 DEFAULT_MAX_PDU_LENGTH = 65536
+DEFAULT_MIN_PEER_PDU_LENGTH = 1024
 MAX_PRESENTATION_CONTEXTS = 128  # odd IDs 1..255
 
 
@@ -180,6 +181,10 @@ class AcceptorPolicy:
     max_pdu_length: int = DEFAULT_MAX_PDU_LENGTH
     implementation_class_uid: str = IMPLEMENTATION_CLASS_UID
     implementation_version_name: str = IMPLEMENTATION_VERSION_NAME
+    # A peer that can receive PDUs smaller than this is refused at negotiation: every
+    # message we sent would be cut into absurdly many PDUs (one byte would leave no room
+    # for a fragment at all). DCMTK's own floor is 4096.
+    min_peer_pdu_length: int = DEFAULT_MIN_PEER_PDU_LENGTH
 
 
 @attrs.frozen(kw_only=True)
@@ -211,6 +216,8 @@ def check_association(rq: AAssociateRQ, policy: AcceptorPolicy, *, too_many_asso
         return _rj(permanent, user, RejectUserReason.CALLING_AE_TITLE_NOT_RECOGNIZED)
     if rq.application_context_name != DICOM_APPLICATION_CONTEXT:
         return _rj(permanent, user, RejectUserReason.APPLICATION_CONTEXT_NAME_NOT_SUPPORTED)
+    if 0 < rq.user_information.max_pdu_length < policy.min_peer_pdu_length:
+        return _rj(permanent, user, RejectUserReason.NO_REASON_GIVEN)
     return None
 
 

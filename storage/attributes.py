@@ -289,10 +289,10 @@ def _record(
     def text(level_json: JsonDataset, keyword_tag: int) -> str:
         return first_text(level_json.get(f"{keyword_tag:08X}"))
 
-    sop_class_uid = _required_uid(text(instance, 0x00080016), "SOP Class UID")
-    sop_instance_uid = _required_uid(text(instance, 0x00080018), "SOP Instance UID")
-    study_uid = _required_uid(text(study, 0x0020000D), "Study Instance UID")
-    series_uid = _required_uid(text(series, 0x0020000E), "Series Instance UID")
+    sop_class_uid = _required_uid(instance, 0x00080016, "SOP Class UID")
+    sop_instance_uid = _required_uid(instance, 0x00080018, "SOP Instance UID")
+    study_uid = _required_uid(study, 0x0020000D, "Study Instance UID")
+    series_uid = _required_uid(series, 0x0020000E, "Series Instance UID")
     if expected_sop_class_uid is not None and sop_class_uid != expected_sop_class_uid:
         raise InvalidDataset(
             f"SOP Class UID {sop_class_uid} is not the command's {expected_sop_class_uid}",
@@ -391,9 +391,20 @@ def _meta_text(meta: Dataset, tag: int) -> str:
     return str(value).strip()
 
 
-def _required_uid(value: str, name: str) -> str:
-    if not value:
+def _required_uid(level_json: JsonDataset, tag: int, name: str) -> str:
+    """The one valid UID an identifying attribute must hold: a UID names files and
+    index rows, so a second value (`1.2\\..`) or a stray character is refused, never
+    cut down to something that looks valid."""
+    attr = level_json.get(f"{tag:08X}")
+    values = [v for v in (attr or {}).get("Value") or () if v not in (None, "")]
+    if not values:
         raise InvalidDataset(f"missing {name}", status=STATUS_DATASET_DOES_NOT_MATCH_SOP_CLASS)
+    if len(values) > 1:
+        raise InvalidDataset(
+            f"{name} has {len(values)} values, not one", status=STATUS_DATASET_DOES_NOT_MATCH_SOP_CLASS
+        )
+    value = values[0] if isinstance(values[0], str) else str(values[0])
     if not is_valid_uid(value):
-        raise InvalidDataset(f"invalid {name}: {value[:40]}", status=STATUS_DATASET_DOES_NOT_MATCH_SOP_CLASS)
+        shown = value[:40].encode("unicode_escape").decode("ascii")  # NUL, ESC, newlines shown, not sent
+        raise InvalidDataset(f"invalid {name}: {shown}", status=STATUS_DATASET_DOES_NOT_MATCH_SOP_CLASS)
     return value

@@ -27,7 +27,7 @@ def read_identifier(session: Session, received: MessageReceived) -> tuple[Datase
     if not isinstance(sink, MemorySink):
         raise BadIdentifier(QueryRetrieveStatus.UNABLE_TO_PROCESS, "the request carries no identifier")
     try:
-        identifier = decode_dataset(sink.data, context.transfer_syntax)
+        identifier = decode_dataset(sink.data, context.transfer_syntax, max_depth=session.settings.max_sequence_depth)
     except UndecodableDataset as error:
         raise BadIdentifier(QueryRetrieveStatus.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, str(error)) from None
     return identifier, InformationModel.for_sop_class(context.abstract_syntax), context.transfer_syntax

@@ -306,9 +306,12 @@ class IncomingInstance:
         return place_durably(self.temp, self.dest, overwrite=overwrite, sync=self.settings.fsync), written
 
     def _close_and_remove(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        file, self._file = self._file, None
+        if file is not None:
+            try:
+                file.close()
+            except OSError:
+                pass  # a full disk fails the flush of what close would write: the file goes anyway
         discard(self.temp)
 
 

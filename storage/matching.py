@@ -140,10 +140,46 @@ def glob_pattern(pattern: str) -> str:
     return re.sub(r"\*+", "*", pattern).replace("[", "[[]")
 
 
+class WildcardMatcher:
+    """Matches one DICOM wild card pattern in time linear in the value's length.
+
+    A regular expression like ``.*A.*A.*B`` backtracks: against 64 'A's it tries
+    every way to place each ``.*`` (seconds, and more with every ``*A``), while holding the
+    GIL. Here the pattern is cut at its ``*``s into pieces that contain only literal
+    characters and ``?``. The first piece must match at the start, the last at the end,
+    and each one between is taken at its leftmost place after the previous one - placing
+    a piece as early as possible never loses a match, so nothing is ever retried. Each
+    piece is a fixed-length expression without repetition, so searching for it is at
+    worst (value length x piece length).
+    """
+
+    def __init__(self, pattern: str) -> None:
+        pieces = re.sub(r"\*+", "*", pattern).split("*")
+        compiled = [re.compile("".join("." if c == "?" else re.escape(c) for c in piece), re.DOTALL) for piece in pieces]
+        self._anchored = len(pieces) == 1  # no star: the whole value, exactly
+        self._head, *self._middle, self._tail = compiled if len(compiled) > 1 else (compiled[0], compiled[0])
+        self._head_length = len(pieces[0])
+        self._tail_length = len(pieces[-1])
+        self._minimum = sum(len(piece) for piece in pieces)
+
+    def __call__(self, text: str) -> bool:
+        if self._anchored:
+            return self._head.fullmatch(text) is not None
+        if len(text) < self._minimum or self._head.match(text) is None:
+            return False
+        position = self._head_length
+        for piece in self._middle:
+            found = piece.search(text, position)
+            if found is None:
+                return False
+            position = found.end()
+        tail_start = len(text) - self._tail_length
+        return tail_start >= position and self._tail.fullmatch(text, tail_start) is not None
+
+
 @functools.lru_cache(maxsize=256)
-def wildcard_regex(pattern: str) -> re.Pattern[str]:
-    parts = [".*" if c == "*" else "." if c == "?" else re.escape(c) for c in re.sub(r"\*+", "*", pattern)]
-    return re.compile("".join(parts), re.DOTALL)
+def wildcard_matcher(pattern: str) -> WildcardMatcher:
+    return WildcardMatcher(pattern)
 
 
 @attrs.frozen
@@ -155,10 +191,10 @@ class Wildcard:
         return f"{column} GLOB ?", [glob_pattern(self.pattern)]
 
     def test(self, values: Sequence[Any]) -> bool:
-        regex = wildcard_regex(self.pattern)
+        matches = wildcard_matcher(self.pattern)
         for v in values:
             text = self.domain.normalize(v)
-            if text is not None and regex.fullmatch(text):
+            if text is not None and matches(text):
                 return True
         return False
 

@@ -21,10 +21,11 @@ returned.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import aiosqlite
@@ -55,6 +56,9 @@ from .matching import (
 )
 
 UTF8 = "ISO_IR 192"
+
+# Rows one C-FIND page may examine before it returns (with fewer matches, maybe none).
+MAX_SCANNED_PER_PAGE = 1000
 
 
 class InformationModel(enum.Enum):
@@ -340,16 +344,28 @@ async def find_page(
     cursor: int | None = 0,
     size: int = 100,
     retrieve_ae_title: str | None = None,
+    max_scanned: int = MAX_SCANNED_PER_PAGE,
 ) -> FindPage:
-    """Up to ``size`` responses after ``cursor`` (0 to start)."""
+    """Up to ``size`` responses after ``cursor`` (0 to start).
+
+    Rows that the SQL cannot rule out are tested in Python (attributes without a column,
+    sequences); a page stops after ``max_scanned`` rows even with fewer responses (maybe
+    none), so one request never holds the index's thread for a whole table scan: the
+    caller asks again from the cursor, and other requests get their turn in between.
+    """
     if cursor is None:
         return FindPage(responses=[], cursor=None)
     sql, computed = _select_sql(plan)
     responses: list[Dataset] = []
     position = cursor
+    scanned = 0
     while len(responses) < size:
+        if scanned >= max_scanned:
+            return FindPage(responses=responses, cursor=position)
         want = size - len(responses)
-        rows = await db.execute_fetchall(sql, (*plan.params, position, want))
+        with _sqlite_refusals():
+            rows = await db.execute_fetchall(sql, (*plan.params, position, want))
+        scanned += len(rows)
         for row in rows:
             position = row[0]
             response = _response(plan, row, computed, retrieve_ae_title)
@@ -358,6 +374,17 @@ async def find_page(
         if len(rows) < want:
             return FindPage(responses=responses, cursor=None)
     return FindPage(responses=responses, cursor=position)
+
+
+@contextlib.contextmanager
+def _sqlite_refusals() -> Iterator[None]:
+    """A query SQLite refuses to run because of what the peer asked is the peer's error."""
+    try:
+        yield
+    except sqlite3.OperationalError as error:
+        if "pattern too complex" in str(error):
+            raise QueryError("a wild card value is too long for the index to match") from None
+        raise
 
 
 async def iter_find(
@@ -501,12 +528,13 @@ def plan_retrieve(identifier: Dataset, model: InformationModel) -> RetrievePlan:
 
 async def retrieve_items(db: aiosqlite.Connection, plan: RetrievePlan) -> list[RetrieveItem]:
     """Every instance under the entities the plan names, in study/series/instance order."""
-    rows = await db.execute_fetchall(
-        "SELECT i.sop_class_uid, i.sop_instance_uid, i.file_path, i.transfer_syntax_uid, i.file_size, i.tier "
-        f"FROM {FROM[Level.IMAGE]} WHERE {plan.where} "
-        "ORDER BY st.pk, se.series_number, se.pk, i.instance_number, i.pk",
-        plan.params,
-    )
+    with _sqlite_refusals():
+        rows = await db.execute_fetchall(
+            "SELECT i.sop_class_uid, i.sop_instance_uid, i.file_path, i.transfer_syntax_uid, i.file_size, i.tier "
+            f"FROM {FROM[Level.IMAGE]} WHERE {plan.where} "
+            "ORDER BY st.pk, se.series_number, se.pk, i.instance_number, i.pk",
+            plan.params,
+        )
     return [
         RetrieveItem(
             sop_class_uid=r[0], sop_instance_uid=r[1], file_path=r[2], transfer_syntax_uid=r[3],

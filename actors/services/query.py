@@ -51,7 +51,7 @@ class FindService(Service):
         index = session.ctx.lookup(self.index_path)
         cursor: int | None = 0
         sent = 0
-        while cursor is not None:
+        while cursor is not None and not operation.cancel_requested:
             try:
                 page = await index.ask(
                     FindMatches(identifier=identifier, model=model, cursor=cursor, size=PAGE, retrieve_ae_title=self.ae_title),

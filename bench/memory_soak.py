@@ -16,8 +16,8 @@ patients x 2 studies x 2 series x 5 images. One cycle:
   SERIES (40) and IMAGE (200).
 
 That is 40 stores and 8 queries (2,160 matches) a cycle. The RSS is read after every
-chunk of cycles; the samples go to bench/results/memory_soak.csv and a plot to
-bench/results/memory_soak.png (matplotlib: `pip install -e '.[bench]'`; without it the
+chunk of cycles (VmRSS, and its heap and mapped-file parts); the samples go to
+bench/results/memory_soak.csv and a plot to bench/results/memory_soak.png (matplotlib: `pip install -e '.[bench]'`; without it the
 CSV is written and the plot skipped). Printed: RSS at the start of the soak (after the
 archive is stored), its low and high over the second half, at the end, and the slope of
 a straight line fitted to the second half (KB per 1,000 operations).
@@ -57,7 +57,9 @@ class Sample:
     queries: int
     matches: int
     retrieved: int
-    rss: int  # bytes
+    rss: int  # bytes: VmRSS, the sum of the two below
+    anon: int  # RssAnon: the heap (Python objects, SQLite caches, thread arenas)
+    file: int  # RssFile + RssShmem: mapped libraries, SQLite's -shm map
 
     @property
     def operations(self) -> int:
@@ -65,11 +67,14 @@ class Sample:
         return self.stores + self.queries + self.retrieved
 
 
-def rss_of(pid: int) -> int:
+def memory_of(pid: int) -> tuple[int, int, int]:
+    """(VmRSS, RssAnon, RssFile + RssShmem) of a process, in bytes."""
+    fields = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * KB
-    raise RuntimeError(f"no VmRSS for process {pid}")
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
+            fields[key] = int(value.split()[0]) * KB
+    return fields["VmRSS"], fields["RssAnon"], fields["RssFile"] + fields["RssShmem"]
 
 
 def node_command(port: int, workdir: Path, destination_port: int) -> list[str]:
@@ -105,18 +110,18 @@ async def soak(cycles: int, chunk: int, node_tree: Path | None, scratch: Path) -
                 await load.run("populate")
                 started = time.monotonic()
                 done: Counter = Counter()
-                samples.append(Sample(0.0, 0, 0, 0, 0, rss_of(node.pid)))
+                samples.append(Sample(0.0, 0, 0, 0, 0, *memory_of(node.pid)))
                 for first in range(0, cycles, chunk):
                     count = min(chunk, cycles - first)
                     done += await load.rounds(count, "store", "new", "get", "move")
                     queried = await load.rounds(2 * count, "find")
                     done += queried + Counter(query_rounds=2 * count)
                     stores, queries, matches, retrieved = totals(done)
-                    samples.append(Sample(time.monotonic() - started, stores, queries, matches, retrieved, rss_of(node.pid)))
+                    samples.append(Sample(time.monotonic() - started, stores, queries, matches, retrieved, *memory_of(node.pid)))
                     last = samples[-1]
                     print(
                         f"{first + count:>6} cycles {last.seconds:7.0f} s  stores {stores:>7}  queries {queries:>6}  "
-                        f"retrieved {retrieved:>6}  RSS {last.rss / MB:6.1f} MiB",
+                        f"retrieved {retrieved:>6}  RSS {last.rss / MB:6.1f} MiB (anon {last.anon / MB:5.1f}, file {last.file / MB:4.1f})",
                         flush=True,
                     )
     return samples
@@ -134,9 +139,9 @@ def slope_per_thousand(samples: list[Sample]) -> float:
 def write_csv(samples: list[Sample], path: Path) -> None:
     with open(path, "w", newline="") as file:
         writer = csv.writer(file)
-        writer.writerow(["seconds", "stores", "queries", "matches", "retrieved", "rss_bytes"])
+        writer.writerow(["seconds", "stores", "queries", "matches", "retrieved", "rss_bytes", "anon_bytes", "file_bytes"])
         for s in samples:
-            writer.writerow([f"{s.seconds:.1f}", s.stores, s.queries, s.matches, s.retrieved, s.rss])
+            writer.writerow([f"{s.seconds:.1f}", s.stores, s.queries, s.matches, s.retrieved, s.rss, s.anon, s.file])
 
 
 def plot(samples: list[Sample], path: Path, title: str) -> bool:
@@ -148,7 +153,11 @@ def plot(samples: list[Sample], path: Path, title: str) -> bool:
     except ImportError:
         return False
     figure, axis = plt.subplots(figsize=(9, 4.5))
-    axis.plot([s.stores for s in samples], [s.rss / MB for s in samples], marker=".", linewidth=1)
+    stores = [s.stores for s in samples]
+    axis.plot(stores, [s.rss / MB for s in samples], marker=".", linewidth=1, label="VmRSS")
+    axis.plot(stores, [s.anon / MB for s in samples], linewidth=1, label="RssAnon (heap)")
+    axis.plot(stores, [s.file / MB for s in samples], linewidth=1, label="RssFile + RssShmem (mapped files)")
+    axis.legend(loc="lower right")
     axis.set_xlabel("stores (each cycle of 40 stores also runs 8 C-FINDs, a C-GET and a C-MOVE)")
     axis.set_ylabel("node RSS (MiB)")
     axis.set_ylim(bottom=0, top=max(s.rss for s in samples) / MB * 1.25)

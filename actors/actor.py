@@ -52,6 +52,9 @@ class ActorContext:
         self.log = structlog.get_logger().bind(actor=self.path)
         self.sender: str | None = None
         self._envelope: Envelope | None = None
+        # Asks taken over by defer_reply() and not answered yet: failed if this incarnation
+        # ends. A reply leaves the set as soon as it is answered, or every answer (a page
+        # of C-FIND responses, a store's outcome) would stay alive with it.
         self._deferred: set[Reply] = set()
         self._stopping = False
         self._receive_scope: trio.CancelScope | None = None
@@ -67,8 +70,11 @@ class ActorContext:
         envelope = self._envelope
         if envelope is None or envelope.reply is None:
             raise RuntimeError(f"{self.path}: the current message is not an ask")
-        self._deferred.add(envelope.reply)
-        return envelope.reply
+        reply = envelope.reply
+        if reply not in self._deferred and not reply.done:
+            self._deferred.add(reply)
+            reply.when_resolved(self._deferred.discard)
+        return reply
 
     def stop(self) -> None:
         """End this actor cleanly after the current message (a clean exit is no failure)."""
@@ -77,10 +83,13 @@ class ActorContext:
             self._receive_scope.cancel()
 
     def _fail_deferred(self, error: BaseException) -> None:
-        for reply in self._deferred:
-            if not reply.done:
-                reply.fail(error)
-        self._deferred.clear()
+        for reply in list(self._deferred):  # failing one takes it out of the set
+            reply.fail(error)
+
+    def _answers_elsewhere(self, reply: Reply) -> bool:
+        """Whether `reply` was deferred (pending, or answered already) rather than left
+        for what handle() returns."""
+        return reply.done or reply in self._deferred
 
 
 async def run_incarnation(
@@ -147,12 +156,12 @@ async def _deliver(actor: Actor, ctx: ActorContext, mailbox: Mailbox, system: "A
             reply.fail(ActorCrashed(mailbox.path, exc))
         raise
     except BaseException:
-        if reply is not None and not reply.done and reply not in ctx._deferred:
+        if reply is not None and not ctx._answers_elsewhere(reply):
             reply.fail(ActorStopped(mailbox.path))
         raise
     finally:
         ctx.sender, ctx._envelope = None, None
-    if reply is not None and reply not in ctx._deferred:
+    if reply is not None and not ctx._answers_elsewhere(reply):
         reply.send(result)
 
 

@@ -28,7 +28,7 @@ class ReplyListener(Protocol):
 class Reply:
     """The pending answer to one ask. The responder resolves it once."""
 
-    __slots__ = ("correlation_id", "asker", "responder", "_event", "_value", "_error", "_listener")
+    __slots__ = ("correlation_id", "asker", "responder", "_event", "_value", "_error", "_listener", "_on_resolved")
 
     def __init__(self, *, asker: str | None, responder: str, listener: ReplyListener | None) -> None:
         self.correlation_id = next(_correlation_ids)
@@ -38,6 +38,7 @@ class Reply:
         self._value: Any = None
         self._error: BaseException | None = None
         self._listener = listener
+        self._on_resolved: Callable[[Reply], None] | None = None
 
     @property
     def done(self) -> bool:
@@ -49,11 +50,19 @@ class Reply:
     def fail(self, error: BaseException) -> None:
         self._resolve(None, error)
 
+    def when_resolved(self, callback: "Callable[[Reply], None]") -> None:
+        """Call `callback(self)` once this reply is sent or failed (one callback at most)."""
+        if self._on_resolved is not None:
+            raise RuntimeError(f"reply {self.correlation_id} already has a resolution callback")
+        self._on_resolved = callback
+
     def _resolve(self, value: Any, error: BaseException | None) -> None:
         if self.done:
             raise RuntimeError(f"reply {self.correlation_id} from {self.responder} was already sent")
         self._value, self._error = value, error
         self._event.set()
+        if self._on_resolved is not None:
+            self._on_resolved(self)
         if self._listener is not None:
             self._listener.reply_sent(self, value, error)
 

@@ -207,3 +207,26 @@ def test_remembered_values_depend_on_the_character_set_and_pixel_sign():
     unsigned = elements_json([(0x00280106, "US or SS", value)], [])
     signed = elements_json([(0x00280103, "US", b"\x01\x00"), (0x00280106, "US or SS", value)], [])
     assert unsigned["00280106"]["Value"] == [65535] and signed["00280106"]["Value"] == [-1]
+
+
+def test_remembered_values_stay_within_their_documented_size():
+    # Every value below is new (a stream of new images' UIDs and descriptions): the memo
+    # of converted values must stop at its bound (4.1 MB with the largest values it keeps).
+    import tracemalloc
+
+    from triopacs.storage.dicom_json import MEMO_ENTRIES, MEMO_VALUE_SIZE, forget_remembered_values
+
+    latin1 = python_encodings("ISO_IR 100")
+    forget_remembered_values()
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        for n in range(3 * MEMO_ENTRIES):
+            text = f"{n:08d}".encode().ljust(MEMO_VALUE_SIZE, b"x")
+            converted = elements_json([(0x0008103E, "LO", text[:64]), (0x00204000, "LT", text)], latin1)
+        held = tracemalloc.get_traced_memory()[0] - start
+    finally:
+        tracemalloc.stop()
+        forget_remembered_values()
+    assert converted["00204000"]["Value"] == [text.decode()]
+    assert 1e6 < held < 4.5e6  # it does remember, within its bound

@@ -10,7 +10,7 @@ Both paths normalize through normalize.py, so they agree (the tests check it).
 
 Matching kinds, chosen from the key's VR and value:
 
-- universal: zero length, or a lone ``*`` -> no constraint
+- universal: zero length, or only ``*`` -> no constraint
 - empty value: ``""`` (two quotation marks) -> attribute absent or zero length
 - single value: exact, case-sensitive except PN when case-insensitive matching is on
 - wild card: ``*`` and ``?`` in AE, CS, LO, LT, PN, SH, ST, UC, UR, UT -> SQL GLOB, with
@@ -283,7 +283,7 @@ def json_values(attr: dict[str, Any] | None) -> list[Any]:
 def condition_for(vr: str, text: str, *, name: str, fold_person_names: bool = True) -> Condition:
     """The condition a key of VR ``vr`` with value ``text`` asks for (``name`` for errors)."""
     value = text.strip() if vr not in SINGLE_VALUE_VRS else text.rstrip(" ")
-    if value == "" or value == "*":
+    if not value.strip("*"):  # "", "*", "**": every entity, those without a value too
         return Universal()
     if value == EMPTY_VALUE_KEY:
         return EmptyValue()

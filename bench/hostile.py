@@ -4,7 +4,7 @@ the node survived and what it cost (docs/limits.md says what it should do).
 
     .venv/bin/python bench/hostile.py [--sessions 20000] [--seed 1]
 
-Each part runs against one node (durability os, logs to a file) and reports: whether the
+Each part runs against one node (durability os, ARTIM 2 s, idle timeout 5 s, logs to a file) and reports: whether the
 node process is still alive, "actor failed" and traceback lines in its log (an
 association that fails is fine; a failure anywhere else is not), sessions that hung
 (no close within the deadline), the node's RSS before and after, and how long a fresh
@@ -12,6 +12,7 @@ C-ECHO took while the load ran.
 """
 
 import argparse
+import logging
 import random
 import re
 import socket
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 
 import pydicom
+import structlog
 import pydicom.data
 import trio
 from pydicom.dataset import Dataset
@@ -42,6 +44,7 @@ VERIFICATION = "1.2.840.10008.1.1"
 CT = "1.2.840.10008.5.1.4.1.1.2"
 STUDY_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
+ECHO_RSP = struct.pack("<HHLH", 0x0000, 0x0100, 2, 0x8030)  # Command Field = C-ECHO-RSP, as encoded
 READY = re.compile(r"ready \S+ dicom=([\d.]+):(\d+) ")
 
 
@@ -60,7 +63,9 @@ class Node:
             [sys.executable, "-m", "triopacs", "serve", "--data", str(self.workdir / "data"), "--port", "0",
              "--ae-title", AE, "--log-format", "json", "--log-level", "info"],
             stdout=subprocess.PIPE, stderr=log,
-            env={"TRIOPACS_STORAGE_DURABILITY": "os", "PATH": "/usr/bin:/bin"},
+            # Short timers: a fuzzed session that stalls is closed in seconds, not minutes.
+            env={"TRIOPACS_STORAGE_DURABILITY": "os", "TRIOPACS_NETWORK_ARTIM_TIMEOUT": "2",
+                 "TRIOPACS_NETWORK_IDLE_TIMEOUT": "5", "PATH": "/usr/bin:/bin"},
         )
         line = b""
         while not line.endswith(b"\n"):
@@ -271,6 +276,8 @@ async def tiny_messages(workdir: Path, count: int) -> None:
         started = time.perf_counter()
         async with await trio.open_tcp_stream("127.0.0.1", node.port) as stream:
             await stream.send_all(rq.encode())
+            accepted = await stream.receive_some(65536)  # the A-ASSOCIATE-AC (small: one read)
+            assert accepted[:1] == b"\x02", accepted[:16]
             received = b""
             async with trio.open_nursery() as nursery:
                 async def send_all() -> None:
@@ -283,8 +290,8 @@ async def tiny_messages(workdir: Path, count: int) -> None:
                         if not chunk:
                             break
                         received += chunk
-                        answered += received.count(b"\x00\x00\x00\x00\x30\x80")  # Command Field C-ECHO-RSP
-                        received = received[-8:]
+                        answered += received.count(ECHO_RSP)
+                        received = received[-len(ECHO_RSP) + 1 :]
                 nursery.cancel_scope.cancel()
         seconds = time.perf_counter() - started
         report(f"{count} pipelined C-ECHOs on one association", node, before,
@@ -329,6 +336,7 @@ async def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     socket.setdefaulttimeout(None)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))  # our client is quiet
     with tempfile.TemporaryDirectory(prefix="triopacs-hostile-") as tmp:
         workdir = Path(tmp)
         await fuzz_sessions(workdir, args.sessions, args.seed)

@@ -1,11 +1,8 @@
 """triopacs: a DICOM archive node on Trio."""
 
-from importlib.metadata import PackageNotFoundError, version
+from .version import __version__
 
-try:
-    __version__ = version("triopacs")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+__all__ = ["Node", "__version__", "connect", "open_node", "run_node"]
 
 
 def __getattr__(name: str):
@@ -14,8 +11,8 @@ def __getattr__(name: str):
         from . import supervisor
 
         return getattr(supervisor, name)
-    if name == "connect":  # the SCU client, as lazily (actors/client.py)
-        from .actors.client import connect
+    if name == "connect":  # the SCU client, as lazily (client/connection.py)
+        from .client.connection import connect
 
         return connect
     raise AttributeError(f"module 'triopacs' has no attribute {name!r}")

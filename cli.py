@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 import trio
 
-from . import __version__
+from .version import __version__
 from .cli_scu import SCU_COMMANDS, add_scu_commands
 from .config import ConfigError, default_toml, load_config
 from .log import configure_logging

@@ -87,7 +87,7 @@ def _runner(name: str, main: Callable[[argparse.Namespace], Any]) -> Callable[[a
     def run(args: argparse.Namespace) -> int:
         import trio
 
-        from .actors.client_errors import ClientError, InvalidInput
+        from .client.errors import ClientError, InvalidInput
         from .log import configure_logging
 
         configure_logging("info" if args.verbose else "warning", "console")
@@ -111,7 +111,7 @@ def _error(name: str, message: object) -> None:
 
 
 def _connect(args: argparse.Namespace, contexts=None):
-    from .actors.client import connect
+    from .client.connection import connect
 
     return connect(
         args.host,
@@ -133,8 +133,8 @@ def _peer(args: argparse.Namespace) -> str:
 
 
 async def _echo(args: argparse.Namespace) -> int:
-    from .actors.client import connect  # noqa: F401  (imported before the clock starts)
-    from .actors.client_contexts import verification_contexts
+    from .client.connection import connect  # noqa: F401  (imported before the clock starts)
+    from .client.contexts import verification_contexts
 
     started = time.perf_counter()
     async with _connect(args, verification_contexts()) as association:
@@ -159,7 +159,7 @@ def _tag_of(key: str):
     from pydicom.datadict import tag_for_keyword
     from pydicom.tag import Tag
 
-    from .actors.client_errors import InvalidInput
+    from .client.errors import InvalidInput
 
     text = key.strip().strip("()")
     if "," in text or (len(text) == 8 and all(c in "0123456789abcdefABCDEF" for c in text)):
@@ -175,7 +175,7 @@ def _tag_of(key: str):
 
 
 def _value_for(vr: str, text: str, key: str) -> Any:
-    from .actors.client_errors import InvalidInput
+    from .client.errors import InvalidInput
 
     if vr == "SQ":
         if text:
@@ -199,7 +199,7 @@ def build_query(keys: Sequence[str], level: str):
     from pydicom.datadict import dictionary_VR, keyword_for_tag
     from pydicom.dataset import Dataset
 
-    from .actors.client_errors import InvalidInput
+    from .client.errors import InvalidInput
 
     query = Dataset()
     columns = []
@@ -244,7 +244,7 @@ def format_table(columns: list, matches: list) -> str:
 
 
 async def _find(args: argparse.Namespace) -> int:
-    from .actors.client_contexts import query_retrieve_contexts
+    from .client.contexts import query_retrieve_contexts
 
     query, columns = build_query(args.keys, args.level)
     contexts = query_retrieve_contexts(args.model, move=False, get=False)
@@ -280,7 +280,7 @@ def _show(progress) -> None:
 
 
 async def _move(args: argparse.Namespace) -> int:
-    from .actors.client_contexts import query_retrieve_contexts
+    from .client.contexts import query_retrieve_contexts
 
     query, _columns = build_query(args.keys, args.level) if args.keys else (_empty(), [])
     contexts = query_retrieve_contexts(args.model, find=False, get=False)
@@ -293,7 +293,7 @@ async def _move(args: argparse.Namespace) -> int:
 
 
 async def _get(args: argparse.Namespace) -> int:
-    from .actors.client_contexts import query_retrieve_contexts, retrieve_storage_contexts
+    from .client.contexts import query_retrieve_contexts, retrieve_storage_contexts
 
     query, _columns = build_query(args.keys, args.level) if args.keys else (_empty(), [])
     # One C-GET context leaves room for two compressed contexts per class: more of what

@@ -43,8 +43,8 @@ class Scan:
 
 def scan(paths: Sequence[str], recursive: bool) -> Scan:
     """Every file under `paths`, located and checked (blocking: run it in a thread)."""
-    from .actors.client_datasets import locate
-    from .actors.client_errors import InvalidInput
+    from .client.datasets import locate
+    from .client.errors import InvalidInput
     from .storage.errors import InvalidPart10File
     from .storage.part10_check import check_dataset_structure
 
@@ -83,15 +83,15 @@ def _iter_files(paths: Sequence[str], recursive: bool) -> Iterator[Path]:
         elif path.exists():
             yield path
         else:
-            from .actors.client_errors import InvalidInput
+            from .client.errors import InvalidInput
 
             raise InvalidInput(f"{path}: no such file or folder")
 
 
 def batches(files: list) -> list[tuple[list, list]]:
     """[(files, contexts)]: one association each; several only past 128 SOP classes."""
-    from .actors.client_contexts import storage_contexts_for
-    from .actors.client_errors import InvalidInput
+    from .client.contexts import storage_contexts_for
+    from .client.errors import InvalidInput
     from .protocol.negotiation import MAX_PRESENTATION_CONTEXTS
 
     pairs = [(file.sop_class_uid, file.transfer_syntax_uid) for file in files]
@@ -168,7 +168,7 @@ class Sender:
         self.associations = 0  # opened so far
 
     async def send(self, batch: list, contexts: list) -> None:
-        from .actors.client_errors import ClientError
+        from .client.errors import ClientError
 
         queue = deque(batch)
         aborts_in_a_row = 0
@@ -200,7 +200,7 @@ class Sender:
     async def _send_one(self, association, file) -> bool:
         """Store one file; whether it was stored. Per-file problems are recorded here;
         the association ending raises."""
-        from .actors.client_errors import InvalidInput, NoPresentationContext
+        from .client.errors import InvalidInput, NoPresentationContext
 
         path = file.stored.path
         try:
@@ -229,7 +229,7 @@ class Sender:
 async def store(args: argparse.Namespace, connect: Callable[[list], Any], peer: str) -> int:
     import trio
 
-    from .actors.client_errors import InvalidInput
+    from .client.errors import InvalidInput
 
     found = await trio.to_thread.run_sync(scan, args.paths, args.recursive)
     if not found.files:

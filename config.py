@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 import cattrs
 
-from .actors.ae_registry import RemoteAE
+from .actors.node.ae_registry import RemoteAE
 
 ENV_PREFIX = "TRIOPACS_"
 
@@ -163,7 +163,7 @@ DEFAULT_VERIFICATION_SCHEDULE = "0 4 * * 0"  # Sundays at 04:00 (the seed's hour
 def schedule_text(value: str) -> str | None:
     if value in (DEFAULT_CLEANUP_SCHEDULE, DEFAULT_VERIFICATION_SCHEDULE):
         return None
-    from .workflow.schedule_text import parse_schedule_text
+    from .workflow.tasks.schedule_text import parse_schedule_text
 
     try:
         parse_schedule_text(value)

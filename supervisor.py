@@ -34,16 +34,17 @@ from .actors import (
     open_supervisor,
     open_trace_file,
 )
-from .actors.ae_registry import AERegistry
-from .actors.association import AssociationActor, AssociationSettings, ServiceSet
-from .actors.listener import GetAddress, Listener, ListeningOn
-from .actors.index import IndexActor
-from .actors.services import VerificationService
-from .actors.services.query import FindService
-from .actors.services.retrieve import GetService, MoveService
-from .actors.services.storage import StorageService
-from .actors.services.storage import StorageSettings as StorageServiceSettings
+from .actors.node.ae_registry import AERegistry
+from .actors.node.association import AssociationActor, AssociationSettings, ServiceSet
+from .actors.node.listener import GetAddress, Listener, ListeningOn
+from .actors.node.index import IndexActor
+from .actors.node.services import VerificationService
+from .actors.node.services.query import FindService
+from .actors.node.services.retrieve import GetService, MoveService
+from .actors.node.services.storage import StorageService
+from .actors.node.services.storage import StorageSettings as StorageServiceSettings
 from .config import Config
+from .version import __version__
 from .protocol.catalog import transfer_syntaxes
 from .storage.index_db import DuplicatePolicy
 from .storage.layout import Layout
@@ -307,7 +308,7 @@ def _trace_recorder(config: Config) -> Iterator[TraceRecorder | None]:
     sink = open_trace_file(Path(config.trace.file))
     try:
         recorder = TraceRecorder(sink)
-        recorder.begin()
+        recorder.begin(triopacs=__version__)
         yield recorder
     finally:
         sink.close()

@@ -33,7 +33,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 
 from triopacs import connect
-from triopacs.actors.client_contexts import verification_contexts
+from triopacs.client.contexts import verification_contexts
 from triopacs.protocol.commands import CEchoRQ, CFindRQ, CStoreRQ
 from triopacs.protocol.fragments import fragment_message
 from triopacs.protocol.negotiation import ProposedContext, build_request

@@ -22,7 +22,7 @@ from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.pixels import get_decoder
 from pydicom.uid import UID
 
-from triopacs.actors.client_contexts import COMMON_STORAGE_CLASSES
+from triopacs.client.contexts import COMMON_STORAGE_CLASSES
 from triopacs.config import NetworkSettings, QuerySettings
 from triopacs.protocol.catalog import (
     EXPLICIT_VR_BIG_ENDIAN,

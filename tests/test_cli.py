@@ -6,7 +6,7 @@ import tomllib
 import trio
 
 from triopacs import open_node
-from triopacs.actors.ae_registry import ListAEs, LookupAE, RegisterAE, RemoteAE, UnknownAE
+from triopacs.actors.node.ae_registry import ListAEs, LookupAE, RegisterAE, RemoteAE, UnknownAE
 from triopacs.config import Config, NodeSettings, TraceSettings
 
 from .cli_process import TRIOPACS, LineReader, run_cli

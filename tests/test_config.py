@@ -2,7 +2,7 @@ import tomllib
 
 import pytest
 
-from triopacs.actors.ae_registry import RemoteAE
+from triopacs.actors.node.ae_registry import RemoteAE
 from triopacs.config import SECTIONS, Config, ConfigError, default_toml, from_mapping, load_config
 
 

@@ -5,7 +5,7 @@ import trio
 
 from triopacs import open_node
 from triopacs.actors import ActorStopped
-from triopacs.actors.ae_registry import ListAEs, LookupAE, RegisterAE, RemoteAE, UnknownAE
+from triopacs.actors.node.ae_registry import ListAEs, LookupAE, RegisterAE, RemoteAE, UnknownAE
 from triopacs.config import Config, NodeSettings
 
 

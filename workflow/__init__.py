@@ -16,9 +16,9 @@ See docs/workflow.md.
 """
 
 from .clock import WallClock
-from .cron import CronError
-from .lock_client import study_lock
-from .lock_messages import (
+from .tasks.cron import CronError
+from .locks.client import study_lock
+from .locks.messages import (
     AbandonLockRequest,
     CleanupExpiredLocks,
     ForceUnlock,
@@ -51,7 +51,7 @@ from .lock_messages import (
     UpgradeLock,
     ValidateToken,
 )
-from .lock_types import (
+from .locks.types import (
     LOCK_ERRORS,
     AlreadyLocked,
     InvalidLockConfig,
@@ -72,11 +72,11 @@ from .lock_types import (
     UpgradeFailed,
     compatible,
 )
-from .locks import StudyLockManager
-from .schedule import CronSchedule, IntervalSchedule, OneTimeSchedule, Schedule
-from .scheduler import TaskScheduler
-from .task_kinds import TaskContext, TaskKind, TaskKindRegistry, default_task_kinds, task_kind
-from .task_messages import (
+from .locks.manager import StudyLockManager
+from .tasks.schedule import CronSchedule, IntervalSchedule, OneTimeSchedule, Schedule
+from .tasks.scheduler import TaskScheduler
+from .tasks.kinds import TaskContext, TaskKind, TaskKindRegistry, default_task_kinds, task_kind
+from .tasks.messages import (
     CancelTask,
     ClearHistory,
     EnableTask,
@@ -100,7 +100,7 @@ from .task_messages import (
     TriggerTask,
     UpdateSchedule,
 )
-from .task_types import (
+from .tasks.types import (
     ExecutionTrigger,
     InvalidSchedule,
     InvalidTask,

@@ -26,10 +26,10 @@ import attrs
 
 from ..actors import Actor, message
 from .cleanup import KIND as CLEANUP, cleanup
-from .schedule_text import parse_schedule_text, same_schedule
-from .task_kinds import TaskKindRegistry
-from .task_messages import EnableTask, GetTask, RemoveTask, ScheduleTask, UpdateSchedule
-from .task_types import JsonObject, ScheduledTask, TaskError, TaskNotFound, TaskState, TaskType
+from .tasks.schedule_text import parse_schedule_text, same_schedule
+from .tasks.kinds import TaskKindRegistry
+from .tasks.messages import EnableTask, GetTask, RemoveTask, ScheduleTask, UpdateSchedule
+from .tasks.types import JsonObject, ScheduledTask, TaskError, TaskNotFound, TaskState, TaskType
 from .verification import KIND as VERIFICATION, verification
 
 BUILTIN_KINDS = {

@@ -27,7 +27,7 @@ report SR is a CT study for retention, unless SR has a retention of its own.)
 How a study is deleted: oldest first, each under the study's EXCLUSIVE lock, taken
 through the lock manager - with verify_not_locked a study already locked is skipped
 (TryLock), otherwise the run waits for it up to the lock manager's
-acquire_wait_timeout. Under the lock the index deletes it crash-safely (actors/index.py
+acquire_wait_timeout. Under the lock the index deletes it crash-safely (actors/node/index.py
 `DeleteStudy`, storage/deletion.py): rows and a journal of the files in one
 transaction, then the files, then the journal entries; a crash at any point is finished
 when the index next opens. The index re-checks the cutoff inside that transaction, so a
@@ -47,11 +47,11 @@ import attrs
 import trio
 
 from ..actors import ActorError, AskTimeout
-from ..actors.index import DeleteStudy, IndexFailure, ListStudiesStoredBefore
+from ..actors.node.index import DeleteStudy, IndexFailure, ListStudiesStoredBefore
 from ..storage.maintenance import StudySummary
-from .lock_client import study_lock
-from .lock_messages import IsLocked
-from .lock_types import (
+from .locks.client import study_lock
+from .locks.messages import IsLocked
+from .locks.types import (
     AlreadyLocked,
     LockError,
     LockExpired,
@@ -73,7 +73,7 @@ from .maintenance import (
     sized,
     when,
 )
-from .task_kinds import TaskContext
+from .tasks.kinds import TaskContext
 
 KIND = "cleanup"
 PAGE = 200  # studies per listing page

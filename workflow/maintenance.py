@@ -19,10 +19,10 @@ import attrs
 import trio
 
 from ..actors import ActorError, AskTimeout
-from ..actors.errors import ReplyError
-from ..actors.index import SaveReport
+from ..actors.runtime.errors import ReplyError
+from ..actors.node.index import SaveReport
 from ..storage.maintenance import StoredReport
-from .task_kinds import TaskContext
+from .tasks.kinds import TaskContext
 
 INDEX_PATH = "/node/services/index"
 LOCKS_PATH = "/node/services/locks"

@@ -47,7 +47,7 @@ import attrs
 import trio
 
 from ..actors import ActorError, AskTimeout
-from ..actors.index import (
+from ..actors.node.index import (
     ClassifyPaths,
     FilesToCheck,
     GetStorageRoot,
@@ -69,8 +69,8 @@ from ..storage.maintenance import (
     FileCheck,
     IndexedFile,
 )
-from .lock_client import study_lock
-from .lock_types import LockError, LockType
+from .locks.client import study_lock
+from .locks.types import LockError, LockType
 from .maintenance import (
     INDEX_PATH,
     LOCKS_PATH,
@@ -83,7 +83,7 @@ from .maintenance import (
     sized,
     when,
 )
-from .task_kinds import TaskContext
+from .tasks.kinds import TaskContext
 
 KIND = "verification"
 CONTENT_BATCH = 32  # files hashed per worker-thread call: a cancellation waits for one batch at most

@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from triopacs.actors import ActorCrashed, ActorSpec, ActorStopped, ActorSystem, Restart, message, open_supervisor
-from triopacs.actors.actor import Actor
+from triopacs.actors.runtime.actor import Actor
 
 
 @message("deferred-test.ask")

@@ -6,7 +6,7 @@ import os
 import pytest
 import trio
 
-from triopacs.actors.link import DimseLink, LinkClosed, MemorySink, MessageReceived, ProtocolViolation
+from triopacs.client.link import DimseLink, LinkClosed, MemorySink, MessageReceived, ProtocolViolation
 from triopacs.protocol.association import Acceptor, Requestor
 from triopacs.protocol.commands import CEchoRQ, CEchoRSP, CStoreRQ, CStoreRSP
 from triopacs.protocol.events import Aborted, AssociationAccepted, AssociationRequested, ConnectionClosed, ReleaseConfirmed, ReleaseRequested

@@ -4,7 +4,7 @@ import pytest
 import trio
 
 from triopacs.actors import ActorSpec, ActorSystem, ReplayError, TraceRecorder, JsonLinesSink, open_supervisor, replay
-from triopacs.actors.trace import read_trace
+from triopacs.actors.runtime.trace import read_trace
 
 from .bank import Auditor, Deposit, Inbox, InsufficientFunds, Ledger, Teller, Withdraw
 

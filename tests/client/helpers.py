@@ -13,8 +13,8 @@ from peers.dicom_servers import dcmqrscp, storescp
 from pydicom.dataset import Dataset
 
 from triopacs import connect
-from triopacs.actors.client_contexts import storage_contexts_for, verification_contexts
-from triopacs.actors.client_results import StoreResult
+from triopacs.client.contexts import storage_contexts_for, verification_contexts
+from triopacs.client.results import StoreResult
 
 LOOPBACK = "127.0.0.1"
 

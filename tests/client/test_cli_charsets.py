@@ -12,7 +12,7 @@ from dicom_samples import SeriesSpec, new_uid, write_series
 from node.nodes import running_node
 
 from triopacs import connect
-from triopacs.actors.client_contexts import storage_contexts_for
+from triopacs.client.contexts import storage_contexts_for
 
 from .helpers import LOOPBACK
 

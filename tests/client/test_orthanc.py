@@ -7,7 +7,7 @@ import pytest
 from dicom_samples import build_mixed_folder, write_population
 from peers.dicom_servers import RemoteAE, orthanc, storescp
 
-from triopacs.actors.client import AssociationAborted
+from triopacs.client.connection import AssociationAborted
 
 from .helpers import assert_same_datasets, by_instance_uid, client_for, query, store_files
 

@@ -6,7 +6,7 @@ from dicom_samples import SeriesSpec, write_series
 from peers.dicom_servers import pynetdicom_scp, storescp
 from pydicom.data import get_testdata_file
 
-from triopacs.actors.client_contexts import default_contexts, storage_contexts_for
+from triopacs.client.contexts import default_contexts, storage_contexts_for
 
 from .helpers import assert_same_datasets, by_instance_uid, client_for, query
 

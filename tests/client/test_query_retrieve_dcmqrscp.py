@@ -5,8 +5,8 @@ import pytest
 import trio
 from dicom_samples import SeriesSpec, write_population, write_series
 
-from triopacs.actors.client import AssociationRejected, OperationFailed, ReceivedInstance
-from triopacs.actors.client_contexts import verification_contexts
+from triopacs.client.connection import AssociationRejected, OperationFailed, ReceivedInstance
+from triopacs.client.contexts import verification_contexts
 
 from .helpers import assert_same_datasets, by_instance_uid, client_for, populated_qrscp, query, wait_for_log
 

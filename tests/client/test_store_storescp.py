@@ -10,15 +10,15 @@ from dicom_samples import SeriesSpec, build_mixed_folder, write_series
 from peers.dicom_servers import storescp
 from pydicom.data import get_testdata_file
 
-from triopacs.actors.client import (
+from triopacs.client.connection import (
     AssociationAborted,
     AssociationRejected,
     ConnectionFailed,
     DimseTimeout,
     NoPresentationContext,
 )
-from triopacs.actors.client_contexts import storage_contexts_for, verification_contexts
-from triopacs.actors.client_datasets import READ_CHUNK
+from triopacs.client.contexts import storage_contexts_for, verification_contexts
+from triopacs.client.datasets import READ_CHUNK
 from triopacs.storage.part10 import locate_dataset
 
 from .helpers import LOOPBACK, assert_same_datasets, by_instance_uid, client_for, store_files

@@ -3,7 +3,7 @@
 from dicom_samples import build_mixed_folder
 
 from triopacs import connect, open_node
-from triopacs.actors.client_contexts import storage_contexts_for, verification_contexts
+from triopacs.client.contexts import storage_contexts_for, verification_contexts
 from triopacs.config import Config, NodeSettings
 
 from .helpers import LOOPBACK, assert_same_datasets, by_instance_uid
@@ -25,8 +25,8 @@ async def test_find_get_and_move_against_a_node(tmp_path):
     from dicom_samples import write_population
     from peers.dicom_servers import storescp
 
-    from triopacs.actors.ae_registry import RemoteAE
-    from triopacs.actors.client_contexts import default_contexts
+    from triopacs.actors.node.ae_registry import RemoteAE
+    from triopacs.client.contexts import default_contexts
 
     from .helpers import query
 

@@ -21,8 +21,8 @@ from typing import Any
 import attrs
 
 from triopacs import open_node
-from triopacs.actors.ae_registry import RemoteAE
-from triopacs.actors.index import CountIndex
+from triopacs.actors.node.ae_registry import RemoteAE
+from triopacs.actors.node.index import CountIndex
 from triopacs.config import SECTIONS, Config
 from triopacs.storage.index_db import IndexCounts
 from triopacs.supervisor import Node

@@ -41,7 +41,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
 from triopacs import connect
-from triopacs.actors.client_contexts import default_contexts, storage_contexts_for
+from triopacs.client.contexts import default_contexts, storage_contexts_for
 from triopacs.log import configure_logging
 
 OPERATIONS = frozenset({"store", "new", "find", "get", "move"})

@@ -7,7 +7,7 @@ from dicom_samples import SeriesSpec, build_mixed_folder, write_series
 from peers import echoscu, storescp, storescu
 
 from triopacs import connect
-from triopacs.actors.client_contexts import storage_contexts_for, verification_contexts
+from triopacs.client.contexts import storage_contexts_for, verification_contexts
 
 from .nodes import AE_TITLE, LOOPBACK, counts, dataset_bytes, index_rows, leftovers, peer, running_node, stored_files
 

@@ -6,7 +6,7 @@ from dicom_samples import SeriesSpec, write_series
 
 import triopacs.storage.files as files
 from triopacs import connect
-from triopacs.actors.client import storage_contexts_for
+from triopacs.client.connection import storage_contexts_for
 from triopacs.config import Config, StorageSettings
 from triopacs.supervisor import service_specs
 

@@ -20,10 +20,10 @@ from peers import echoscu, storescp
 from pydicom.filebase import DicomBytesIO
 
 from triopacs import connect
-from triopacs.actors.client import AssociationRejected
-from triopacs.actors.client_contexts import storage_contexts_for, verification_contexts
-from triopacs.actors.events import ActorExited, ActorFailed
-from triopacs.actors.link import DimseLink
+from triopacs.client.connection import AssociationRejected
+from triopacs.client.contexts import storage_contexts_for, verification_contexts
+from triopacs.actors.runtime.events import ActorExited, ActorFailed
+from triopacs.client.link import DimseLink
 from triopacs.protocol.association import Requestor
 from triopacs.protocol.commands import CEchoRQ, CEchoRSP, CFindRQ, CFindRSP, CGetRQ, CMoveRQ, CMoveRSP, CStoreRQ, CStoreRSP
 from triopacs.protocol.events import Aborted, AssociationAccepted, ConnectionClosed
@@ -37,7 +37,7 @@ VERIFICATION = "1.2.840.10008.1.1"
 CT = "1.2.840.10008.5.1.4.1.1.2"
 MR = "1.2.840.10008.5.1.4.1.1.4"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
-SPILL_AT = 4 * 1024 * 1024  # actors/services/storage.py: an unparsed dataset past this goes to incoming/
+SPILL_AT = 4 * 1024 * 1024  # actors/node/services/storage.py: an unparsed dataset past this goes to incoming/
 
 
 # ---------------------------------------------------------------- helpers

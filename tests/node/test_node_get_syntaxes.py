@@ -26,8 +26,8 @@ from peers.dcmtk import run_dcmtk
 from pydicom.data import get_testdata_file
 
 from triopacs import connect
-from triopacs.actors.client_contexts import query_retrieve_contexts, storage_contexts_for
-from triopacs.actors.client_errors import OperationFailed
+from triopacs.client.contexts import query_retrieve_contexts, storage_contexts_for
+from triopacs.client.errors import OperationFailed
 from triopacs.protocol.negotiation import ProposedContext
 
 from .nodes import AE_TITLE, LOOPBACK, dataset_bytes, running_node, stored_files

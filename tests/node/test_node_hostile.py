@@ -15,8 +15,8 @@ import trio
 from pydicom.dataset import Dataset
 
 from triopacs import connect
-from triopacs.actors.client_errors import OperationFailed
-from triopacs.actors.client_contexts import query_retrieve_contexts, storage_contexts_for, verification_contexts
+from triopacs.client.errors import OperationFailed
+from triopacs.client.contexts import query_retrieve_contexts, storage_contexts_for, verification_contexts
 from triopacs.protocol.commands import CStoreRQ
 from triopacs.protocol.negotiation import ProposedContext, build_request
 

@@ -16,9 +16,9 @@ import trio
 from pydicom.dataset import Dataset
 
 from triopacs import connect
-from triopacs.actors.client_contexts import storage_contexts_for, verification_contexts
-from triopacs.actors.client_errors import AssociationRejected
-from triopacs.actors.listener import CountConnections
+from triopacs.client.contexts import storage_contexts_for, verification_contexts
+from triopacs.client.errors import AssociationRejected
+from triopacs.actors.node.listener import CountConnections
 from triopacs.protocol.commands import CFindRQ, CFindRSP
 from triopacs.protocol.negotiation import ProposedContext, build_request
 

@@ -14,8 +14,8 @@ from peers.dicom_servers import RemoteAE as PeerAE
 from peers.dicom_servers import orthanc
 
 from triopacs import connect
-from triopacs.actors.ae_registry import RegisterAE
-from triopacs.actors.client_contexts import storage_contexts_for
+from triopacs.actors.node.ae_registry import RegisterAE
+from triopacs.client.contexts import storage_contexts_for
 
 from .nodes import AE_TITLE, LOOPBACK, counts, remote, running_node, stored_files
 

@@ -17,7 +17,7 @@ from dicom_samples import SeriesSpec, build_mixed_folder, new_uid, write_series
 from peers import storescp
 
 from triopacs import connect
-from triopacs.actors.client_contexts import storage_contexts_for
+from triopacs.client.contexts import storage_contexts_for
 
 from .nodes import AE_TITLE, LOOPBACK, counts, dataset_bytes, remote, running_node, stored_files
 

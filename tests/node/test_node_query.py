@@ -18,7 +18,7 @@ from peers import findscu, getscu, parse_findscu_output
 from peers.dcmtk import run_dcmtk
 
 from triopacs import connect
-from triopacs.actors.client_contexts import storage_contexts_for
+from triopacs.client.contexts import storage_contexts_for
 
 from .nodes import AE_TITLE, LOOPBACK, peer, running_node
 

@@ -24,8 +24,8 @@ from pydicom import Dataset
 
 from triopacs import connect
 from triopacs.actors import AsyncioPortal, replay
-from triopacs.actors.client_contexts import default_contexts, storage_contexts_for
-from triopacs.actors.index import IndexActor
+from triopacs.client.contexts import default_contexts, storage_contexts_for
+from triopacs.actors.node.index import IndexActor
 from triopacs.storage.index_db import DuplicatePolicy
 
 from .nodes import AE_TITLE, LOOPBACK, remote, running_node

@@ -16,9 +16,9 @@ from peers import echoscu, free_port, getscu, parse_retrieve_output, storescp
 from peers.dcmtk import dcmtk_program, run_dcmtk
 
 from triopacs import connect
-from triopacs.actors.association import AssociationDescription, DescribeAssociation
-from triopacs.actors.client_contexts import storage_contexts_for
-from triopacs.actors.link import DimseLink, LinkClosed, MessageReceived
+from triopacs.actors.node.association import AssociationDescription, DescribeAssociation
+from triopacs.client.contexts import storage_contexts_for
+from triopacs.client.link import DimseLink, LinkClosed, MessageReceived
 from triopacs.protocol.association import Acceptor
 from triopacs.protocol.commands import CStoreRQ, CStoreRSP
 from triopacs.protocol.events import AssociationRequested, ReleaseRequested

@@ -6,7 +6,7 @@ import trio
 from dicom_samples import SeriesSpec, write_series
 
 from triopacs import connect
-from triopacs.actors.client import storage_contexts_for
+from triopacs.client.connection import storage_contexts_for
 from triopacs.workflow import GetLockStats, LockType, study_lock
 
 from .nodes import counts, leftovers, running_node, stored_files

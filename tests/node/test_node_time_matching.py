@@ -14,7 +14,7 @@ from peers import findscu
 from peers.dicom_servers import RemoteAE, dcmqrscp, orthanc
 
 from triopacs import connect
-from triopacs.actors.client_contexts import storage_contexts_for
+from triopacs.client.contexts import storage_contexts_for
 
 from .nodes import AE_TITLE, LOOPBACK, peer, running_node
 

@@ -4,7 +4,7 @@ for what the node does (closing, aborting), bounded by a deadline."""
 
 import trio
 
-from triopacs.actors.link import DimseLink, LinkClosed
+from triopacs.client.link import DimseLink, LinkClosed
 from triopacs.protocol.association import Requestor
 from triopacs.protocol.catalog import VERIFICATION
 from triopacs.protocol.events import Aborted, AssociationAccepted, ConnectionClosed

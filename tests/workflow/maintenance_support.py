@@ -22,8 +22,8 @@ from dicom_samples import GeneratedSeries, SeriesSpec, write_series
 from node.nodes import AE_TITLE, LOOPBACK
 
 from triopacs import connect
-from triopacs.actors.client_contexts import default_contexts, storage_contexts_for
-from triopacs.actors.index import GetReports
+from triopacs.client.contexts import default_contexts, storage_contexts_for
+from triopacs.actors.node.index import GetReports
 from triopacs.storage.file_scan import is_temp_name
 from triopacs.supervisor import Node
 from triopacs.workflow import OneTimeSchedule, ScheduleTask, TaskExecuted, TaskExecutionRecord

@@ -33,8 +33,8 @@ from triopacs.workflow import (
     study_lock,
 )
 from triopacs.workflow.cleanup import CleanupConfig
-from triopacs.workflow.schedule import CronSchedule
-from triopacs.workflow.schedule_text import parse_schedule_text
+from triopacs.workflow.tasks.schedule import CronSchedule
+from triopacs.workflow.tasks.schedule_text import parse_schedule_text
 
 from .maintenance_support import (
     Studies,
@@ -228,7 +228,7 @@ CRASHING_NODE = textwrap.dedent(
     """
     import sys, time
     import trio
-    import triopacs.actors.index as index_actor
+    import triopacs.actors.node.index as index_actor
     from triopacs import open_node
     from triopacs.config import load_config
     from triopacs.workflow import TriggerTask

@@ -14,7 +14,7 @@ import pytest
 import trio
 
 from triopacs.actors import ActorSpec, ActorSystem, JsonLinesSink, ReplayError, TraceRecorder, open_supervisor, replay
-from triopacs.actors.trace import read_trace
+from triopacs.actors.runtime.trace import read_trace
 from triopacs.workflow import (
     AlreadyLocked,
     ForceUnlock,

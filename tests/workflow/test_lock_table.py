@@ -7,8 +7,8 @@ import itertools
 
 import pytest
 
-from triopacs.workflow.lock_table import Granted, LockTable, Now, Publish, Refused, Request
-from triopacs.workflow.lock_types import (
+from triopacs.workflow.locks.table import Granted, LockTable, Now, Publish, Refused, Request
+from triopacs.workflow.locks.types import (
     LOCK_ERRORS,
     AlreadyLocked,
     InvalidLockType,

@@ -24,7 +24,7 @@ from triopacs.workflow import (
     TriggerTask,
     UnknownTaskKind,
 )
-from triopacs.workflow.persistence import SCHEMA_VERSION, PersistenceError, open_workflow_db
+from triopacs.workflow.tasks.persistence import SCHEMA_VERSION, PersistenceError, open_workflow_db
 
 from .helpers import MockClockPortal
 from .scheduler_support import START, Recorder, next_event, scheduler_node, wall_now

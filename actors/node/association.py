@@ -1,0 +1,369 @@
+"""One accepted DICOM association as an actor (the node's acceptor side).
+
+It answers the A-ASSOCIATE-RQ (our AE title, the calling AE allow-list, the association
+limit, the presentation contexts the services offer), then dispatches each DIMSE request
+to the service that offers it. It is a temporary child of /node/associations: when the
+connection ends, so does the actor, and whatever goes wrong here ends only this
+association.
+"""
+
+from collections.abc import Collection, Iterable, Mapping
+
+import attrs
+import structlog
+import trio
+
+from ...protocol.association import Acceptor
+from ...protocol.machine import State
+from ...protocol.commands import CCancelRQ, DimseMessage, DimseRequest, DimseResponse
+from ...protocol.elements import CHECKERS, VR
+from ...protocol.events import Aborted, AssociationRequested, ConnectionClosed, ReleaseRequested
+from ...protocol.negotiation import DEFAULT_MIN_PEER_PDU_LENGTH, AcceptorPolicy, SupportedContext, negotiate
+from ...protocol.status import Status
+from ...protocol.structure import DEFAULT_MAX_DEPTH
+from ...protocol.uid import is_valid_uid
+from ..runtime.actor import Actor
+from ..runtime.errors import ActorError
+from ...client.link import DatasetSink, DimseLink, LinkClosed, MemorySink, MessageReceived, ProtocolViolation
+from .listener import AdmitAssociation, Admission, ConnectionEnded, DropConnection
+from ..runtime.mailbox import ActorRef
+from ..runtime.messages import message
+from .services.base import Operation, Service, Session
+
+
+@attrs.frozen(kw_only=True)
+class AssociationSettings:
+    ae_title: str
+    calling_ae_titles: frozenset[str] | None = None
+    transfer_syntaxes: tuple[str, ...] = ()
+    max_pdu_length: int = 65536
+    artim_timeout: float = 30.0
+    idle_timeout: float = 300.0
+    dimse_timeout: float = 60.0
+    min_peer_pdu_length: int = DEFAULT_MIN_PEER_PDU_LENGTH
+    max_sequence_depth: int = DEFAULT_MAX_DEPTH
+
+
+class ServiceSet:
+    """The services offered on every association, and who serves which request."""
+
+    def __init__(self, services: Iterable[Service]) -> None:
+        self.services = tuple(services)
+        self._by_request = {request: service for service in self.services for request in service.requests}
+        self._offered = {id(s): frozenset(c.abstract_syntax for c in s.contexts()) for s in self.services}
+        self._contexts = self._merge_contexts()
+
+    def offers(self, service: Service, abstract_syntax: str) -> bool:
+        return abstract_syntax in self._offered[id(service)]
+
+    def for_request(self, request_type: type) -> Service | None:
+        return self._by_request.get(request_type)
+
+    def contexts(self) -> tuple[SupportedContext, ...]:
+        return self._contexts
+
+    async def held_syntaxes(self, ctx, sop_classes: Collection[str]) -> Mapping[str, Collection[str]] | None:
+        """What the services that send on storage contexts hold (see Service.held_syntaxes)."""
+        for service in self.services:
+            held = await service.held_syntaxes(ctx, sop_classes)
+            if held is not None:
+                return held
+        return None
+
+    def _merge_contexts(self) -> tuple[SupportedContext, ...]:
+        merged: dict[str, SupportedContext] = {}
+        for service in self.services:
+            for context in service.contexts():
+                known = merged.get(context.abstract_syntax)
+                if known is not None:
+                    context = attrs.evolve(
+                        known, scp_role=known.scp_role or context.scp_role, scu_role=known.scu_role or context.scu_role
+                    )
+                merged[context.abstract_syntax] = context
+        return tuple(merged.values())
+
+
+_UID_FIELDS = (
+    ("affected_sop_class_uid", "Affected SOP Class UID", Status.SOP_CLASS_NOT_SUPPORTED),
+    ("requested_sop_class_uid", "Requested SOP Class UID", Status.SOP_CLASS_NOT_SUPPORTED),
+    ("affected_sop_instance_uid", "Affected SOP Instance UID", Status.INVALID_SOP_INSTANCE),
+    ("requested_sop_instance_uid", "Requested SOP Instance UID", Status.INVALID_SOP_INSTANCE),
+)
+
+
+def uid_refusal(request: DimseRequest) -> tuple[int, str] | None:
+    """The status and comment for a request naming a UID that breaks the UID grammar
+    (the decoder lets any text through, so that this is answered, not aborted)."""
+    for field, label, status in _UID_FIELDS:
+        value = getattr(request, field, None)
+        if value is not None and not is_valid_uid(value):
+            return status, f"{label} is not a valid UID: {value}"
+    return None
+
+
+def _echoed_uids(request: DimseRequest, response_type: type) -> dict[str, str]:
+    """The request's affected SOP class/instance UIDs for its response, where the
+    response has the field and the value can be sent (a UID's characters, at most 64)."""
+    fields = attrs.fields_dict(response_type)
+    sendable = CHECKERS[VR.UI]
+    echoed = {}
+    for name in ("affected_sop_class_uid", "affected_sop_instance_uid"):
+        value = getattr(request, name, None)
+        if name in fields and value is not None and sendable(value) is None:
+            echoed[name] = value
+    return echoed
+
+
+@message("association.abort")
+class AbortAssociation:
+    reason: str = ""
+
+
+@message("association.describe")
+class DescribeAssociation:
+    pass
+
+
+@message("association.description")
+class AssociationDescription:
+    association_id: str
+    peer: str
+    calling_ae_title: str
+    state: str
+    bytes_received: int
+    bytes_sent: int
+
+
+class AssociationActor(Actor):
+    replayable = False  # driven by a socket, not by messages
+    accepts = (AbortAssociation, DescribeAssociation, DropConnection)
+
+    def __init__(
+        self,
+        *,
+        stream: trio.SocketStream,
+        association_id: str,
+        peer: str,
+        settings: AssociationSettings,
+        services: ServiceSet,
+        listener: ActorRef | None = None,
+    ) -> None:
+        self.stream = stream
+        self.association_id = association_id
+        self.peer = peer
+        self.settings = settings
+        self.services = services
+        self.listener = listener  # counts us against the association limit; None: no limit
+        self.session: Session | None = None
+        self.calling_ae_title = ""
+        self._operation: Operation | None = None
+
+    async def on_start(self) -> None:
+        structlog.contextvars.bind_contextvars(association=self.association_id, peer=self.peer)
+        self.log = self.ctx.log.bind(association=self.association_id, peer=self.peer)
+        self.link = DimseLink(
+            self.stream,
+            Acceptor(max_pdata_length=self.settings.max_pdu_length),
+            artim_timeout=self.settings.artim_timeout,
+            idle_timeout=self.settings.idle_timeout,
+            sink_for=self._sink_for,
+            log=self.log,
+        )
+        await self.ctx.nursery.start(self.link.run)
+        self.ctx.nursery.start_soon(self._serve)
+
+    async def on_stop(self) -> None:
+        if self.link.association.is_established:
+            await self.link.abort()  # we are going away mid-association: tell the peer
+        await self.stream.aclose()
+        if self.listener is not None:
+            try:
+                self.listener.send_nowait(ConnectionEnded(association_id=self.association_id))
+            except ActorError:
+                pass  # the listener is restarting: it counts the running associations afresh
+
+    async def handle(self, message):
+        match message:
+            case AbortAssociation(reason=reason):
+                self.log.warning("aborting on request", reason=reason)
+                await self.link.abort()
+            case DropConnection(reason=reason):
+                if self.link.association.state is State.STA2:  # still no A-ASSOCIATE-RQ
+                    self.log.info("closing the connection", reason=reason)
+                    await self.stream.aclose()
+            case DescribeAssociation():
+                return AssociationDescription(
+                    association_id=self.association_id,
+                    peer=self.peer,
+                    calling_ae_title=self.calling_ae_title,
+                    state=self.link.association.state.name,
+                    bytes_received=self.link.bytes_received,
+                    bytes_sent=self.link.bytes_sent,
+                )
+
+    # --- the association's life ----------------------------------------------------
+
+    async def _serve(self) -> None:
+        try:
+            while True:
+                event = await self.link.next()
+                match event:
+                    case AssociationRequested(request=request):
+                        await self._answer(request)
+                    case MessageReceived():
+                        await self._dispatch(event)
+                    case ReleaseRequested():
+                        self._cancel_operation()
+                        await self.link.respond_release()
+                        self.log.info("association released")
+                    case Aborted(source=source, reason=reason, by_peer=by_peer):
+                        self._cancel_operation()
+                        self.log.info("association aborted", source=source, reason=reason, by_peer=by_peer)
+                    case ProtocolViolation(error=error):
+                        self._cancel_operation()
+                        self.log.warning("association aborted: the peer broke the protocol", error=error)
+                    case ConnectionClosed():
+                        break
+        except LinkClosed:
+            pass
+        finally:
+            self.ctx.stop()
+
+    async def _answer(self, request) -> None:
+        self.calling_ae_title = request.calling_ae_title.strip()
+        policy = AcceptorPolicy(
+            ae_titles=frozenset({self.settings.ae_title}),
+            calling_ae_titles=self.settings.calling_ae_titles,
+            contexts=self.services.contexts(),
+            transfer_syntaxes=self.settings.transfer_syntaxes or AcceptorPolicy().transfer_syntaxes,
+            max_pdu_length=self.settings.max_pdu_length,
+            min_peer_pdu_length=self.settings.min_peer_pdu_length,
+        )
+        # A requestor that takes the SCP role for some SOP classes (a C-GET) will receive
+        # on those contexts: what we hold decides their transfer syntaxes.
+        admission = await self._admission()
+        sending = {role.sop_class_uid for role in request.user_information.role_selections if role.scp_role}
+        held = await self.services.held_syntaxes(self.ctx, sending) if sending and admission.admitted else None
+        decision = negotiate(request, policy, too_many_associations=not admission.admitted, held_syntaxes=held)
+        if self.link.association.state is not State.STA3:
+            # It aborted, sent garbage or closed while we decided: ordinary, nothing to answer.
+            self.log.info("the peer left during negotiation", state=self.link.association.state.name)
+            return
+        if decision.negotiated is None:
+            rj = decision.response
+            self.log.warning(
+                "association rejected",
+                calling_ae=self.calling_ae_title,
+                called_ae=request.called_ae_title.strip(),
+                result=rj.result,
+                source=rj.source,
+                reason=rj.reason,
+                why=admission.reason or None,
+            )
+            await self.link.reject(rj)
+            return
+        self.session = Session(
+            association_id=self.association_id,
+            link=self.link,
+            negotiated=decision.negotiated,
+            calling_ae_title=self.calling_ae_title,
+            called_ae_title=request.called_ae_title.strip(),
+            peer=self.peer,
+            ctx=self.ctx,
+            settings=self.settings,
+        )
+        structlog.contextvars.bind_contextvars(calling_ae=self.calling_ae_title)
+        self.log = self.log.bind(calling_ae=self.calling_ae_title)
+        await self.link.accept(decision.response)
+        self.log.info("association accepted", contexts=len(decision.negotiated.contexts))
+
+    async def _admission(self) -> Admission:
+        if self.listener is None:
+            return Admission(admitted=True)
+        try:
+            return await self.listener.ask(AdmitAssociation(association_id=self.association_id))
+        except ActorError as error:
+            return Admission(admitted=False, reason=f"the listener cannot admit associations now: {error}")
+
+    def _sink_for(self, context_id: int, message: DimseMessage) -> DatasetSink:
+        service = self.services.for_request(type(message))
+        if service is None:
+            return MemorySink()
+        return service.sink_for(self.session, context_id, message)
+
+    async def _dispatch(self, received: MessageReceived) -> None:
+        message = received.message
+        operation = self._operation
+        if isinstance(message, CCancelRQ):
+            if operation is not None and operation.message_id == message.message_id_being_responded_to:
+                operation.cancel()
+            return
+        if isinstance(message, DimseResponse):
+            if operation is not None:
+                operation.route(message)
+            else:
+                self.log.warning("unexpected response", message=type(message).__name__)
+            return
+        assert self.session is not None and isinstance(message, DimseRequest)
+        bad_uid = uid_refusal(message)
+        if bad_uid is not None:
+            await self._refuse(received, *bad_uid)
+            return
+        service = self.services.for_request(type(message))
+        if service is None or not self._serves_context(service, received.context_id):
+            await self._refuse(received, Status.UNRECOGNIZED_OPERATION if service is None else Status.SOP_CLASS_NOT_SUPPORTED)
+            return
+        if operation is not None:
+            await operation.done.wait()  # one operation at a time (asynchronous window 1)
+        if service.operation:
+            self._operation = Operation(message.message_id)
+            self.ctx.nursery.start_soon(self._run_operation, service, received, self._operation)
+        else:
+            await self._run_guarded(service, received, None)
+
+    async def _run_guarded(self, service: Service, received: MessageReceived, operation: Operation | None) -> None:
+        """Run a service; a bug in it costs this one request a failure status, not the association."""
+        assert self.session is not None
+        try:
+            await service.handle(self.session, received, operation)
+        except LinkClosed:
+            raise
+        except Exception:
+            self.log.exception("service failed", service=type(service).__name__, request=type(received.message).__name__)
+            await self._refuse(received, Status.PROCESSING_FAILURE, "internal error; see the node's log")
+
+    def _serves_context(self, service: Service, context_id: int) -> bool:
+        assert self.session is not None
+        accepted = self.session.negotiated.context(context_id)
+        return accepted is not None and self.services.offers(service, accepted.abstract_syntax)
+
+    async def _run_operation(self, service: Service, received: MessageReceived, operation: Operation) -> None:
+        try:
+            await self._run_guarded(service, received, operation)
+        except LinkClosed:
+            pass  # the association ended under the operation; nothing left to tell
+        finally:
+            operation.done.set()
+            if self._operation is operation:
+                self._operation = None
+
+    def _cancel_operation(self) -> None:
+        if self._operation is not None:
+            self._operation.cancel()
+
+    async def _refuse(self, received: MessageReceived, status: int, comment: str | None = None) -> None:
+        message = received.message
+        if received.dataset is not None:
+            await received.dataset.discard()
+        self.log.warning("request refused", request=type(message).__name__, status=hex(status), reason=comment)
+        response_type = getattr(message, "response_type", None)
+        if response_type is not None:
+            await self.link.send(
+                response_type(
+                    message_id_being_responded_to=message.message_id,
+                    status=status,
+                    error_comment=comment,
+                    **_echoed_uids(message, response_type),
+                ),
+                received.context_id,
+            )

@@ -1,0 +1,445 @@
+"""The index actor: the one owner of the SQLite index.
+
+Writes are serialized and committed in groups: every RecordInstance that arrives while
+a commit is running joins the next one, so N concurrent stores cost one transaction and
+one WAL fsync, yet no store is answered before the commit that holds it is durable.
+Reads run beside the writes on a second connection (WAL lets readers and the writer
+proceed together), each as its own task, so a long C-FIND never holds up a store.
+
+Everything touching aiosqlite crosses into the node's asyncio portal once per whole
+operation (a batch, a fetch of matches).
+
+Maintenance (the cleanup and verification tasks) goes through here too, so the index
+keeps one writer: listing studies past their retention and files to verify, deleting a
+study crash-safely (storage/deletion.py: rows and a journal of their files in one
+transaction, then the files, then the journal entries), recording check outcomes and
+keeping run reports. Each is one transaction on the writer connection - one crossing,
+so it never splits a group commit - and runs beside the mailbox like the reads. When it
+opens the index, the actor first finishes any deletion a crash interrupted, before it
+serves anyone.
+"""
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import attrs
+import trio
+
+from pydicom import Dataset
+
+from ...storage.attributes import InstanceRecord
+from ...storage.deletion import Removal, RetiredStudy, forget_deletions, pending_deletions, remove_files, retire_study
+from ...storage.errors import QueryError
+from ...storage.index_db import DuplicatePolicy, IndexCounts, RecordOutcome, index_counts, open_index, record_instances
+from ...storage.maintenance import (
+    FileCheck,
+    IndexedFile,
+    PathClasses,
+    StoredReport,
+    StudyCursor,
+    StudySummary,
+    classify_paths,
+    files_to_check,
+    indexed_file,
+    indexed_files_after,
+    record_checks,
+    save_report,
+    stored_reports,
+    studies_stored_before,
+)
+from ...storage.query import (
+    InformationModel,
+    RetrieveItem,
+    find_page,
+    plan_find,
+    plan_retrieve,
+    retrieve_items,
+    stored_syntaxes,
+)
+from ...storage.sqlite_thread import in_transaction, run_in_connection
+from ..runtime.actor import Actor
+from ..runtime.errors import ReplyError
+from ..runtime.mailbox import Reply
+from ..runtime.messages import message
+
+MAX_BATCH = 256
+
+
+@message("index.record")
+class RecordInstance:
+    record: InstanceRecord
+
+
+@message("index.recorded")
+class Recorded:
+    outcome: RecordOutcome
+
+
+@message("index.count")
+class CountIndex:
+    pass
+
+
+@message("index.counts")
+class IndexCountsReply:
+    counts: IndexCounts
+
+
+@message("index.find")
+class FindMatches:
+    """One page of C-FIND responses; start with cursor 0, go on with the cursor returned."""
+
+    identifier: Dataset
+    model: InformationModel
+    cursor: int = 0
+    size: int = 50
+    retrieve_ae_title: str = ""
+
+
+@message("index.matches")
+class MatchPage:
+    responses: tuple[Dataset, ...]
+    cursor: int | None  # None: there are no more
+
+
+@message("index.list-instances")
+class ListInstances:
+    """Every stored instance a C-MOVE/C-GET identifier names."""
+
+    identifier: Dataset
+    model: InformationModel
+
+
+@message("index.instances")
+class InstanceList:
+    items: tuple[RetrieveItem, ...]
+
+
+@message("index.list-held-syntaxes")
+class ListHeldSyntaxes:
+    """Which transfer syntaxes the instances of these SOP classes are stored in (what
+    a C-GET association's storage contexts should be accepted in)."""
+
+    sop_classes: tuple[str, ...]
+
+
+@message("index.held-syntaxes")
+class HeldSyntaxes:
+    by_class: dict[str, tuple[str, ...]]  # only the classes asked for that have instances
+
+
+# -- maintenance (cleanup and verification tasks) ------------------------------------------
+
+
+@message("index.get-storage-root")
+class GetStorageRoot:
+    """Where the files the index names live (their paths are relative to it)."""
+
+
+@message("index.storage-root")
+class StorageRoot:
+    root: str
+
+
+@message("index.list-studies-stored-before")
+class ListStudiesStoredBefore:
+    """Studies whose newest instance arrived before `before` (epoch seconds), oldest
+    first, one page after `after` (the cursor of the previous page)."""
+
+    before: float
+    after: StudyCursor | None = None
+    limit: int = 200
+
+
+@message("index.study-page")
+class StudyPage:
+    studies: tuple[StudySummary, ...]
+    cursor: StudyCursor | None  # None: there are no more
+
+
+@message("index.delete-study")
+class DeleteStudy:
+    """Delete a study crash-safely (storage/deletion.py): its rows and a journal of its
+    files in one transaction, then the files, then the journal entries. Only if no
+    instance arrived at or after `stored_before` (when given). `keep_files`: take it out
+    of the index but leave its files, recorded as released."""
+
+    study_instance_uid: str
+    stored_before: float | None = None
+    keep_files: bool = False
+
+
+@message("index.study-deleted")
+class StudyDeleted:
+    study: RetiredStudy
+    removed: int = 0  # files removed (or found gone already)
+    failed: tuple[tuple[str, str], ...] = ()  # (path, why): still journaled, retried at the next start
+
+
+@attrs.frozen
+class DeletionsFinished:
+    """What finishing journaled deletions did (at start, or after a DeleteStudy)."""
+
+    removed: int
+    in_use: int  # journaled paths a row names again: kept
+    failed: tuple[tuple[str, str], ...] = ()
+
+
+@message("index.list-files")
+class ListIndexedFiles:
+    """Local files in row order, one page after row `after_pk`."""
+
+    after_pk: int = 0
+    limit: int = 1000
+
+
+@message("index.files-to-check")
+class FilesToCheck:
+    """The `limit` local files checked longest ago (never checked first)."""
+
+    limit: int = 1000
+
+
+@message("index.indexed-files")
+class IndexedFiles:
+    files: tuple[IndexedFile, ...]
+
+
+@message("index.lookup-instance-files")
+class LookupInstanceFiles:
+    sop_instance_uids: tuple[str, ...]
+
+
+@message("index.instance-files")
+class InstanceFiles:
+    paths: dict[str, str]  # SOP Instance UID -> file path, for the instances indexed
+
+
+@message("index.classify-paths")
+class ClassifyPaths:
+    """Which of these paths (relative to the storage root) the index knows, and as what."""
+
+    paths: tuple[str, ...]
+
+
+@message("index.path-classes")
+class PathClassesReply:
+    classes: PathClasses
+
+
+@message("index.record-checks")
+class RecordChecks:
+    checks: tuple[FileCheck, ...]
+
+
+@message("index.checks-recorded")
+class ChecksRecorded:
+    updated: int
+
+
+@message("index.save-report")
+class SaveReport:
+    report: StoredReport
+    keep_last: int = 100
+
+
+@message("index.get-reports")
+class GetReports:
+    """Run reports, newest first: of one task, or of all (task_id None)."""
+
+    task_id: str | None = None
+    limit: int = 100
+
+
+@message("index.reports")
+class Reports:
+    reports: tuple[StoredReport, ...]
+
+
+MAINTENANCE_READS = (ListStudiesStoredBefore, ListIndexedFiles, FilesToCheck, LookupInstanceFiles, ClassifyPaths, GetReports)
+MAINTENANCE_WRITES = (DeleteStudy, RecordChecks, SaveReport)
+
+
+class IndexFailure(ReplyError):
+    """The index could not record or read something (the database said why)."""
+
+
+class QueryRefused(ReplyError):
+    """The identifier cannot be answered (a DIMSE status and comment say why)."""
+
+    def __init__(self, status: int, comment: str, reason: str | None = None) -> None:
+        super().__init__(comment)
+        self.status = status
+        self.comment = comment  # fits an Error Comment
+        self.reason = reason or comment  # whole, for the log
+
+
+class IndexActor(Actor):
+    accepts = (
+        RecordInstance, CountIndex, FindMatches, ListInstances, ListHeldSyntaxes, GetStorageRoot,
+        *MAINTENANCE_READS, *MAINTENANCE_WRITES,
+    )
+
+    def __init__(
+        self,
+        database: str,
+        duplicate_policy: DuplicatePolicy = DuplicatePolicy.REPLACE,
+        synchronous: str = "FULL",
+        root: str | None = None,
+    ) -> None:
+        """`root`: the data directory the index's file paths are relative to (default:
+        the database's folder, where the node keeps it)."""
+        self.database = database
+        self.duplicate_policy = duplicate_policy
+        self.root = Path(root) if root is not None else Path(database).parent
+        self.synchronous = synchronous  # FULL: a commit is on disk before it returns; NORMAL: the OS flushes it
+        self.commits = 0
+        self._pending: list[tuple[InstanceRecord, Reply]] = []
+        self._wake = trio.Event()
+        # SOP class -> transfer syntaxes stored: read once at start, grown by every commit.
+        # Deletions leave it a superset, which costs at most a needless conversion choice.
+        self._held: dict[str, set[str]] = {}
+
+    async def on_start(self) -> None:
+        portal = self.ctx.system.portal
+        Path(self.database).parent.mkdir(parents=True, exist_ok=True)
+        self.writer = await portal.run(lambda: open_index(self.database, synchronous=self.synchronous))
+        self.reader = await portal.run(lambda: open_index(self.database, synchronous=self.synchronous))
+        # Before anyone is served: finish the deletions a crash interrupted.
+        finished = await self._finish_deletions(None)
+        if finished.removed or finished.in_use or finished.failed:
+            self.ctx.log.warning(
+                "finished interrupted deletions", removed=finished.removed, in_use=finished.in_use, failed=list(finished.failed)
+            )
+        self._held = await self._in_reader(stored_syntaxes)
+        self.ctx.nursery.start_soon(self._commit_forever)
+
+    async def on_stop(self) -> None:
+        portal = self.ctx.system.portal
+        for connection in (getattr(self, "writer", None), getattr(self, "reader", None)):
+            if connection is not None:
+                await portal.run(connection.close)
+
+    async def handle(self, message):
+        match message:
+            case RecordInstance(record=record):
+                self._pending.append((record, self.ctx.defer_reply()))
+                self._wake.set()
+            case CountIndex():
+                counts = await self.ctx.system.portal.run(index_counts, self.reader)
+                return IndexCountsReply(counts=counts)
+            case FindMatches() | ListInstances():
+                # Reads run beside the mailbox, so a long query never holds up a store.
+                self.ctx.nursery.start_soon(self._read, message, self.ctx.defer_reply())
+            case GetStorageRoot():
+                return StorageRoot(root=str(self.root))
+            case ListHeldSyntaxes(sop_classes=sop_classes):
+                return HeldSyntaxes(
+                    by_class={uid: tuple(sorted(self._held[uid])) for uid in sop_classes if uid in self._held}
+                )
+            case _ if isinstance(message, MAINTENANCE_READS + MAINTENANCE_WRITES):
+                self.ctx.nursery.start_soon(self._maintain, message, self.ctx.defer_reply())
+
+    async def _read(self, message: FindMatches | ListInstances, reply: Reply) -> None:
+        portal = self.ctx.system.portal
+        try:
+            match message:
+                case FindMatches(identifier=identifier, model=model, cursor=cursor, size=size, retrieve_ae_title=aet):
+                    plan = plan_find(identifier, model)
+                    page = await portal.run(
+                        lambda: find_page(self.reader, plan, cursor=cursor, size=size, retrieve_ae_title=aet or None)
+                    )
+                    reply.send(MatchPage(responses=tuple(page.responses), cursor=page.cursor))
+                case ListInstances(identifier=identifier, model=model):
+                    items = await portal.run(retrieve_items, self.reader, plan_retrieve(identifier, model))
+                    reply.send(InstanceList(items=tuple(items)))
+        except QueryError as error:
+            reply.fail(QueryRefused(error.status, error.comment, error.reason))
+        except Exception as error:
+            self.ctx.log.exception("index read failed", request=type(message).__name__)
+            reply.fail(IndexFailure(f"index read failed: {error}"))
+
+    async def _commit_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            while self._pending:
+                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+                await self._commit(batch)
+
+    async def _commit(self, batch: Sequence[tuple[InstanceRecord, Reply]]) -> None:
+        portal = self.ctx.system.portal
+        records = [record for record, _ in batch]
+        try:
+            outcomes = await portal.run(record_instances, self.writer, records, self.duplicate_policy)
+        except Exception as error:
+            if len(batch) == 1:
+                self.ctx.log.error("index write failed", sop_instance_uid=records[0].sop_instance_uid, error=str(error))
+                batch[0][1].fail(IndexFailure(f"index write failed: {error}"))
+                return
+            # One bad record must not fail its neighbours: retry them one by one.
+            for item in batch:
+                await self._commit([item])
+            return
+        self.commits += 1
+        for record in records:
+            self._held.setdefault(record.sop_class_uid, set()).add(record.transfer_syntax_uid)
+        for (_, reply), outcome in zip(batch, outcomes, strict=True):
+            reply.send(Recorded(outcome=outcome))
+
+
+    # -- maintenance -------------------------------------------------------------------------
+
+    async def _maintain(self, message, reply: Reply) -> None:
+        try:
+            reply.send(await self._maintenance(message))
+        except Exception as error:
+            self.ctx.log.exception("index maintenance failed", request=type(message).__name__)
+            reply.fail(IndexFailure(f"index maintenance failed: {error}"))
+
+    async def _in_reader(self, fn, *args):
+        return await self.ctx.system.portal.run(run_in_connection, self.reader, fn, *args)
+
+    async def _in_transaction(self, fn, *args):
+        # One crossing, one transaction: it runs between two group commits, never inside one.
+        return await self.ctx.system.portal.run(run_in_connection, self.writer, in_transaction, fn, *args)
+
+    async def _maintenance(self, message):
+        match message:
+            case ListStudiesStoredBefore(before=before, after=after, limit=limit):
+                studies, cursor = await self._in_reader(studies_stored_before, before, after, limit)
+                return StudyPage(studies=tuple(studies), cursor=cursor)
+            case ListIndexedFiles(after_pk=after_pk, limit=limit):
+                return IndexedFiles(files=tuple(await self._in_reader(indexed_files_after, after_pk, limit)))
+            case FilesToCheck(limit=limit):
+                return IndexedFiles(files=tuple(await self._in_reader(files_to_check, limit)))
+            case LookupInstanceFiles(sop_instance_uids=uids):
+                return InstanceFiles(paths=await self._in_reader(indexed_file, uids))
+            case ClassifyPaths(paths=paths):
+                return PathClassesReply(classes=await self._in_reader(classify_paths, paths))
+            case GetReports(task_id=task_id, limit=limit):
+                return Reports(reports=tuple(await self._in_reader(stored_reports, task_id, limit)))
+            case DeleteStudy(study_instance_uid=uid, stored_before=stored_before, keep_files=keep_files):
+                study = await self._in_transaction(retire_study, uid, stored_before, keep_files, time.time())
+                if not study.paths:
+                    return StudyDeleted(study=study)
+                finished = await self._finish_deletions(study.paths)
+                return StudyDeleted(study=study, removed=finished.removed, failed=finished.failed)
+            case RecordChecks(checks=checks):
+                return ChecksRecorded(updated=await self._in_transaction(record_checks, checks, time.time()))
+            case SaveReport(report=report, keep_last=keep_last):
+                await self._in_transaction(save_report, report, keep_last)
+        return None
+
+    async def _finish_deletions(self, paths: Sequence[str] | None) -> DeletionsFinished:
+        """Steps 2 and 3 of a deletion (storage/deletion.py) for the journaled `paths`,
+        or for the whole journal. Files a row names again are kept."""
+        pending = await self._in_reader(pending_deletions, paths)
+        removal = Removal(done=(), failed=())
+        if pending.remove:
+            removal = await trio.to_thread.run_sync(remove_files, self.root, pending.remove)
+        settled = [*removal.done, *pending.in_use]
+        if settled:
+            await self._in_transaction(forget_deletions, settled)
+        return DeletionsFinished(removed=len(removal.done), in_use=len(pending.in_use), failed=removal.failed)

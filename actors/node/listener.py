@@ -1,0 +1,223 @@
+"""The DICOM listener: accepts TCP connections and starts one association actor each.
+
+Association actors are its siblings under /node/associations, temporary children that
+are never restarted: a failed association is over, and takes nothing else with it.
+
+Two limits, counted here (docs/limits.md):
+
+- A connection that has not yet sent its A-ASSOCIATE-RQ is *waiting*. At most
+  `max_waiting` of them exist, and at most `max_waiting_per_address` from one address;
+  a new connection past either limit closes the oldest waiting one (of that address).
+  So idle or trickling connections cannot lock anyone out: a real client sends its
+  request within milliseconds of connecting, long before it is the oldest. ARTIM closes
+  the waiting ones that never ask.
+- An association counts against `max_associations` from its A-ASSOCIATE-RQ on: the
+  association asks (`AdmitAssociation`) and one past the limit is rejected (transient,
+  local limit exceeded) as PS3.8 says to.
+
+Nothing a peer does restarts the listener: an error on one connection (a reset before
+the peer's address could be read, a refused start) is that connection's end alone.
+"""
+
+import errno
+import itertools
+from collections import Counter
+from collections.abc import Callable, Iterator
+
+import trio
+
+from ..runtime.actor import Actor
+from ..runtime.mailbox import ActorRef
+from ..runtime.messages import message
+from ..runtime.supervision import ActorSpec, Restart
+
+# Accept errors that mean "try again in a moment" (too many open files, memory).
+_TRANSIENT_ACCEPT_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+
+
+@message("listener.get-address")
+class GetAddress:
+    pass
+
+
+@message("listener.address")
+class ListeningOn:
+    host: str
+    port: int
+
+
+@message("listener.admit")
+class AdmitAssociation:
+    """An association's A-ASSOCIATE-RQ has arrived: may it be served?"""
+
+    association_id: str
+
+
+@message("listener.admission")
+class Admission:
+    admitted: bool
+    reason: str = ""
+
+
+@message("listener.connection-ended")
+class ConnectionEnded:
+    association_id: str
+
+
+@message("association.drop-connection")
+class DropConnection:
+    """Close a connection that has not asked to associate (sent by the listener)."""
+
+    reason: str
+
+
+@message("listener.count")
+class CountConnections:
+    pass
+
+
+@message("listener.counts")
+class ConnectionCounts:
+    waiting: int
+    associations: int
+    evicted: int  # waiting connections closed to make room, since the listener started
+
+
+# (stream, association id, peer "host:port", the listener's ref) -> the association actor
+AssociationFactory = Callable[[trio.SocketStream, str, str, ActorRef], Actor]
+
+
+class Listener(Actor):
+    replayable = False
+    accepts = (GetAddress, AdmitAssociation, ConnectionEnded, CountConnections)
+
+    def __init__(
+        self,
+        *,
+        bind: str,
+        port: int,
+        max_associations: int,
+        make_association: AssociationFactory,
+        max_waiting: int = 256,
+        max_waiting_per_address: int = 32,
+        names: Iterator[int] | None = None,
+    ) -> None:
+        self.bind = bind
+        self.port = port
+        self.max_associations = max_associations
+        self.max_waiting = max_waiting
+        self.max_waiting_per_address = max_waiting_per_address
+        self.make_association = make_association
+        # Shared by every incarnation (the node passes one): names stay unique after a restart.
+        self._names = names if names is not None else itertools.count(1)
+        self._waiting: dict[str, str] = {}  # association id -> peer host, oldest first
+        self._waiting_by_host: Counter[str] = Counter()
+        self._associations: set[str] = set()
+        self._evicted = 0
+
+    async def on_start(self) -> None:
+        # After a restart the associations already running are counted as admitted.
+        siblings = self.ctx.parent.children if self.ctx.parent else {}
+        own_name = self.ctx.path.rsplit("/", 1)[-1]
+        self._associations = {name for name in siblings if name != own_name}
+        # trio sets TCP_NODELAY on every accepted stream: no 40 ms Nagle stalls.
+        listeners = await trio.open_tcp_listeners(self.port, host=self.bind)
+        host, port = listeners[0].socket.getsockname()[:2]
+        self.address = ListeningOn(host=host, port=port)
+        for listener in listeners:
+            self.ctx.nursery.start_soon(self._accept_forever, listener)
+        self.ctx.log.info("listening", host=host, port=port)
+
+    async def handle(self, message):
+        match message:
+            case GetAddress():
+                return self.address
+            case AdmitAssociation(association_id=association_id):
+                return self._admit(association_id)
+            case ConnectionEnded(association_id=association_id):
+                self._forget(association_id)
+                self._associations.discard(association_id)
+            case CountConnections():
+                return ConnectionCounts(
+                    waiting=len(self._waiting), associations=len(self._associations), evicted=self._evicted
+                )
+
+    def _admit(self, association_id: str) -> Admission:
+        was_waiting = self._forget(association_id)
+        if not was_waiting:
+            return Admission(admitted=False, reason="the connection was closed to make room")
+        if len(self._associations) >= self.max_associations:
+            return Admission(admitted=False, reason=f"{self.max_associations} associations are being served")
+        self._associations.add(association_id)
+        return Admission(admitted=True)
+
+    def _forget(self, association_id: str) -> bool:
+        host = self._waiting.pop(association_id, None)
+        if host is None:
+            return False
+        self._waiting_by_host[host] -= 1
+        if not self._waiting_by_host[host]:
+            del self._waiting_by_host[host]
+        return True
+
+    def _make_room(self, host: str) -> None:
+        """Close the oldest waiting connection (of `host`, when it is at its own limit)."""
+        if self._waiting_by_host[host] >= self.max_waiting_per_address:
+            oldest = next(name for name, waiting_host in self._waiting.items() if waiting_host == host)
+        elif len(self._waiting) >= self.max_waiting:
+            oldest = next(iter(self._waiting))
+        else:
+            return
+        self.ctx.log.info(
+            "closing a connection that sent no A-ASSOCIATE-RQ, to make room", association=oldest, host=self._waiting[oldest]
+        )
+        self._forget(oldest)
+        self._evicted += 1
+        assert self.ctx.parent is not None
+        try:
+            self.ctx.lookup(self.ctx.parent.child_path(oldest)).send_nowait(
+                DropConnection(reason="too many connections waiting to associate")
+            )
+        except Exception:  # noqa: BLE001 - gone already, or its mailbox is full: ARTIM ends it
+            pass
+
+    async def _accept_forever(self, listener: trio.SocketListener) -> None:
+        async with listener:
+            while True:
+                try:
+                    stream = await listener.accept()
+                except OSError as error:
+                    if error.errno not in _TRANSIENT_ACCEPT_ERRORS:
+                        raise
+                    self.ctx.log.error("cannot accept a connection now", error=str(error))
+                    await trio.sleep(0.1)  # the resource may free up; don't spin
+                    continue
+                await self._start_association(stream)
+
+    async def _start_association(self, stream: trio.SocketStream) -> None:
+        """Start the connection's actor. Whatever goes wrong stays this connection's problem."""
+        association_id = f"a{next(self._names)}"
+        try:
+            host, port = stream.socket.getpeername()[:2]
+        except OSError as error:  # reset before we got to it: nothing to serve
+            self.ctx.log.debug("connection gone before it was served", error=str(error))
+            await stream.aclose()
+            return
+        peer = f"{host}:{port}"
+        self._make_room(host)
+        # Waiting from now on: its A-ASSOCIATE-RQ may arrive before start() returns.
+        self._waiting[association_id] = host
+        self._waiting_by_host[host] += 1
+        spec = ActorSpec(
+            name=association_id,
+            actor=lambda: self.make_association(stream, association_id, peer, self.ctx.ref),
+            restart=Restart.NEVER,
+            capacity=8,
+        )
+        try:
+            assert self.ctx.parent is not None
+            await self.ctx.parent.start(spec)
+        except Exception:
+            self.ctx.log.exception("could not start an association", peer=peer)
+            self._forget(association_id)
+            await stream.aclose()

@@ -1,0 +1,101 @@
+"""What a DICOM service sees of the association it serves, and what it must provide.
+
+A `Service` answers some DIMSE requests (`requests`) on the SOP classes it lists
+(`contexts`). Quick ones (C-ECHO, C-STORE) are handled inline, one at a time; an
+`operation` service (C-FIND, C-MOVE, C-GET) runs as a task so that the association can
+take C-CANCEL, and the C-STORE responses of C-GET sub-operations, while it works.
+"""
+
+import itertools
+from collections.abc import Collection, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import trio
+
+from ....protocol.commands import DimseMessage, DimseRequest, DimseResponse
+from ....protocol.negotiation import AcceptedContext, Negotiated, SupportedContext
+from ....client.link import DatasetSink, DimseLink, MemorySink, MessageReceived
+
+if TYPE_CHECKING:
+    from ...runtime.actor import ActorContext
+
+
+class Operation:
+    """A running C-FIND/C-MOVE/C-GET: its cancel flag and the responses routed to it."""
+
+    def __init__(self, message_id: int) -> None:
+        self.message_id = message_id
+        self.cancel_requested = False
+        self.cancelled = trio.Event()
+        self.done = trio.Event()
+        self._responses_in, self.responses = trio.open_memory_channel[DimseResponse](64)
+
+    def cancel(self) -> None:
+        self.cancel_requested = True
+        self.cancelled.set()
+
+    def route(self, response: DimseResponse) -> None:
+        try:
+            self._responses_in.send_nowait(response)
+        except trio.WouldBlock:
+            pass  # more responses than requests outstanding: the peer is confused
+
+
+class Session:
+    """One association, as the services see it."""
+
+    def __init__(
+        self,
+        *,
+        association_id: str,
+        link: DimseLink,
+        negotiated: Negotiated,
+        calling_ae_title: str,
+        called_ae_title: str,
+        peer: str,
+        ctx: "ActorContext",
+        settings: Any,
+    ) -> None:
+        self.association_id = association_id
+        self.link = link
+        self.negotiated = negotiated
+        self.calling_ae_title = calling_ae_title
+        self.called_ae_title = called_ae_title
+        self.peer = peer
+        self.ctx = ctx
+        self.settings = settings
+        self.log = ctx.log
+        self._message_ids = itertools.count(1)
+
+    def context(self, context_id: int) -> AcceptedContext:
+        accepted = self.negotiated.context(context_id)
+        if accepted is None:
+            raise KeyError(f"presentation context {context_id} was not accepted")
+        return accepted
+
+    def next_message_id(self) -> int:
+        """Message IDs for requests we send on this association (C-GET sub-operations)."""
+        return next(self._message_ids) & 0xFFFF or next(self._message_ids)
+
+    async def respond(self, response: DimseMessage, context_id: int, dataset: bytes | None = None) -> None:
+        await self.link.send(response, context_id, dataset)
+
+
+class Service:
+    requests: ClassVar[tuple[type[DimseRequest], ...]] = ()
+    operation: ClassVar[bool] = False
+
+    def contexts(self) -> list[SupportedContext]:
+        return []
+
+    def sink_for(self, session: Session | None, context_id: int, message: DimseMessage) -> DatasetSink:
+        return MemorySink()
+
+    async def held_syntaxes(self, ctx: "ActorContext", sop_classes: Collection[str]) -> Mapping[str, Collection[str]] | None:
+        """For a service that sends instances back on the association (C-GET): per SOP
+        class, the transfer syntaxes it holds them in, which decide the syntax of the
+        contexts it will send on. None: this service sends nothing."""
+        return None
+
+    async def handle(self, session: Session, received: MessageReceived, operation: Operation | None) -> None:
+        raise NotImplementedError

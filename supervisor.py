@@ -58,6 +58,7 @@ from .workflow import (
     study_lock,
 )
 from .workflow.builtin_tasks import BuiltinTask, BuiltinTasks, register_builtin_kinds
+from .workflow.tasks.legacy_index import move_out_of_index
 from .workflow.cleanup import CleanupConfig
 from .workflow.verification import VerificationConfig
 
@@ -110,6 +111,18 @@ def index_database(config: Config) -> str:
 
 
 SCHEDULER = f"{SERVICES}/scheduler"
+
+
+def scheduler_database(config: Config) -> str:
+    return str(config.data_dir / "scheduler.sqlite")
+
+
+async def _move_tasks_out_of_index(config: Config) -> None:
+    """Before any actor opens them: an older node kept its tasks in the index file."""
+    index, scheduler = index_database(config), scheduler_database(config)
+    moved = await trio.to_thread.run_sync(move_out_of_index, index, scheduler)
+    if moved:
+        log.info("scheduled tasks moved out of the index file", tasks=moved, database=scheduler)
 
 
 def lock_manager_config(config: Config) -> LockManagerConfig:
@@ -201,7 +214,7 @@ def service_specs(config: Config) -> list[ActorSpec | SupervisorSpec]:
         ActorSpec(
             name="scheduler",
             actor=TaskScheduler,
-            args={"database": index_database(config), "config": scheduler_config(config)},
+            args={"database": scheduler_database(config), "config": scheduler_config(config)},
         ),
         # After the scheduler: brings its built-in tasks in line with the configuration.
         ActorSpec(name="builtin-tasks", actor=BuiltinTasks, args={"tasks": builtin_tasks(config), "scheduler_path": SCHEDULER}),
@@ -319,6 +332,7 @@ async def open_node(config: Config | None = None) -> AsyncIterator[Node]:
     """Start a node inside the caller's Trio program; it stops when the block ends."""
     config = config if config is not None else Config()
     config.data_dir.mkdir(parents=True, exist_ok=True)
+    await _move_tasks_out_of_index(config)
     with ExitStack() as stack:
         recorder = stack.enter_context(_trace_recorder(config))
         async with AsyncioPortal() as portal:

@@ -75,9 +75,9 @@ def crossing_counters(system: ActorSystem, index_actor) -> dict[str, int]:
     """Every crossing counter the node's machinery exposes (the names differ by version)."""
     counts = {"asyncio portal": system.portal.crossings}
     for name in ("writer", "reader"):
-        thread = getattr(index_actor, f"{name}_thread", None)
-        if thread is not None:
-            counts[f"{name} thread"] = thread.crossings
+        crossings = getattr(getattr(index_actor, name, None), "crossings", None)
+        if crossings is not None:  # a database thread (aiosqlite connections count nothing)
+            counts[f"{name} thread"] = crossings
     return counts
 
 

@@ -1,4 +1,5 @@
-"""The actor runtime: typed messages, mailboxes, supervision, events, traces, replay.
+"""The actor runtime: typed messages, mailboxes, supervision, events, traces, replay,
+and the threads actors reach blocking libraries through (database threads, the asyncio portal).
 
 Nothing here knows DICOM: the runtime can be embedded and tested on its own (the
 layering test keeps it that way).
@@ -39,6 +40,8 @@ _EXPORTS = {
     "ActorStopped": "errors",
     "ActorSystem": "system",
     "AskTimeout": "errors",
+    "DatabaseClosed": "database_thread",
+    "DatabaseThread": "database_thread",
     "AsyncioPortal": "portal",
     "Escalation": "errors",
     "EventBus": "events",
@@ -74,6 +77,7 @@ _EXPORTS = {
     "replay": "replayer",
     "tag_of": "messages",
     "to_wire": "codec",
+    "virtual_time_held": "virtual_time",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -91,6 +95,7 @@ def __getattr__(name: str) -> Any:
 if TYPE_CHECKING:
     from .actor import Actor, ActorContext
     from .codec import converter, dumps, from_wire, loads, to_wire
+    from .database_thread import DatabaseClosed, DatabaseThread
     from .errors import ActorCrashed, ActorError, ActorStopped, AskTimeout, Escalation, MailboxOverrun, ReplyError, UnknownMessage
     from .events import ActorExited, ActorFailed, ActorRestarted, ActorStarted, EventBus, Subscription, SupervisorEscalated
     from .mailbox import ActorRef, MailboxStatistics, Reply
@@ -100,3 +105,4 @@ if TYPE_CHECKING:
     from .supervision import ActorSpec, Restart, RestartPolicy, Strategy, Supervisor, SupervisorSpec, open_supervisor
     from .system import ActorSystem
     from .trace import JsonLinesSink, TraceRecorder, open_trace_file, read_trace
+    from .virtual_time import virtual_time_held

@@ -65,6 +65,14 @@ class ActorContext:
     def publish(self, event: object) -> None:
         self.system.bus.publish(event)
 
+    def record_effect(self, kind: str, detail: dict[str, Any]) -> None:
+        """Note in the trace (when one is recorded) something done to the world outside the
+        actor system; a replay compares these like messages. The issuer is the task's
+        actor identity: work an actor runs under a name of its own notes as that."""
+        recorder = self.system.recorder
+        if recorder is not None:
+            recorder.effect(current_actor.get() or self.path, kind, detail)
+
     def defer_reply(self) -> Reply:
         """Take over answering the current ask; answer later with reply.send/fail."""
         envelope = self._envelope

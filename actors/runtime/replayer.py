@@ -4,8 +4,8 @@ The actors under test are rebuilt from the trace's `actor` records (class and re
 constructor arguments) or from factories you pass. Every message another party sent them
 is delivered again at its recorded time; every actor they talk to that is not under test
 is played by a stand-in that answers asks with the recorded replies. What the actors under
-test send - messages and replies, per (sender, recipient) stream - is compared with the
-recording. Run it under `trio.testing.MockClock(autojump_threshold=0)` so recorded times
+test send - messages, replies and effects on the world outside (TraceRecorder.effect),
+per (sender, recipient) stream - is compared with the recording. Run it under `trio.testing.MockClock(autojump_threshold=0)` so recorded times
 cost nothing and timers fire deterministically.
 """
 
@@ -87,7 +87,7 @@ def _comparable(record: Record) -> str:
 def _streams(records: Iterable[Record], senders: Collection[str]) -> dict[str, list[str]]:
     streams: dict[str, list[str]] = defaultdict(list)
     for record in records:
-        if record.get("kind") in ("message", "reply") and record.get("from") in senders:
+        if record.get("kind") in ("message", "reply", "effect") and record.get("from") in senders:
             streams[f"{record['kind']} {record['from']} -> {record['to']}"].append(_comparable(record))
     return streams
 

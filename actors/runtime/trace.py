@@ -83,6 +83,12 @@ class TraceRecorder:
         self._sink(record)
 
 
+    def effect(self, issuer: str | None, kind: str, detail: dict[str, Any]) -> None:
+        """Something an actor did to the world outside the actor system (sent to a peer,
+        say): no message, but an output a replay compares like one."""
+        self._sink({"kind": "effect", "t": self._now(), "from": issuer, "to": kind, "payload": detail})
+
+
 class JsonLinesSink:
     """Writes records to a text file, one compact JSON object per line."""
 

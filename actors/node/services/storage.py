@@ -171,6 +171,14 @@ class IncomingInstance:
     async def finish(self) -> None:
         pass  # the owner makes it durable (commit) once it has decided to keep it
 
+    def describe(self) -> dict[str, object]:
+        """What a trace keeps of it (actors/node/wire.py): never the data."""
+        return {
+            "received": self._received,
+            "temp": str(self.temp) if self.temp is not None else None,
+            "refused": self.refusal.comment if self.refusal is not None else None,
+        }
+
     async def discard(self) -> None:
         self._chunks, self._small = [], None
         with trio.CancelScope(shield=True):
@@ -324,6 +332,7 @@ class StoreRefused(Exception):
 
 class StorageService(Service):
     requests = (CStoreRQ,)
+    operation = True  # the commit (file, fsync, index) runs beside the association's mailbox
 
     def __init__(self, settings: StorageSettings) -> None:
         self.settings = settings

@@ -277,7 +277,7 @@ def association_specs(config: Config) -> list[ActorSpec | SupervisorSpec]:
     settings = association_settings(config)
     services = dicom_services(config)
 
-    def make_association(stream, association_id: str, peer: str, listener: ActorRef) -> AssociationActor:
+    def make_association(stream, association_id: str, peer: str, listener: str) -> AssociationActor:
         return AssociationActor(
             stream=stream,
             association_id=association_id,

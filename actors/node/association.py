@@ -47,7 +47,7 @@ from ..runtime.actor import Actor
 from ..runtime.errors import ActorError
 from ...client.link import DatasetSink, DimseLink, Incoming, LinkClosed, MemorySink, MessageReceived, ProtocolViolation
 from .listener import AdmitAssociation, Admission, ConnectionEnded, DropConnection
-from ..runtime.mailbox import ActorRef, current_actor
+from ..runtime.mailbox import current_actor
 from ..runtime.messages import message
 from .peer import (
     Peer,
@@ -194,14 +194,15 @@ class AssociationActor(Actor):
         peer: str,
         settings: AssociationSettings,
         services: ServiceSet,
-        listener: ActorRef | None = None,
+        listener: str | None = None,
     ) -> None:
         self.stream = stream  # None in a replay: no socket, inputs come from the trace
         self.association_id = association_id
         self.peer_address = peer
         self.settings = settings
         self.services = services
-        self.listener = listener  # counts us against the association limit; None: no limit
+        self.listener = listener  # its path: it counts us against the association limit; None: no limit
+        self._ended_told = False
         self.session: Session | None = None
         self.calling_ae_title = ""
         self.link: DimseLink | None = None
@@ -213,11 +214,17 @@ class AssociationActor(Actor):
 
     @classmethod
     def for_replay(
-        cls, *, association_id: str, peer: str, settings: AssociationSettings, services: ServiceSet
+        cls,
+        *,
+        association_id: str,
+        peer: str,
+        settings: AssociationSettings,
+        services: ServiceSet,
+        listener: str | None = None,
     ) -> "AssociationActor":
         """An association without a socket, to replay a trace of one: the recorded inputs
         drive it, its operations are not run (their reports are among the inputs)."""
-        return cls(stream=None, association_id=association_id, peer=peer, settings=settings, services=services)
+        return cls(stream=None, association_id=association_id, peer=peer, settings=settings, services=services, listener=listener)
 
     async def on_start(self) -> None:
         structlog.contextvars.bind_contextvars(association=self.association_id, peer=self.peer_address)
@@ -234,19 +241,28 @@ class AssociationActor(Actor):
             )
         self.peer = Peer(self.link, self.ctx)
         if self.link is not None:
-            await self.ctx.nursery.start(self.link.run)
+            await self.ctx.nursery.start(self._read, self.link)
+
+    async def _read(self, link: DimseLink, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        current_actor.set(f"{self.ctx.path}/peer")  # what it posts comes from the peer
+        await link.run(task_status=task_status)
 
     async def on_stop(self) -> None:
+        self._tell_listener_we_ended()
         if self.link is None:
             return
         if self.link.association.is_established:
             await self.link.abort()  # we are going away mid-association: tell the peer
         await self.link.stream.aclose()
-        if self.listener is not None:
-            try:
-                self.listener.send_nowait(ConnectionEnded(association_id=self.association_id))
-            except ActorError:
-                pass  # the listener is restarting: it counts the running associations afresh
+
+    def _tell_listener_we_ended(self) -> None:
+        if self.listener is None or self._ended_told:
+            return
+        self._ended_told = True
+        try:
+            self.ctx.lookup(self.listener).send_nowait(ConnectionEnded(association_id=self.association_id))
+        except ActorError:
+            pass  # the listener is restarting: it counts the running associations afresh
 
     # --- the mailbox -------------------------------------------------------------------
 
@@ -298,6 +314,7 @@ class AssociationActor(Actor):
             case PeerClosed():
                 self._phase = "ended"
                 self._cancel_operation()
+                self._tell_listener_we_ended()
                 self.ctx.stop()
             case AbortAssociation(reason=reason):
                 self.log.warning("aborting on request", reason=reason)
@@ -371,7 +388,7 @@ class AssociationActor(Actor):
         if self.listener is None:
             return Admission(admitted=True)
         try:
-            return await self.listener.ask(AdmitAssociation(association_id=self.association_id))
+            return await self.ctx.lookup(self.listener).ask(AdmitAssociation(association_id=self.association_id))
         except ActorError as error:
             return Admission(admitted=False, reason=f"the listener cannot admit associations now: {error}")
 

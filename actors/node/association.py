@@ -59,7 +59,7 @@ from .peer import (
     PeerRequestedAssociation,
     PeerRequestedRelease,
 )
-from .services.base import Operation, Service, Session
+from .services.base import RunningOperation, Service, Session
 
 
 @attrs.frozen(kw_only=True)
@@ -207,7 +207,7 @@ class AssociationActor(Actor):
         self.calling_ae_title = ""
         self.link: DimseLink | None = None
         self._phase = "connected"  # -> associated -> ended
-        self._operation: Operation | None = None
+        self._operation: RunningOperation | None = None
         self._waiting: deque[PeerMessage] = deque()  # requests behind the running operation
         self._handling: trio.lowlevel.Task | None = None
         self._own_events: deque[PeerEvent] = deque()  # what our own primitives caused
@@ -436,12 +436,12 @@ class AssociationActor(Actor):
             self._start(service, received)
 
     def _start(self, service: Service, received: PeerMessage) -> None:
-        self._operation = Operation(received.message.message_id)
+        self._operation = RunningOperation(received.message.message_id)
         self.ctx.record_effect("operation", {"started": type(service).__name__, "message_id": received.message.message_id})
         if self.link is not None:  # in a replay the recorded OperationFinished stands for the run
             self.ctx.nursery.start_soon(self._run_operation, service, received, self._operation)
 
-    async def _run_operation(self, service: Service, received: PeerMessage, operation: Operation) -> None:
+    async def _run_operation(self, service: Service, received: PeerMessage, operation: RunningOperation) -> None:
         current_actor.set(f"{self.ctx.path}/operation")  # what it sends and does is its own
         try:
             await self._run_guarded(service, received, operation)
@@ -464,7 +464,7 @@ class AssociationActor(Actor):
             assert service is not None
             self._start(service, received)
 
-    async def _run_guarded(self, service: Service, received: PeerMessage, operation: Operation | None) -> None:
+    async def _run_guarded(self, service: Service, received: PeerMessage, operation: RunningOperation | None) -> None:
         """Run a service; a bug in it costs this one request a failure status, not the association."""
         assert self.session is not None
         try:

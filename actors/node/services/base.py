@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ...runtime.actor import ActorContext
 
 
-class Operation:
+class RunningOperation:
     """A running C-FIND/C-MOVE/C-GET: its cancel flag and the responses routed to it."""
 
     def __init__(self, message_id: int) -> None:
@@ -98,5 +98,5 @@ class Service:
         contexts it will send on. None: this service sends nothing."""
         return None
 
-    async def handle(self, session: Session, received: "PeerMessage", operation: Operation | None) -> None:
+    async def handle(self, session: Session, received: "PeerMessage", operation: RunningOperation | None) -> None:
         raise NotImplementedError

@@ -64,7 +64,7 @@ StudyGuard = Callable[[ActorContext, str], AbstractAsyncContextManager[object]]
 
 
 @attrs.frozen(kw_only=True)
-class StorageSettings:
+class StoreSettings:
     root: Path  # the data directory: files/ and incoming/ live under it
     layout: Layout = Layout.UID
     duplicates: DuplicatePolicy = DuplicatePolicy.REPLACE
@@ -110,7 +110,7 @@ class IncomingInstance:
 
     def __init__(
         self,
-        settings: StorageSettings,
+        settings: StoreSettings,
         request: CStoreRQ,
         header: bytes,
         nursery: trio.Nursery | None,
@@ -334,7 +334,7 @@ class StorageService(Service):
     requests = (CStoreRQ,)
     operation = True  # the commit (file, fsync, index) runs beside the association's mailbox
 
-    def __init__(self, settings: StorageSettings) -> None:
+    def __init__(self, settings: StoreSettings) -> None:
         self.settings = settings
         ensure_directory(settings.incoming)
         ensure_directory(settings.files)

@@ -35,7 +35,8 @@ class Actor:
         raise UnknownMessage(self.ctx.path, message)
 
     async def on_stop(self) -> None:
-        """Release resources; runs shielded, within the system's shutdown grace."""
+        """Release resources; runs shielded, within the system's shutdown grace, once the
+        tasks in ctx.nursery have ended."""
 
 
 class ActorContext:
@@ -102,21 +103,28 @@ async def run_incarnation(
     """Run one life of `actor` on `mailbox` until it stops, crashes or is cancelled."""
     current_actor.set(mailbox.path)
     structlog.contextvars.bind_contextvars(actor=mailbox.path)
-    async with trio.open_nursery() as nursery:
-        ctx = ActorContext(system, mailbox, nursery, parent)
-        actor.ctx = ctx
-        try:
-            await actor.on_start()
-            task_status.started()
-            await _serve(actor, ctx, mailbox, system)
-        except BaseException as exc:
-            ctx._fail_deferred(ActorCrashed(mailbox.path, exc) if isinstance(exc, Exception) else ActorStopped(mailbox.path))
-            raise
-        finally:
+    ctx: ActorContext | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            ctx = ActorContext(system, mailbox, nursery, parent)
+            actor.ctx = ctx
+            try:
+                await actor.on_start()
+                task_status.started()
+                await _serve(actor, ctx, mailbox, system)
+            except BaseException as exc:
+                failure = ActorCrashed(mailbox.path, exc) if isinstance(exc, Exception) else ActorStopped(mailbox.path)
+                ctx._fail_deferred(failure)
+                raise
+            finally:
+                # The background tasks end before on_stop runs, so on_stop may release
+                # what they use (a connection, a socket) without pulling it from under them.
+                nursery.cancel_scope.cancel()
+    finally:
+        if ctx is not None:
             with trio.move_on_after(system.shutdown_grace, shield=True):
                 await actor.on_stop()
-        ctx._fail_deferred(ActorStopped(mailbox.path))
-        nursery.cancel_scope.cancel()
+    ctx._fail_deferred(ActorStopped(mailbox.path))
 
 
 async def _serve(actor: Actor, ctx: ActorContext, mailbox: Mailbox, system: "ActorSystem") -> None:

@@ -1,8 +1,9 @@
 """The asyncio portal: one private asyncio loop in a worker thread, for asyncio libraries.
 
-aiosqlite, aiobotocore and azure-storage-blob only speak asyncio. Rather than run the
-node on an asyncio-compatible loop, we keep one real asyncio loop in a thread and cross
-into it once per whole operation (a transaction, an upload), which costs ~0.1 ms.
+Some libraries speak only asyncio (aiosqlite; aiobotocore and azure-storage-blob, which
+storage tiers on S3 and Azure would use). Rather than run the node on an asyncio loop, we
+keep one real asyncio loop in a thread and cross into it once per whole operation (a
+transaction, an upload), which costs ~0.1 ms.
 
 Cancellation crosses too: when the Trio caller is cancelled, the asyncio task is
 cancelled and the caller waits, shielded, until the task's own cleanup has finished,

@@ -1,11 +1,18 @@
 """The node: its supervision tree, and the two ways to run it.
 
     /node                              root (one-for-one)
-    ├── /node/services                 index, storage tiers, lock manager, scheduler, ... (one-for-one)
-    │   └── /node/services/aes         remote AE registry
+    ├── /node/services                 the services the associations use (one-for-one)
+    │   ├── /node/services/aes         remote AE registry
+    │   ├── /node/services/index       the SQLite index of what is stored
+    │   ├── /node/services/locks       study locks
+    │   ├── /node/services/scheduler   scheduled tasks (cleanup, verification), unless [scheduler] is off
+    │   └── /node/services/builtin-tasks   keeps the built-in tasks in line with the configuration
     └── /node/associations             DICOM networking (one-for-one)
         ├── /node/associations/listener    accepts connections
         └── /node/associations/a1, a2, ... one temporary actor per association
+
+Instances are files under the data directory on the local filesystem; there are no other
+storage tiers yet (no S3, no Azure Blob).
 
 `open_node(config)` embeds a node in any Trio program; `run_node(config)` runs one until
 cancelled. Both own the node's asyncio portal and trace file and close them on exit.

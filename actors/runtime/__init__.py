@@ -40,8 +40,10 @@ _EXPORTS = {
     "ActorSystem": "system",
     "AskTimeout": "errors",
     "AsyncioPortal": "portal",
+    "DirectoryResource": "resources",
     "Escalation": "errors",
     "EventBus": "events",
+    "FileResource": "resources",
     "JsonLinesSink": "trace",
     "MailboxOverrun": "errors",
     "MailboxStatistics": "mailbox",
@@ -59,7 +61,9 @@ _EXPORTS = {
     "SupervisorEscalated": "events",
     "SupervisorSpec": "supervision",
     "TraceRecorder": "trace",
+    "UncopyableResource": "resources",
     "UnknownMessage": "errors",
+    "UsedResource": "resources",
     "converter": "codec",
     "dumps": "codec",
     "from_wire": "codec",
@@ -97,6 +101,7 @@ if TYPE_CHECKING:
     from .messages import is_message, message, message_type, registered, tag_of
     from .portal import AsyncioPortal, PortalClosed
     from .replayer import Mismatch, ReplayError, ReplayResult, replay
+    from .resources import DirectoryResource, FileResource, UncopyableResource, UsedResource
     from .supervision import ActorSpec, Restart, RestartPolicy, Strategy, Supervisor, SupervisorSpec, open_supervisor
     from .system import ActorSystem
     from .trace import JsonLinesSink, TraceRecorder, open_trace_file, read_trace

@@ -1,18 +1,42 @@
-"""triopacs: a DICOM archive node on Trio."""
+"""triopacs: a DICOM archive node on Trio.
+
+What an embedding program needs is here: `open_node` / `run_node` and the `Node` they
+give (refs to its services: node.index, node.aes, node.locks, node.scheduler), `Config`
+with its sections, and `connect` for the SCU. Messages to the node's actors come from
+`triopacs.actors.node` (index, AE registry, associations) and `triopacs.workflow`
+(locks, scheduler, task kinds); the generic actor runtime is `triopacs.actors`.
+"""
+
+from typing import TYPE_CHECKING
 
 from .version import __version__
 
-__all__ = ["Node", "__version__", "connect", "open_node", "run_node"]
+_LAZY = {
+    "open_node": "supervisor",
+    "run_node": "supervisor",
+    "Node": "supervisor",
+    "connect": "client.connection",
+    "Config": "config",
+    "NodeSettings": "config",
+    "NetworkSettings": "config",
+    "StorageSettings": "config",
+    "ConfigError": "config",
+    "load_config": "config",
+}
+__all__ = ["__version__", *sorted(_LAZY)]
 
 
 def __getattr__(name: str):
-    # The node API is imported lazily so `import triopacs.protocol` stays light.
-    if name in ("open_node", "run_node", "Node"):
-        from . import supervisor
+    # Imported on first use, so that `import triopacs.protocol` stays light.
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'triopacs' has no attribute {name!r}")
+    import importlib
 
-        return getattr(supervisor, name)
-    if name == "connect":  # the SCU client, as lazily (client/connection.py)
-        from .client.connection import connect
+    return getattr(importlib.import_module(f".{module}", __name__), name)
 
-        return connect
-    raise AttributeError(f"module 'triopacs' has no attribute {name!r}")
+
+if TYPE_CHECKING:
+    from .client.connection import connect
+    from .config import Config, ConfigError, NetworkSettings, NodeSettings, StorageSettings, load_config
+    from .supervisor import Node, open_node, run_node

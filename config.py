@@ -10,7 +10,7 @@ import tomllib
 import zoneinfo
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import cattrs
@@ -251,6 +251,24 @@ class Config:
     @property
     def data_dir(self) -> Path:
         return Path(self.node.data_dir)
+
+
+T = TypeVar("T")
+
+
+def from_section(cls: type[T], section: object, **more: Any) -> T:
+    """An instance of `cls` (a component's own settings class) from the config section
+    whose fields carry the same names; `more` fills the fields the section lacks. Every
+    field of `cls` must be found: a name changed on one side fails at start, not later."""
+    values = {}
+    for field in attrs.fields(cls):
+        if field.name in more:
+            values[field.name] = more[field.name]
+        elif hasattr(section, field.name):
+            values[field.name] = getattr(section, field.name)
+        else:
+            raise TypeError(f"{cls.__name__}.{field.name} has no setting in {type(section).__name__}")
+    return cls(**values)
 
 
 SECTIONS: dict[str, type] = {f.name: f.type for f in attrs.fields(Config) if attrs.has(f.type)}

@@ -1,11 +1,18 @@
 """The node: its supervision tree, and the two ways to run it.
 
     /node                              root (one-for-one)
-    ├── /node/services                 index, storage tiers, lock manager, scheduler, ... (one-for-one)
-    │   └── /node/services/aes         remote AE registry
+    ├── /node/services                 the services the associations use (one-for-one)
+    │   ├── /node/services/aes         remote AE registry
+    │   ├── /node/services/index       the SQLite index of what is stored
+    │   ├── /node/services/locks       study locks
+    │   ├── /node/services/scheduler   scheduled tasks (cleanup, verification), unless [scheduler] is off
+    │   └── /node/services/builtin-tasks   keeps the built-in tasks in line with the configuration
     └── /node/associations             DICOM networking (one-for-one)
         ├── /node/associations/listener    accepts connections
         └── /node/associations/a1, a2, ... one temporary actor per association
+
+Instances are files under the data directory on the local filesystem; there are no other
+storage tiers yet (no S3, no Azure Blob).
 
 `open_node(config)` embeds a node in any Trio program; `run_node(config)` runs one until
 cancelled. Both own the node's asyncio portal and trace file and close them on exit.
@@ -42,8 +49,8 @@ from .actors.node.services import VerificationService
 from .actors.node.services.query import FindService
 from .actors.node.services.retrieve import GetService, MoveService
 from .actors.node.services.storage import StorageService
-from .actors.node.services.storage import StorageSettings as StorageServiceSettings
-from .config import Config
+from .actors.node.services.storage import StoreSettings
+from .config import Config, from_section
 from .version import __version__
 from .protocol.catalog import transfer_syntaxes
 from .storage.index_db import DuplicatePolicy
@@ -81,6 +88,33 @@ class Node:
     def ref(self, path: str) -> ActorRef:
         """The actor at `path`, absolute (/node/services/aes) or under services (aes)."""
         return self.system.lookup(path if path.startswith("/") else f"{SERVICES}/{path}")
+
+    # The node's services by name: what an embedding program talks to.
+    @property
+    def index(self) -> ActorRef:
+        """The index: CountIndex, FindMatches, GetReports, ... (triopacs.actors.node)."""
+        return self.system.lookup(INDEX)
+
+    @property
+    def aes(self) -> ActorRef:
+        """The remote AE registry: LookupAE, RegisterAE, ForgetAE, ListAEs."""
+        return self.system.lookup(f"{SERVICES}/aes")
+
+    @property
+    def locks(self) -> ActorRef:
+        """The study lock manager (triopacs.workflow: Lock, Unlock, ...)."""
+        return self.system.lookup(LOCKS)
+
+    @property
+    def scheduler(self) -> ActorRef:
+        """The task scheduler (triopacs.workflow: ScheduleTask, ...); absent when
+        [scheduler] enabled is false."""
+        return self.system.lookup(SCHEDULER)
+
+    @property
+    def listener(self) -> ActorRef:
+        """The DICOM listener: GetAddress, CountConnections."""
+        return self.system.lookup(f"{ASSOCIATIONS}/listener")
 
     @property
     def services(self) -> Supervisor:
@@ -126,25 +160,11 @@ async def _move_tasks_out_of_index(config: Config) -> None:
 
 
 def lock_manager_config(config: Config) -> LockManagerConfig:
-    locks = config.locks
-    return LockManagerConfig(
-        default_timeout=locks.default_timeout,
-        acquire_wait_timeout=locks.acquire_wait_timeout,
-        cleanup_interval=locks.cleanup_interval,
-        auto_cleanup=locks.auto_cleanup,
-        max_shared_locks=locks.max_shared_locks,
-        allow_force_unlock=locks.allow_force_unlock,
-    )
+    return from_section(LockManagerConfig, config.locks)
 
 
 def scheduler_config(config: Config) -> SchedulerConfig:
-    scheduler = config.scheduler
-    return SchedulerConfig(
-        max_concurrent_tasks=scheduler.max_concurrent_tasks,
-        timezone=scheduler.timezone,
-        restore_on_startup=scheduler.restore_on_startup,
-        history_limit=scheduler.history_limit,
-    )
+    return from_section(SchedulerConfig, config.scheduler)
 
 
 def builtin_tasks(config: Config) -> list[BuiltinTask]:
@@ -158,15 +178,7 @@ def builtin_tasks(config: Config) -> list[BuiltinTask]:
             description="delete studies whose retention has run out",
             schedule=cleanup.schedule,
             enabled=cleanup.enabled,
-            params=CleanupConfig(
-                default_retention=cleanup.default_retention,
-                modality_retention=cleanup.modality_retention,
-                exclude_patterns=cleanup.exclude_patterns,
-                verify_not_locked=cleanup.verify_not_locked,
-                dry_run=cleanup.dry_run,
-                max_deletions_per_cycle=cleanup.max_deletions_per_cycle,
-                database_only=cleanup.database_only,
-            ).to_params(),
+            params=from_section(CleanupConfig, cleanup).to_params(),
         ),
         BuiltinTask(
             task_id="builtin-verification",
@@ -175,14 +187,7 @@ def builtin_tasks(config: Config) -> list[BuiltinTask]:
             description="check stored files against the index",
             schedule=verification.schedule,
             enabled=verification.enabled,
-            params=VerificationConfig(
-                check_checksums=verification.check_checksums,
-                check_db_consistency=verification.check_db_consistency,
-                check_dicom_structure=verification.check_dicom_structure,
-                repair_on_failure=verification.repair_on_failure,
-                max_verifications_per_cycle=verification.max_verifications_per_cycle,
-                hash_algorithm=verification.hash_algorithm,
-            ).to_params(),
+            params=from_section(VerificationConfig, verification).to_params(),
         ),
     ]
 
@@ -238,7 +243,7 @@ def study_guard(config: Config):
 
 
 def dicom_services(config: Config) -> ServiceSet:
-    storage = StorageServiceSettings(
+    storage = StoreSettings(
         root=config.data_dir,
         layout=Layout(config.storage.layout),
         duplicates=DuplicatePolicy(config.storage.duplicates),
@@ -290,7 +295,7 @@ def association_specs(config: Config) -> list[ActorSpec | SupervisorSpec]:
     settings = association_settings(config)
     services = dicom_services(config)
 
-    def make_association(stream, association_id: str, peer: str, listener: ActorRef) -> AssociationActor:
+    def make_association(stream, association_id: str, peer: str, listener: str) -> AssociationActor:
         return AssociationActor(
             stream=stream,
             association_id=association_id,

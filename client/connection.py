@@ -66,7 +66,7 @@ from .errors import (
     NoPresentationContext,
     OperationFailed,
 )
-from .operations import FindMatches, GetProgress, MoveProgress
+from .operations import FindQuery, GetProgress, MoveProgress
 from .receive import InstanceCallback, target_for
 from .results import MoveOriginator, ReceivedInstance, RetrieveProgress, StoreResult
 from .session import AssociationSession
@@ -80,7 +80,7 @@ __all__ = [
     "ClientError",
     "ConnectionFailed",
     "DimseTimeout",
-    "FindMatches",
+    "FindQuery",
     "GetProgress",
     "InvalidInput",
     "MoveOriginator",
@@ -273,13 +273,13 @@ class ClientAssociation(AssociationSession):
 
     # --- C-FIND, C-MOVE, C-GET -------------------------------------------------------------
 
-    def find(self, query: Dataset, *, level: str, model: str = "study", priority: Priority = Priority.MEDIUM) -> FindMatches:
+    def find(self, query: Dataset, *, level: str, model: str = "study", priority: Priority = Priority.MEDIUM) -> FindQuery:
         """Matches of `query` at `level` (PATIENT, STUDY, SERIES, IMAGE), as they come."""
         sop_class = model_sop_class(model, "find")
         context = self._context(sop_class)
         identifier = self._identifier(query, level, model, context)
         rq = CFindRQ(message_id=self._next_id(), affected_sop_class_uid=sop_class, priority=priority)
-        return FindMatches(self, rq, context, identifier)
+        return FindQuery(self, rq, context, identifier)
 
     def move(
         self, query: Dataset, destination: str, *, level: str, model: str = "study", priority: Priority = Priority.MEDIUM

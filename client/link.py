@@ -13,7 +13,7 @@ the ARTIM timer the machine asks for and an idle timeout of its own.
 """
 
 import math
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import Protocol
 
 import attrs
@@ -132,6 +132,7 @@ class DimseLink:
         idle_timeout: float | None = None,
         sink_for: SinkFactory = memory_sinks,
         log: structlog.typing.FilteringBoundLogger | None = None,
+        deliver: Callable[[Incoming], Awaitable[None]] | None = None,
     ) -> None:
         self.stream = stream
         self.association = association
@@ -147,6 +148,8 @@ class DimseLink:
         self._incoming_send, self._incoming = trio.open_memory_channel[Incoming](16)
         self._current: tuple[int, DimseMessage, DatasetSink] | None = None
         self._closed = False
+        self._read_scope: trio.CancelScope | None = None  # the reader's wait for bytes
+        self._deliver_to = deliver
 
     # --- the reader ----------------------------------------------------------------
 
@@ -169,22 +172,33 @@ class DimseLink:
 
     async def _read_once(self) -> None:
         idle = trio.current_time() + self.idle_timeout if self.idle_timeout is not None else math.inf
-        with trio.move_on_at(min(self._artim_deadline, idle)):
+        # Only the wait for bytes is under the timers; handling what arrived never is. The
+        # scope is kept so that ARTIM started meanwhile - by a primitive of our own, like
+        # the A-RELEASE-RP that leaves us in Sta13 - still ends this wait in time.
+        with trio.CancelScope(deadline=min(self._artim_deadline, idle)) as self._read_scope:
             try:
                 data = await self.stream.receive_some(RECEIVE_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 data = b""
+        self._read_scope = None
+        if not self._read_scope_fired(idle):
             self.bytes_received += len(data)
             self.association.receive_data(data)  # b"" means the peer closed: Evt17
-            await self._after_input()
-            return
-        if trio.current_time() >= self._artim_deadline:
+        await self._after_input()
+
+    def _read_scope_fired(self, idle: float) -> bool:
+        """After a wait: act on a timer that ran out (True), or not (False: bytes came, or
+        a deadline that was moved - ARTIM stopped - fired for nothing)."""
+        now = trio.current_time()
+        if now >= self._artim_deadline:
             self._artim_deadline = math.inf
             self.association.artim_expired()
-        else:
+            return True
+        if now >= idle:
             self.log.warning("idle timeout: aborting the association", idle_timeout=self.idle_timeout)
             self.association.abort()
-        await self._after_input()
+            return True
+        return False
 
     async def _after_input(self) -> None:
         await self.flush()
@@ -194,6 +208,8 @@ class DimseLink:
                     await self._take_pdvs(pdvs)
                 case StartARTIM():
                     self._artim_deadline = trio.current_time() + self.artim_timeout
+                    if self._read_scope is not None:
+                        self._read_scope.deadline = min(self._read_scope.deadline, self._artim_deadline)
                 case StopARTIM():
                     self._artim_deadline = math.inf
                 case CloseTransport():
@@ -244,6 +260,9 @@ class DimseLink:
                 await sink.discard()
 
     async def _deliver(self, event: Incoming) -> None:
+        if self._deliver_to is not None:  # the owner takes events as they come (an actor's mailbox)
+            await self._deliver_to(event)
+            return
         try:
             try:
                 self._incoming_send.send_nowait(event)  # the next read is the checkpoint

@@ -102,7 +102,7 @@ class Operation:
         )
 
 
-class FindMatches(Operation):
+class FindQuery(Operation):
     """`async for match in association.find(query, level=...)`: each match a pydicom Dataset."""
 
     name = "C-FIND"

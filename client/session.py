@@ -17,7 +17,7 @@ import trio
 
 from ..protocol.association import Requestor
 from ..protocol.catalog import IMPLICIT_VR_LITTLE_ENDIAN
-from ..protocol.commands import CCancelRQ, CStoreRQ, CStoreRSP, DimseMessage, DimseResponse
+from ..protocol.commands import CCancelRQ, CStoreRQ, CStoreRSP, DimseMessage, DimseResponse, next_message_id
 from ..protocol.errors import LocalProtocolError
 from ..protocol.events import Aborted, AssociationAccepted, ConnectionClosed, ReleaseRequested
 from ..protocol.events import AssociationRejected as RejectedEvent
@@ -125,7 +125,7 @@ class AssociationSession:
     # --- sending and receiving ----------------------------------------------------------------
 
     def _next_id(self) -> int:
-        self._last_message_id = self._last_message_id % 0xFFFF + 1  # a US: 1..65535, then around
+        self._last_message_id = next_message_id(self._last_message_id)
         return self._last_message_id
 
     def _agreed(self) -> Negotiated:

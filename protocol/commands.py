@@ -443,6 +443,11 @@ class NDeleteRQ(DimseRequest):
     requested_sop_instance_uid: str = _element(el.REQUESTED_SOP_INSTANCE_UID)
 
 
+def next_message_id(last: int) -> int:
+    """The Message ID after `last`: a US, so 1..65535 and then round again (0 is unused)."""
+    return last % 0xFFFF + 1
+
+
 # --- decoding ---------------------------------------------------------------------------
 
 _new = object.__new__

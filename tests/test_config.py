@@ -66,3 +66,24 @@ def test_missing_or_broken_file(tmp_path):
     broken.write_text("[node\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(broken, environ={})
+
+
+def test_components_take_their_settings_from_the_sections_by_name():
+    """The supervisor builds the lock manager's, scheduler's and built-in tasks' settings
+    from their sections by field name: every field must be found, with its value."""
+    from triopacs.config import LockSettings, from_section
+    from triopacs.supervisor import builtin_tasks, lock_manager_config, scheduler_config
+    from triopacs.workflow.locks.types import LockManagerConfig
+
+    config = Config(locks=LockSettings(max_shared_locks=7, acquire_wait_timeout=2.5))
+    assert lock_manager_config(config) == LockManagerConfig(max_shared_locks=7, acquire_wait_timeout=2.5)
+    assert scheduler_config(config).history_limit == config.scheduler.history_limit
+    cleanup, verification = builtin_tasks(config)
+    assert cleanup.params["max_deletions_per_cycle"] == config.cleanup.max_deletions_per_cycle
+    assert verification.params["hash_algorithm"] == "SHA256"
+
+    class Partial:
+        default_timeout = 1.0
+
+    with pytest.raises(TypeError, match="LockManagerConfig.acquire_wait_timeout has no setting in Partial"):
+        from_section(LockManagerConfig, Partial())

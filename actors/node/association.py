@@ -1,12 +1,32 @@
 """One accepted DICOM association as an actor (the node's acceptor side).
 
-It answers the A-ASSOCIATE-RQ (our AE title, the calling AE allow-list, the association
-limit, the presentation contexts the services offer), then dispatches each DIMSE request
-to the service that offers it. It is a temporary child of /node/associations: when the
-connection ends, so does the actor, and whatever goes wrong here ends only this
-association.
+Everything it reacts to arrives through its mailbox, one message at a time:
+
+- what its link reads from the peer, as `PeerEvent`s (peer.py): the link's reader task
+  posts them and waits while the mailbox is full, which is the TCP backpressure;
+- `OperationFinished` from the operations it started;
+- the node's requests: `AbortAssociation`, `DropConnection` (the listener, for a
+  connection that never asked to associate), `DescribeAssociation`.
+
+It answers the A-ASSOCIATE-RQ (our AE title, the calling AE allow-list, admission by the
+listener against the association limit, the presentation contexts the services offer),
+then turns each DIMSE request into an operation: the service that offers it runs in the
+actor's nursery - a C-STORE's commit, a C-FIND's pages, C-MOVE and C-GET sub-operations -
+and reports back with `OperationFinished`. One runs at a time (asynchronous operations
+window 1); a request arriving meanwhile waits its turn. C-CANCEL and the C-STORE
+responses of C-GET sub-operations go to the running operation; C-ECHO is answered at
+once. A large dataset still streams from the link straight into its sink (a C-STORE's
+file); the `PeerMessage` that reaches the mailbox names the sink.
+
+Operations act under a name of their own (`<path>/operation`), so a trace tells what the
+association decided from what its operations did; a replay rebuilds the association
+without a socket (`AssociationActor.for_replay`), feeds it the recorded inputs - the
+operations' reports among them - and compares what it sent: messages, and its effects
+on the peer. It is a temporary child of /node/associations: when the connection ends, so
+does the actor, and whatever goes wrong here ends only this association.
 """
 
+from collections import deque
 from collections.abc import Collection, Iterable, Mapping
 
 import attrs
@@ -17,6 +37,7 @@ from ...protocol.association import Acceptor
 from ...protocol.machine import State
 from ...protocol.commands import CCancelRQ, DimseMessage, DimseRequest, DimseResponse
 from ...protocol.elements import CHECKERS, VR
+from ...protocol.errors import LocalProtocolError
 from ...protocol.events import Aborted, AssociationRequested, ConnectionClosed, ReleaseRequested
 from ...protocol.negotiation import DEFAULT_MIN_PEER_PDU_LENGTH, AcceptorPolicy, SupportedContext, negotiate
 from ...protocol.status import Status
@@ -24,11 +45,21 @@ from ...protocol.structure import DEFAULT_MAX_DEPTH
 from ...protocol.uid import is_valid_uid
 from ..runtime.actor import Actor
 from ..runtime.errors import ActorError
-from ...client.link import DatasetSink, DimseLink, LinkClosed, MemorySink, MessageReceived, ProtocolViolation
+from ...client.link import DatasetSink, DimseLink, Incoming, LinkClosed, MemorySink, MessageReceived, ProtocolViolation
 from .listener import AdmitAssociation, Admission, ConnectionEnded, DropConnection
-from ..runtime.mailbox import ActorRef
+from ..runtime.mailbox import current_actor
 from ..runtime.messages import message
-from .services.base import Operation, Service, Session
+from .peer import (
+    Peer,
+    PeerAborted,
+    PeerBrokeProtocol,
+    PeerClosed,
+    PeerEvent,
+    PeerMessage,
+    PeerRequestedAssociation,
+    PeerRequestedRelease,
+)
+from .services.base import RunningOperation, Service, Session
 
 
 @attrs.frozen(kw_only=True)
@@ -114,6 +145,13 @@ def _echoed_uids(request: DimseRequest, response_type: type) -> dict[str, str]:
     return echoed
 
 
+@message("association.operation-finished")
+class OperationFinished:
+    """An operation the association started has ended (its responses are sent)."""
+
+    message_id: int
+
+
 @message("association.abort")
 class AbortAssociation:
     reason: str = ""
@@ -135,101 +173,170 @@ class AssociationDescription:
 
 
 class AssociationActor(Actor):
-    replayable = False  # driven by a socket, not by messages
-    accepts = (AbortAssociation, DescribeAssociation, DropConnection)
+    accepts = (
+        PeerRequestedAssociation,
+        PeerMessage,
+        PeerRequestedRelease,
+        PeerAborted,
+        PeerBrokeProtocol,
+        PeerClosed,
+        OperationFinished,
+        AbortAssociation,
+        DescribeAssociation,
+        DropConnection,
+    )
 
     def __init__(
         self,
         *,
-        stream: trio.SocketStream,
+        stream: trio.SocketStream | None,
         association_id: str,
         peer: str,
         settings: AssociationSettings,
         services: ServiceSet,
-        listener: ActorRef | None = None,
+        listener: str | None = None,
     ) -> None:
-        self.stream = stream
+        self.stream = stream  # None in a replay: no socket, inputs come from the trace
         self.association_id = association_id
-        self.peer = peer
+        self.peer_address = peer
         self.settings = settings
         self.services = services
-        self.listener = listener  # counts us against the association limit; None: no limit
+        self.listener = listener  # its path: it counts us against the association limit; None: no limit
+        self._ended_told = False
         self.session: Session | None = None
         self.calling_ae_title = ""
-        self._operation: Operation | None = None
+        self.link: DimseLink | None = None
+        self._phase = "connected"  # -> associated -> ended
+        self._operation: RunningOperation | None = None
+        self._waiting: deque[PeerMessage] = deque()  # requests behind the running operation
+        self._handling: trio.lowlevel.Task | None = None
+        self._own_events: deque[PeerEvent] = deque()  # what our own primitives caused
+
+    @classmethod
+    def for_replay(
+        cls,
+        *,
+        association_id: str,
+        peer: str,
+        settings: AssociationSettings,
+        services: ServiceSet,
+        listener: str | None = None,
+    ) -> "AssociationActor":
+        """An association without a socket, to replay a trace of one: the recorded inputs
+        drive it, its operations are not run (their reports are among the inputs)."""
+        return cls(stream=None, association_id=association_id, peer=peer, settings=settings, services=services, listener=listener)
 
     async def on_start(self) -> None:
-        structlog.contextvars.bind_contextvars(association=self.association_id, peer=self.peer)
-        self.log = self.ctx.log.bind(association=self.association_id, peer=self.peer)
-        self.link = DimseLink(
-            self.stream,
-            Acceptor(max_pdata_length=self.settings.max_pdu_length),
-            artim_timeout=self.settings.artim_timeout,
-            idle_timeout=self.settings.idle_timeout,
-            sink_for=self._sink_for,
-            log=self.log,
-        )
-        await self.ctx.nursery.start(self.link.run)
-        self.ctx.nursery.start_soon(self._serve)
+        structlog.contextvars.bind_contextvars(association=self.association_id, peer=self.peer_address)
+        self.log = self.ctx.log.bind(association=self.association_id, peer=self.peer_address)
+        if self.stream is not None:
+            self.link = DimseLink(
+                self.stream,
+                Acceptor(max_pdata_length=self.settings.max_pdu_length),
+                artim_timeout=self.settings.artim_timeout,
+                idle_timeout=self.settings.idle_timeout,
+                sink_for=self._sink_for,
+                log=self.log,
+                deliver=self._post,
+            )
+        self.peer = Peer(self.link, self.ctx)
+        if self.link is not None:
+            await self.ctx.nursery.start(self._read, self.link)
+
+    async def _read(self, link: DimseLink, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        current_actor.set(f"{self.ctx.path}/peer")  # what it posts comes from the peer
+        await link.run(task_status=task_status)
 
     async def on_stop(self) -> None:
+        self._tell_listener_we_ended()
+        if self.link is None:
+            return
         if self.link.association.is_established:
             await self.link.abort()  # we are going away mid-association: tell the peer
-        await self.stream.aclose()
-        if self.listener is not None:
-            try:
-                self.listener.send_nowait(ConnectionEnded(association_id=self.association_id))
-            except ActorError:
-                pass  # the listener is restarting: it counts the running associations afresh
+        await self.link.stream.aclose()
+
+    def _tell_listener_we_ended(self) -> None:
+        if self.listener is None or self._ended_told:
+            return
+        self._ended_told = True
+        try:
+            self.ctx.lookup(self.listener).send_nowait(ConnectionEnded(association_id=self.association_id))
+        except ActorError:
+            pass  # the listener is restarting: it counts the running associations afresh
+
+    # --- the mailbox -------------------------------------------------------------------
+
+    async def _post(self, event: Incoming) -> None:
+        """The link's events, as mailbox messages. What our own primitives cause (a local
+        abort closing the connection) is handled right after the message that issued
+        them, not posted: the mailbox may be full, and we would wait on ourselves."""
+        if isinstance(event, AssociationRequested) and self.link.association.state is not State.STA3:
+            # What came with the request in the same read already ended it (a bad PDU,
+            # an abort, a close): nothing to answer; the next event says how it ended.
+            self.log.info("the peer left during negotiation", state=self.link.association.state.name)
+            return
+        posted = _peer_event(event)
+        if posted is None:
+            return
+        if trio.lowlevel.current_task() is self._handling:
+            self._own_events.append(posted)
+        else:
+            await self.ctx.ref.send(posted)
 
     async def handle(self, message):
+        self._handling = trio.lowlevel.current_task()
+        try:
+            result = await self._handle(message)
+            while self._own_events:
+                await self._handle(self._own_events.popleft())
+            return result
+        finally:
+            self._handling = None
+
+    async def _handle(self, message):
         match message:
+            case PeerRequestedAssociation(request=request):
+                await self._answer(request)
+            case PeerMessage():
+                await self._dispatch(message)
+            case OperationFinished(message_id=message_id):
+                self._operation_finished(message_id)
+            case PeerRequestedRelease():
+                self._cancel_operation()
+                await self.peer.respond_release()
+                self.log.info("association released")
+            case PeerAborted(source=source, reason=reason, by_peer=by_peer):
+                self._cancel_operation()
+                self.log.info("association aborted", source=source, reason=reason, by_peer=by_peer)
+            case PeerBrokeProtocol(error=error):
+                self._cancel_operation()
+                self.log.warning("association aborted: the peer broke the protocol", error=error)
+            case PeerClosed():
+                self._phase = "ended"
+                self._cancel_operation()
+                self._tell_listener_we_ended()
+                self.ctx.stop()
             case AbortAssociation(reason=reason):
                 self.log.warning("aborting on request", reason=reason)
-                await self.link.abort()
+                await self.peer.abort()
             case DropConnection(reason=reason):
-                if self.link.association.state is State.STA2:  # still no A-ASSOCIATE-RQ
+                if self._phase == "connected":  # still no A-ASSOCIATE-RQ
                     self.log.info("closing the connection", reason=reason)
-                    await self.stream.aclose()
+                    await self.peer.close()
             case DescribeAssociation():
                 return AssociationDescription(
                     association_id=self.association_id,
-                    peer=self.peer,
+                    peer=self.peer_address,
                     calling_ae_title=self.calling_ae_title,
-                    state=self.link.association.state.name,
-                    bytes_received=self.link.bytes_received,
-                    bytes_sent=self.link.bytes_sent,
+                    state=self.link.association.state.name if self.link is not None else self._phase,
+                    bytes_received=self.link.bytes_received if self.link is not None else 0,
+                    bytes_sent=self.link.bytes_sent if self.link is not None else 0,
                 )
 
-    # --- the association's life ----------------------------------------------------
-
-    async def _serve(self) -> None:
-        try:
-            while True:
-                event = await self.link.next()
-                match event:
-                    case AssociationRequested(request=request):
-                        await self._answer(request)
-                    case MessageReceived():
-                        await self._dispatch(event)
-                    case ReleaseRequested():
-                        self._cancel_operation()
-                        await self.link.respond_release()
-                        self.log.info("association released")
-                    case Aborted(source=source, reason=reason, by_peer=by_peer):
-                        self._cancel_operation()
-                        self.log.info("association aborted", source=source, reason=reason, by_peer=by_peer)
-                    case ProtocolViolation(error=error):
-                        self._cancel_operation()
-                        self.log.warning("association aborted: the peer broke the protocol", error=error)
-                    case ConnectionClosed():
-                        break
-        except LinkClosed:
-            pass
-        finally:
-            self.ctx.stop()
+    # --- negotiation -------------------------------------------------------------------
 
     async def _answer(self, request) -> None:
+        self._phase = "associated"
         self.calling_ae_title = request.calling_ae_title.strip()
         policy = AcceptorPolicy(
             ae_titles=frozenset({self.settings.ae_title}),
@@ -239,64 +346,70 @@ class AssociationActor(Actor):
             max_pdu_length=self.settings.max_pdu_length,
             min_peer_pdu_length=self.settings.min_peer_pdu_length,
         )
+        admission = await self._admission()
         # A requestor that takes the SCP role for some SOP classes (a C-GET) will receive
         # on those contexts: what we hold decides their transfer syntaxes.
-        admission = await self._admission()
         sending = {role.sop_class_uid for role in request.user_information.role_selections if role.scp_role}
         held = await self.services.held_syntaxes(self.ctx, sending) if sending and admission.admitted else None
         decision = negotiate(request, policy, too_many_associations=not admission.admitted, held_syntaxes=held)
-        if self.link.association.state is not State.STA3:
-            # It aborted, sent garbage or closed while we decided: ordinary, nothing to answer.
-            self.log.info("the peer left during negotiation", state=self.link.association.state.name)
-            return
-        if decision.negotiated is None:
-            rj = decision.response
-            self.log.warning(
-                "association rejected",
-                calling_ae=self.calling_ae_title,
-                called_ae=request.called_ae_title.strip(),
-                result=rj.result,
-                source=rj.source,
-                reason=rj.reason,
-                why=admission.reason or None,
+        try:
+            if decision.negotiated is None:
+                rj = decision.response
+                self.log.warning(
+                    "association rejected",
+                    calling_ae=self.calling_ae_title,
+                    called_ae=request.called_ae_title.strip(),
+                    result=rj.result,
+                    source=rj.source,
+                    reason=rj.reason,
+                    why=admission.reason or None,
+                )
+                await self.peer.reject(rj)
+                return
+            self.session = Session(
+                association_id=self.association_id,
+                link=self.peer,
+                negotiated=decision.negotiated,
+                calling_ae_title=self.calling_ae_title,
+                called_ae_title=request.called_ae_title.strip(),
+                peer=self.peer_address,
+                ctx=self.ctx,
+                settings=self.settings,
             )
-            await self.link.reject(rj)
-            return
-        self.session = Session(
-            association_id=self.association_id,
-            link=self.link,
-            negotiated=decision.negotiated,
-            calling_ae_title=self.calling_ae_title,
-            called_ae_title=request.called_ae_title.strip(),
-            peer=self.peer,
-            ctx=self.ctx,
-            settings=self.settings,
-        )
-        structlog.contextvars.bind_contextvars(calling_ae=self.calling_ae_title)
-        self.log = self.log.bind(calling_ae=self.calling_ae_title)
-        await self.link.accept(decision.response)
-        self.log.info("association accepted", contexts=len(decision.negotiated.contexts))
+            structlog.contextvars.bind_contextvars(calling_ae=self.calling_ae_title)
+            self.log = self.log.bind(calling_ae=self.calling_ae_title)
+            await self.peer.accept(decision.response)
+            self.log.info("association accepted", contexts=len(decision.negotiated.contexts))
+        except LocalProtocolError:
+            # The peer aborted or closed while we decided (its next read): ordinary.
+            self.log.info("the peer left during negotiation")
 
     async def _admission(self) -> Admission:
         if self.listener is None:
             return Admission(admitted=True)
         try:
-            return await self.listener.ask(AdmitAssociation(association_id=self.association_id))
+            return await self.ctx.lookup(self.listener).ask(AdmitAssociation(association_id=self.association_id))
         except ActorError as error:
             return Admission(admitted=False, reason=f"the listener cannot admit associations now: {error}")
 
     def _sink_for(self, context_id: int, message: DimseMessage) -> DatasetSink:
+        """Where the link puts the dataset of a message now arriving (its reader calls
+        this; the session exists, since a peer sends nothing before our accept)."""
         service = self.services.for_request(type(message))
         if service is None:
             return MemorySink()
         return service.sink_for(self.session, context_id, message)
 
-    async def _dispatch(self, received: MessageReceived) -> None:
+    # --- requests and operations -------------------------------------------------------
+
+    async def _dispatch(self, received: PeerMessage) -> None:
         message = received.message
         operation = self._operation
         if isinstance(message, CCancelRQ):
             if operation is not None and operation.message_id == message.message_id_being_responded_to:
                 operation.cancel()
+            else:
+                self._waiting = deque(r for r in self._waiting if r.message.message_id != message.message_id_being_responded_to)
             return
         if isinstance(message, DimseResponse):
             if operation is not None:
@@ -304,7 +417,9 @@ class AssociationActor(Actor):
             else:
                 self.log.warning("unexpected response", message=type(message).__name__)
             return
-        assert self.session is not None and isinstance(message, DimseRequest)
+        if self.session is None or not isinstance(message, DimseRequest):
+            self.log.warning("a request outside an association", message=type(message).__name__)
+            return
         bad_uid = uid_refusal(message)
         if bad_uid is not None:
             await self._refuse(received, *bad_uid)
@@ -313,15 +428,43 @@ class AssociationActor(Actor):
         if service is None or not self._serves_context(service, received.context_id):
             await self._refuse(received, Status.UNRECOGNIZED_OPERATION if service is None else Status.SOP_CLASS_NOT_SUPPORTED)
             return
-        if operation is not None:
-            await operation.done.wait()  # one operation at a time (asynchronous window 1)
-        if service.operation:
-            self._operation = Operation(message.message_id)
-            self.ctx.nursery.start_soon(self._run_operation, service, received, self._operation)
-        else:
+        if not service.operation:
             await self._run_guarded(service, received, None)
+        elif operation is not None:
+            self._waiting.append(received)  # one operation at a time (asynchronous window 1)
+        else:
+            self._start(service, received)
 
-    async def _run_guarded(self, service: Service, received: MessageReceived, operation: Operation | None) -> None:
+    def _start(self, service: Service, received: PeerMessage) -> None:
+        self._operation = RunningOperation(received.message.message_id)
+        self.ctx.record_effect("operation", {"started": type(service).__name__, "message_id": received.message.message_id})
+        if self.link is not None:  # in a replay the recorded OperationFinished stands for the run
+            self.ctx.nursery.start_soon(self._run_operation, service, received, self._operation)
+
+    async def _run_operation(self, service: Service, received: PeerMessage, operation: RunningOperation) -> None:
+        current_actor.set(f"{self.ctx.path}/operation")  # what it sends and does is its own
+        try:
+            await self._run_guarded(service, received, operation)
+        except LinkClosed:
+            pass  # the association ended under the operation; nothing left to tell
+        finally:
+            with trio.CancelScope(shield=True):
+                try:
+                    await self.ctx.ref.send(OperationFinished(message_id=operation.message_id))
+                except ActorError:
+                    pass  # the association is stopping
+
+    def _operation_finished(self, message_id: int) -> None:
+        if self._operation is None or self._operation.message_id != message_id:
+            return
+        self._operation = None
+        while self._waiting and self._operation is None:
+            received = self._waiting.popleft()
+            service = self.services.for_request(type(received.message))
+            assert service is not None
+            self._start(service, received)
+
+    async def _run_guarded(self, service: Service, received: PeerMessage, operation: RunningOperation | None) -> None:
         """Run a service; a bug in it costs this one request a failure status, not the association."""
         assert self.session is not None
         try:
@@ -337,28 +480,19 @@ class AssociationActor(Actor):
         accepted = self.session.negotiated.context(context_id)
         return accepted is not None and self.services.offers(service, accepted.abstract_syntax)
 
-    async def _run_operation(self, service: Service, received: MessageReceived, operation: Operation) -> None:
-        try:
-            await self._run_guarded(service, received, operation)
-        except LinkClosed:
-            pass  # the association ended under the operation; nothing left to tell
-        finally:
-            operation.done.set()
-            if self._operation is operation:
-                self._operation = None
-
     def _cancel_operation(self) -> None:
+        self._waiting.clear()
         if self._operation is not None:
             self._operation.cancel()
 
-    async def _refuse(self, received: MessageReceived, status: int, comment: str | None = None) -> None:
+    async def _refuse(self, received: PeerMessage, status: int, comment: str | None = None) -> None:
         message = received.message
         if received.dataset is not None:
             await received.dataset.discard()
         self.log.warning("request refused", request=type(message).__name__, status=hex(status), reason=comment)
         response_type = getattr(message, "response_type", None)
         if response_type is not None:
-            await self.link.send(
+            await self.peer.send(
                 response_type(
                     message_id_being_responded_to=message.message_id,
                     status=status,
@@ -367,3 +501,21 @@ class AssociationActor(Actor):
                 ),
                 received.context_id,
             )
+
+
+def _peer_event(event: Incoming) -> PeerEvent | None:
+    """A link event as the association's mailbox message (None: nothing for it)."""
+    match event:
+        case AssociationRequested(request=request):
+            return PeerRequestedAssociation(request=request)
+        case MessageReceived(context_id=context_id, message=message, dataset=dataset):
+            return PeerMessage(context_id=context_id, message=message, dataset=dataset)
+        case ReleaseRequested():
+            return PeerRequestedRelease()
+        case Aborted(source=source, reason=reason, by_peer=by_peer):
+            return PeerAborted(source=int(source), reason=int(reason), by_peer=by_peer)
+        case ProtocolViolation(error=error):
+            return PeerBrokeProtocol(error=error)
+        case ConnectionClosed():
+            return PeerClosed()
+    return None  # a requestor's events: not for an acceptor

@@ -68,6 +68,8 @@ from ..runtime.database_thread import DatabaseThread
 from ..runtime.errors import ReplyError
 from ..runtime.mailbox import Reply
 from ..runtime.messages import message
+from ..runtime.resources import DirectoryResource, FileResource
+from ..runtime.threads import run_sync_in_thread
 
 MAX_BATCH = 256
 
@@ -286,6 +288,9 @@ class IndexActor(Actor):
         RecordInstance, CountIndex, FindMatches, ListInstances, ListHeldSyntaxes, GetStorageRoot,
         *MAINTENANCE_READS, *MAINTENANCE_WRITES,
     )
+    # A replay runs the index on copies: the database with its WAL or rollback journal
+    # (committed rows may live there), and the data directory, whose files it deletes.
+    resources = {"database": FileResource(companions=("-wal", "-journal")), "root": DirectoryResource()}
 
     def __init__(
         self,
@@ -447,7 +452,7 @@ class IndexActor(Actor):
         pending = await self._in_reader(pending_deletions, paths)
         removal = Removal(done=(), failed=())
         if pending.remove:
-            removal = await trio.to_thread.run_sync(remove_files, self.root, pending.remove)
+            removal = await run_sync_in_thread(remove_files, self.root, pending.remove)
         settled = [*removal.done, *pending.in_use]
         if settled:
             await self._in_transaction(forget_deletions, settled)

@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterator
 import trio
 
 from ..runtime.actor import Actor
-from ..runtime.mailbox import ActorRef
 from ..runtime.messages import message
 from ..runtime.supervision import ActorSpec, Restart
 
@@ -83,8 +82,8 @@ class ConnectionCounts:
     evicted: int  # waiting connections closed to make room, since the listener started
 
 
-# (stream, association id, peer "host:port", the listener's ref) -> the association actor
-AssociationFactory = Callable[[trio.SocketStream, str, str, ActorRef], Actor]
+# (stream, association id, peer "host:port", the listener's path) -> the association actor
+AssociationFactory = Callable[[trio.SocketStream, str, str, str], Actor]
 
 
 class Listener(Actor):
@@ -210,7 +209,7 @@ class Listener(Actor):
         self._waiting_by_host[host] += 1
         spec = ActorSpec(
             name=association_id,
-            actor=lambda: self.make_association(stream, association_id, peer, self.ctx.ref),
+            actor=lambda: self.make_association(stream, association_id, peer, self.ctx.path),
             restart=Restart.NEVER,
             capacity=8,
         )

@@ -43,8 +43,10 @@ _EXPORTS = {
     "DatabaseClosed": "database_thread",
     "DatabaseThread": "database_thread",
     "AsyncioPortal": "portal",
+    "DirectoryResource": "resources",
     "Escalation": "errors",
     "EventBus": "events",
+    "FileResource": "resources",
     "JsonLinesSink": "trace",
     "MailboxOverrun": "errors",
     "MailboxStatistics": "mailbox",
@@ -62,7 +64,9 @@ _EXPORTS = {
     "SupervisorEscalated": "events",
     "SupervisorSpec": "supervision",
     "TraceRecorder": "trace",
+    "UncopyableResource": "resources",
     "UnknownMessage": "errors",
+    "UsedResource": "resources",
     "converter": "codec",
     "dumps": "codec",
     "from_wire": "codec",
@@ -77,7 +81,6 @@ _EXPORTS = {
     "replay": "replayer",
     "tag_of": "messages",
     "to_wire": "codec",
-    "virtual_time_held": "virtual_time",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -102,7 +105,7 @@ if TYPE_CHECKING:
     from .messages import is_message, message, message_type, registered, tag_of
     from .portal import AsyncioPortal, PortalClosed
     from .replayer import Mismatch, ReplayError, ReplayResult, replay
+    from .resources import DirectoryResource, FileResource, UncopyableResource, UsedResource
     from .supervision import ActorSpec, Restart, RestartPolicy, Strategy, Supervisor, SupervisorSpec, open_supervisor
     from .system import ActorSystem
     from .trace import JsonLinesSink, TraceRecorder, open_trace_file, read_trace
-    from .virtual_time import virtual_time_held

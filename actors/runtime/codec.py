@@ -1,12 +1,9 @@
 """How messages become JSON and back.
 
-A message is written as `{"type": tag, "payload": {...}}` with cattrs. Two value kinds
-need a rule of their own:
-- bytes travel as base64 text;
-- a pydicom Dataset travels in the DICOM JSON model (PS3.18 F.2), binary values inline
-  as base64, so a trace stays readable and rebuilds an equal Dataset.
-Datetimes travel as ISO 8601 text with their offset, paths as strings, enums by value,
-tuples as lists (cattrs' defaults).
+A message is written as `{"type": tag, "payload": {...}}` with cattrs. Bytes travel as
+base64 text. Layers above teach `converter` their own value kinds (the node's DICOM
+values: actors/node/wire.py). Datetimes travel as ISO 8601 text with their offset,
+paths as strings, enums by value, tuples as lists (cattrs' defaults).
 """
 
 import base64
@@ -16,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import cattrs
-from pydicom import Dataset
 
 from .messages import message_type, tag_of
 
@@ -30,36 +26,6 @@ converter.register_unstructure_hook(dt.datetime, dt.datetime.isoformat)
 converter.register_structure_hook(
     dt.datetime, lambda value, _: value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(value)
 )
-
-# Large enough that no value is ever moved out to a bulk data URI.
-_INLINE_EVERYTHING = 2**62
-
-
-def _dataset_to_json(dataset: Dataset) -> dict[str, Any]:
-    return dataset.to_json_dict(bulk_data_threshold=_INLINE_EVERYTHING)
-
-
-_BINARY_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "UN"}
-
-
-def _dataset_from_json(value: dict[str, Any], _: type) -> Dataset:
-    dataset = Dataset.from_json(value)
-    _restore_empty_binary(dataset)
-    return dataset
-
-
-def _restore_empty_binary(dataset: Dataset) -> None:
-    """The JSON model has no value for an empty binary element; a file read has b""."""
-    for element in dataset:
-        if element.VR in _BINARY_VRS and element.value is None:
-            element.value = b""
-        elif element.VR == "SQ":
-            for item in element.value:
-                _restore_empty_binary(item)
-
-
-converter.register_unstructure_hook(Dataset, _dataset_to_json)
-converter.register_structure_hook(Dataset, _dataset_from_json)
 
 
 def to_wire(message: object) -> dict[str, Any]:

@@ -22,8 +22,8 @@ Cancellation never leaves the thread half way through a call:
   running (sqlite3.Connection.interrupt), so a long read ends early, with an error
   nobody sees.
 
-While a call is out, a MockClock's autojump is held (virtual_time.py): thread work
-takes no virtual time, in tests and replays.
+While a call is out it is counted as a wait on another thread (threads.py): a mock
+clock does not jump and a replay does not end meanwhile.
 """
 
 import enum
@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from .virtual_time import virtual_time_held
+from .threads import waiting_on_another_thread
 
 T = TypeVar("T")
 
@@ -131,7 +131,7 @@ class DatabaseThread:
     async def _call(self, fn: Callable[..., T], args: tuple[Any, ...], *, last: bool = False) -> T:
         call = _Call(fn, args, last=last)
         self.crossings += 1
-        with virtual_time_held():
+        with waiting_on_another_thread():
             self._queue.put(call)
             try:
                 await call.done.wait()

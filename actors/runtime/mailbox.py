@@ -191,12 +191,3 @@ class ActorRef:
 
     def statistics(self) -> MailboxStatistics:
         return self._mailbox.statistics()
-
-
-def with_sender(path: str | None, fn: Callable[[], Any]) -> Any:
-    """Run `fn` as if sent by `path` (used by replay to impersonate recorded senders)."""
-    token = current_actor.set(path)
-    try:
-        return fn()
-    finally:
-        current_actor.reset(token)

@@ -1,8 +1,9 @@
 """The asyncio portal: one private asyncio loop in a worker thread, for asyncio libraries.
 
-aiosqlite, aiobotocore and azure-storage-blob only speak asyncio. Rather than run the
-node on an asyncio-compatible loop, we keep one real asyncio loop in a thread and cross
-into it once per whole operation (a transaction, an upload), which costs ~0.1 ms.
+Some libraries speak only asyncio (aiobotocore and azure-storage-blob, for storage on S3
+and Azure). Rather than run the node on an asyncio loop, we
+keep one real asyncio loop in a thread and cross into it once per whole operation (a
+transaction, an upload), which costs ~0.1 ms.
 
 Cancellation crosses too: when the Trio caller is cancelled, the asyncio task is
 cancelled and the caller waits, shielded, until the task's own cleanup has finished,
@@ -16,7 +17,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from .virtual_time import virtual_time_held
+from .threads import waiting_on_another_thread
 
 T = TypeVar("T")
 
@@ -94,7 +95,8 @@ class AsyncioPortal:
             task.add_done_callback(lambda _: _notify(token, done))
 
         self.crossings += 1
-        with virtual_time_held():
+        # Waiting on the asyncio thread: a mock clock must not jump meanwhile (threads.py).
+        with waiting_on_another_thread():
             loop.call_soon_threadsafe(start)
             try:
                 await done.wait()

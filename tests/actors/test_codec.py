@@ -1,5 +1,6 @@
 """Every registered message type survives JSON and back (what traces rely on)."""
 
+import base64
 import importlib
 import pkgutil
 
@@ -10,6 +11,11 @@ from pydicom import Dataset
 
 import triopacs
 from triopacs.actors import dumps, loads, registered
+from triopacs.actors.node.wire import RecordedDataset
+from triopacs.client.link import DatasetSink
+from triopacs.protocol.commands import CEchoRQ, CFindRSP, CStoreRQ, DimseMessage
+from triopacs.protocol.negotiation import ProposedContext, build_request
+from triopacs.protocol.pdu import AAssociateRQ
 
 
 def _import_every_module() -> None:
@@ -34,6 +40,27 @@ def datasets(draw) -> Dataset:
 
 
 st.register_type_strategy(Dataset, datasets())
+
+# The association's peer events carry DIMSE commands, an A-ASSOCIATE-RQ and datasets.
+st.register_type_strategy(
+    DimseMessage,
+    st.sampled_from([
+        CEchoRQ(message_id=7, affected_sop_class_uid="1.2.840.10008.1.1"),
+        CStoreRQ(message_id=9, affected_sop_class_uid="1.2.840.10008.5.1.4.1.1.2", affected_sop_instance_uid="1.2.3.4"),
+        CFindRSP(message_id_being_responded_to=3, status=0xA900, error_comment="no"),
+    ]),
+)
+st.register_type_strategy(
+    AAssociateRQ,
+    st.just(build_request(calling_ae_title="A", called_ae_title="B", contexts=[ProposedContext(abstract_syntax="1.2.840.10008.1.1")])),
+)
+st.register_type_strategy(
+    DatasetSink,
+    st.one_of(
+        st.binary(max_size=16).map(lambda data: RecordedDataset({"memory": base64.b64encode(data).decode()})),
+        st.just(RecordedDataset({"received": 10, "temp": "/tmp/x.part", "refused": None})),
+    ),
+)
 # NaN is never equal to itself, so it cannot show a round trip; everything else can.
 st.register_type_strategy(float, st.floats(allow_nan=False))
 

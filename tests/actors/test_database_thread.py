@@ -8,7 +8,8 @@ import pytest
 import trio
 import trio.testing
 
-from triopacs.actors import DatabaseClosed, DatabaseThread, virtual_time_held
+from triopacs.actors import DatabaseClosed, DatabaseThread
+from triopacs.actors.runtime.threads import waiting_on_another_thread
 from triopacs.storage.sql import in_transaction
 
 FOREVER = "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) SELECT count(*) FROM n"
@@ -50,7 +51,7 @@ class Gate:
             step(connection)
 
     async def wait_entered(self) -> None:
-        with virtual_time_held():
+        with waiting_on_another_thread():
             await trio.to_thread.run_sync(self.entered.wait)
 
 
@@ -167,7 +168,7 @@ async def test_a_reading_thread_interrupts_a_cancelled_statement(tmp_path):
         with trio.CancelScope() as scope:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(thread.run, count_forever)
-                with virtual_time_held():
+                with waiting_on_another_thread():
                     await trio.to_thread.run_sync(entered.wait)
                 scope.cancel()
         assert scope.cancelled_caught
@@ -230,14 +231,3 @@ async def test_virtual_time_stands_still_while_a_call_is_out(tmp_path, autojump_
             await trio.testing.wait_all_tasks_blocked()
             committed = True
     assert seen == [True], "virtual time ran on while the database thread was working"
-
-
-async def test_holds_of_virtual_time_may_end_in_any_order(autojump_clock):
-    clock = trio.lowlevel.current_clock()
-    first, second = virtual_time_held(), virtual_time_held()
-    first.__enter__()
-    second.__enter__()
-    first.__exit__(None, None, None)
-    assert clock.autojump_threshold == float("inf")  # the second is still out
-    second.__exit__(None, None, None)
-    assert clock.autojump_threshold == 0

@@ -9,6 +9,7 @@ association actors, the listener) is played from the recording.
 """
 
 import asyncio
+import base64
 import json
 import os
 import subprocess
@@ -16,6 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
 from dicom_samples import GeneratedSeries, SeriesSpec, write_series
@@ -25,10 +27,17 @@ from pydicom import Dataset
 from triopacs import connect
 from triopacs.actors import AsyncioPortal, replay
 from triopacs.client.contexts import default_contexts, storage_contexts_for
+from triopacs.actors.node.association import AssociationActor
 from triopacs.actors.node.index import IndexActor
+from triopacs.protocol.commands import decode
+from triopacs.supervisor import association_settings, dicom_services
 from triopacs.storage.index_db import DuplicatePolicy
 
-from .nodes import AE_TITLE, LOOPBACK, remote, running_node
+from .nodes import AE_TITLE, LOOPBACK, node_config, remote, running_node
+
+
+def decode_command(text: str):
+    return decode(base64.b64decode(text))
 
 INDEX = "/node/services/index"
 AES = "/node/services/aes"
@@ -137,6 +146,69 @@ async def test_a_tampered_registry_answer_is_reported(recording, tmp_path, autoj
     answer["payload"]["port"] += 1
     result = await replay(records, actors=[AES])
     assert [m.stream for m in result.mismatches] == [f"reply {AES} -> {answer['to']}"]
+
+
+def association_path(records: list[dict]) -> str:
+    """The association actor that served the session (the listener's only one)."""
+    (path,) = {r["path"] for r in records if r["kind"] == "actor" and r["path"].startswith("/node/associations/a")}
+    return path
+
+
+def association_for_replay(path: str, tmp_path: Path):
+    """The association as the node builds it, minus its socket; services on scratch
+    folders (a replay never touches the node's data)."""
+    config = node_config(tmp_path / "scratch")
+    return {
+        path: lambda: AssociationActor.for_replay(
+            association_id=path.rsplit("/", 1)[-1],
+            peer="replayed",
+            settings=association_settings(config),
+            services=dicom_services(config),
+            listener="/node/associations/listener",
+        )
+    }
+
+
+def test_the_trace_records_everything_the_association_saw(recording):
+    records = recording.records()
+    path = association_path(records)
+    inputs = [r["type"] for r in records if r["kind"] == "message" and r["to"] == path]
+    assert inputs[0] == "association.peer-requested"
+    assert inputs.count("association.peer-message") == 3 + 1 + 1  # 3 C-STOREs, a C-FIND, a C-MOVE
+    assert inputs.count("association.operation-finished") == 5  # each ran as an operation
+    assert inputs[-2:] == ["association.peer-release-requested", "association.peer-closed"]
+    effects = [r["payload"]["primitive"] for r in records if r["kind"] == "effect" and r["from"] == path and r["to"] == "peer"]
+    assert effects == ["accept", "release"]
+    # What its operations did to the peer: a response per C-STORE, the C-FIND's pending
+    # and final responses, the C-MOVE's pending ones and its final one.
+    sent = [r["payload"]["primitive"] for r in records if r["kind"] == "effect" and r["from"] == f"{path}/operation"]
+    assert sent and set(sent) == {"send"}
+
+
+async def test_replaying_the_association_reproduces_what_it_did(recording, tmp_path, autojump_clock):
+    path = association_path(recording.records())
+    result = await replay(recording.trace, actors=[path], factories=association_for_replay(path, tmp_path))
+    assert result.ok, result.report()
+    assert result.inputs >= 1 + 5 + 5 + 2
+    streams = {name for name in [f"effect {path} -> peer", f"effect {path} -> operation"]}
+    assert result.compared >= 2 + 5  # accept, release, five operations started
+
+
+async def test_a_changed_peer_event_shows_in_the_association_replay(recording, tmp_path, autojump_clock):
+    """The C-FIND arrives with another message ID: the association starts its operation
+    under that ID - a difference the replay reports."""
+    records = recording.records()
+    path = association_path(records)
+    find = next(
+        r for r in records
+        if r["kind"] == "message" and r["to"] == path and r["type"] == "association.peer-message"
+        and r["payload"]["context_id"] and decode_command(r["payload"]["message"]).__class__.__name__ == "CFindRQ"
+    )
+    message = decode_command(find["payload"]["message"])
+    find["payload"]["message"] = base64.b64encode(attrs.evolve(message, message_id=4242).encode()).decode()
+    result = await replay(records, actors=[path], factories=association_for_replay(path, tmp_path))
+    assert [m.stream for m in result.mismatches] == [f"effect {path} -> operation"]
+    assert "4242" in result.report()
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

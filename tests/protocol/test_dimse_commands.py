@@ -383,3 +383,20 @@ def test_mutated_command_sets_raise_only_remote_protocol_error(message, data):
     # Whatever else decodes passes the constructor's checks too and round-trips.
     assert attrs.evolve(decoded) == decoded
     assert c.decode(decoded.encode()) == decoded
+
+
+def test_message_ids_wrap_within_the_us_range():
+    """Message IDs are US: after 65535 comes 1 again (never 0, never 65536)."""
+    assert [c.next_message_id(last) for last in (0, 1, 65534, 65535)] == [1, 2, 65535, 1]
+
+
+def test_the_65536th_sub_operation_of_a_c_get_gets_message_id_1():
+    from triopacs.actors.node.services.base import Session
+
+    session = Session(
+        association_id="a1", link=None, negotiated=None, calling_ae_title="X", called_ae_title="Y",
+        peer="127.0.0.1:1", ctx=type("Ctx", (), {"log": None})(), settings=None,
+    )
+    ids = [session.next_message_id() for _ in range(65537)]
+    assert ids[:2] == [1, 2] and ids[65534] == 65535 and ids[65535] == 1 and ids[65536] == 2
+    assert all(1 <= i <= 0xFFFF for i in ids)

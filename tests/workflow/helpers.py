@@ -1,19 +1,17 @@
 """Test tools for workflow actors under trio's MockClock.
 
 With `autojump_threshold=0` the mock clock jumps to the next deadline as soon as every
-Trio task is blocked - including while one waits for a worker thread (a blocking task
-kind). The work would then "take" as long as the next timeout. The runtime's
-`virtual_time_held` stops the jumps while such a call is out of Trio, as the database
-threads do for theirs, so thread work costs no virtual time and tests stay deterministic.
+Trio task is blocked - including while one waits for a worker thread (a database call, a
+blocking task kind). The runtime counts such waits and holds the clock still meanwhile
+(actors/runtime/threads.py), so thread work costs no virtual time and tests stay
+deterministic; these helpers route the tests' thread work through it.
 """
 
 import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-import trio
-
-from triopacs.actors import virtual_time_held
+from triopacs.actors.runtime.threads import run_sync_in_thread
 
 UTC = dt.timezone.utc
 
@@ -24,12 +22,7 @@ def frozen_thread_runner() -> Callable[[Callable[[], Any]], Any]:
     Only for threads that finish on their own: while one runs the clock stands still, so
     a timeout could never fire. Timeout tests use the default runner.
     """
-
-    async def run(fn: Callable[[], Any]) -> Any:
-        with virtual_time_held():
-            return await trio.to_thread.run_sync(fn)
-
-    return run
+    return run_sync_in_thread
 
 
 def at(text: str) -> dt.datetime:

@@ -1,6 +1,6 @@
 """The DICOM services the node offers on its associations."""
 
-from .base import Operation, Service, Session
+from .base import RunningOperation, Service, Session
 from .verification import VerificationService
 
-__all__ = ["Operation", "Service", "Session", "VerificationService"]
+__all__ = ["RunningOperation", "Service", "Session", "VerificationService"]

@@ -6,21 +6,21 @@ A `Service` answers some DIMSE requests (`requests`) on the SOP classes it lists
 take C-CANCEL, and the C-STORE responses of C-GET sub-operations, while it works.
 """
 
-import itertools
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import trio
 
-from ....protocol.commands import DimseMessage, DimseRequest, DimseResponse
+from ....protocol.commands import DimseMessage, DimseRequest, DimseResponse, next_message_id
 from ....protocol.negotiation import AcceptedContext, Negotiated, SupportedContext
-from ....client.link import DatasetSink, DimseLink, MemorySink, MessageReceived
+from ....client.link import DatasetSink, MemorySink
 
 if TYPE_CHECKING:
+    from ..peer import Peer, PeerMessage
     from ...runtime.actor import ActorContext
 
 
-class Operation:
+class RunningOperation:
     """A running C-FIND/C-MOVE/C-GET: its cancel flag and the responses routed to it."""
 
     def __init__(self, message_id: int) -> None:
@@ -48,7 +48,7 @@ class Session:
         self,
         *,
         association_id: str,
-        link: DimseLink,
+        link: "Peer",
         negotiated: Negotiated,
         calling_ae_title: str,
         called_ae_title: str,
@@ -65,7 +65,7 @@ class Session:
         self.ctx = ctx
         self.settings = settings
         self.log = ctx.log
-        self._message_ids = itertools.count(1)
+        self._last_message_id = 0
 
     def context(self, context_id: int) -> AcceptedContext:
         accepted = self.negotiated.context(context_id)
@@ -75,7 +75,8 @@ class Session:
 
     def next_message_id(self) -> int:
         """Message IDs for requests we send on this association (C-GET sub-operations)."""
-        return next(self._message_ids) & 0xFFFF or next(self._message_ids)
+        self._last_message_id = next_message_id(self._last_message_id)
+        return self._last_message_id
 
     async def respond(self, response: DimseMessage, context_id: int, dataset: bytes | None = None) -> None:
         await self.link.send(response, context_id, dataset)
@@ -97,5 +98,5 @@ class Service:
         contexts it will send on. None: this service sends nothing."""
         return None
 
-    async def handle(self, session: Session, received: MessageReceived, operation: Operation | None) -> None:
+    async def handle(self, session: Session, received: "PeerMessage", operation: RunningOperation | None) -> None:
         raise NotImplementedError

@@ -1,12 +1,17 @@
 """The identifier of a C-FIND/C-MOVE/C-GET request: decoding it, and refusing it properly."""
 
+from typing import TYPE_CHECKING
+
 from pydicom import Dataset
 
 from ....protocol.datasets import UndecodableDataset, decode_dataset
 from ....protocol.status import QueryRetrieveStatus
 from ....storage.query import InformationModel
-from ....client.link import MemorySink, MessageReceived
+from ....client.link import MemorySink
 from .base import Session
+
+if TYPE_CHECKING:
+    from ..peer import PeerMessage
 
 
 class BadIdentifier(Exception):
@@ -19,7 +24,7 @@ class BadIdentifier(Exception):
         self.comment = comment[:64]  # LO: error comments are at most 64 characters
 
 
-def read_identifier(session: Session, received: MessageReceived) -> tuple[Dataset, InformationModel, str]:
+def read_identifier(session: Session, received: "PeerMessage") -> tuple[Dataset, InformationModel, str]:
     """The identifier, the information model of the context it came on, and that
     context's transfer syntax (for the responses)."""
     context = session.context(received.context_id)

@@ -10,7 +10,7 @@ from ....protocol.datasets import encode_dataset
 from ....protocol.negotiation import SupportedContext
 from ....protocol.status import QueryRetrieveStatus, Status
 from ..index import FindMatches, QueryRefused
-from .base import Operation, Service, Session
+from .base import RunningOperation, Service, Session
 from .identifiers import BadIdentifier, read_identifier
 
 PAGE = 50
@@ -27,7 +27,7 @@ class FindService(Service):
     def contexts(self) -> list[SupportedContext]:
         return [SupportedContext(abstract_syntax=uid) for uid in FIND_MODELS]
 
-    async def handle(self, session: Session, received, operation: Operation | None) -> None:
+    async def handle(self, session: Session, received, operation: RunningOperation | None) -> None:
         assert operation is not None
         request: CFindRQ = received.message
 

@@ -39,7 +39,7 @@ from ....client.results import MoveOriginator
 from ...runtime.errors import ActorError, ReplyError
 from ..index import HeldSyntaxes, InstanceList, ListHeldSyntaxes, ListInstances, QueryRefused
 from ....client.link import LinkClosed
-from .base import Operation, Service, Session
+from .base import RunningOperation, Service, Session
 from .identifiers import BadIdentifier, read_identifier
 
 
@@ -105,7 +105,7 @@ class _Retrieve(Service):
         self.root = root
         self.patient_level_in_study_root = patient_level_in_study_root
 
-    async def handle(self, session: Session, received, operation: Operation | None) -> None:
+    async def handle(self, session: Session, received, operation: RunningOperation | None) -> None:
         assert operation is not None
         request = received.message
         try:
@@ -261,7 +261,7 @@ class GetService(_Retrieve):
                 counts.record(item.sop_instance_uid, status)
             await self.pending(session, received, counts)
 
-    async def _store_back(self, session: Session, operation: Operation, item: RetrieveItem) -> int | None:
+    async def _store_back(self, session: Session, operation: RunningOperation, item: RetrieveItem) -> int | None:
         """One C-STORE to the requestor on this association, the file as stored when a
         context in its syntax was accepted, else converted (see _context_for); its status."""
         path = self.root / item.file_path

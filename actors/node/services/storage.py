@@ -64,7 +64,7 @@ StudyGuard = Callable[[ActorContext, str], AbstractAsyncContextManager[object]]
 
 
 @attrs.frozen(kw_only=True)
-class StorageSettings:
+class StoreSettings:
     root: Path  # the data directory: files/ and incoming/ live under it
     layout: Layout = Layout.UID
     duplicates: DuplicatePolicy = DuplicatePolicy.REPLACE
@@ -110,7 +110,7 @@ class IncomingInstance:
 
     def __init__(
         self,
-        settings: StorageSettings,
+        settings: StoreSettings,
         request: CStoreRQ,
         header: bytes,
         nursery: trio.Nursery | None,
@@ -170,6 +170,14 @@ class IncomingInstance:
 
     async def finish(self) -> None:
         pass  # the owner makes it durable (commit) once it has decided to keep it
+
+    def describe(self) -> dict[str, object]:
+        """What a trace keeps of it (actors/node/wire.py): never the data."""
+        return {
+            "received": self._received,
+            "temp": str(self.temp) if self.temp is not None else None,
+            "refused": self.refusal.comment if self.refusal is not None else None,
+        }
 
     async def discard(self) -> None:
         self._chunks, self._small = [], None
@@ -324,8 +332,9 @@ class StoreRefused(Exception):
 
 class StorageService(Service):
     requests = (CStoreRQ,)
+    operation = True  # the commit (file, fsync, index) runs beside the association's mailbox
 
-    def __init__(self, settings: StorageSettings) -> None:
+    def __init__(self, settings: StoreSettings) -> None:
         self.settings = settings
         ensure_directory(settings.incoming)
         ensure_directory(settings.files)

@@ -270,6 +270,11 @@ def _stand_in_answers(records: list[Record], targets: set[str]) -> dict[str, dic
 
 
 def _replayable(record: Record) -> bool:
+    """Whether a default replay (no `actors=`) takes this actor: only what it can rebuild
+    from its record. One a factory built (an association over its socket) is played by
+    a stand-in unless the caller names it and passes a factory."""
+    if record.get("factory") is not None:
+        return False
     try:
         cls = resolve(record["class"])
     except Exception:
@@ -304,6 +309,9 @@ async def replay(
     else:
         targets = list(actors)
     if not targets:
+        for record in started.values():
+            if record.get("factory") is not None and _replayable({**record, "factory": None}):
+                _rebuild_plan(record)  # says which factory built it and what to pass
         raise ReplayError("nothing to replay: the trace records no replayable actor")
     for path in given:
         if path not in targets or path in factories:

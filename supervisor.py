@@ -41,6 +41,7 @@ from .actors import (
     open_supervisor,
     open_trace_file,
 )
+from .actors.runtime.threads import run_sync_in_thread
 from .actors.node.ae_registry import AERegistry
 from .actors.node.association import AssociationActor, AssociationSettings, ServiceSet
 from .actors.node.listener import GetAddress, Listener, ListeningOn
@@ -154,7 +155,7 @@ def scheduler_database(config: Config) -> str:
 async def _move_tasks_out_of_index(config: Config) -> None:
     """Before any actor opens them: an older node kept its tasks in the index file."""
     index, scheduler = index_database(config), scheduler_database(config)
-    moved = await trio.to_thread.run_sync(move_out_of_index, index, scheduler)
+    moved = await run_sync_in_thread(move_out_of_index, index, scheduler)
     if moved:
         log.info("scheduled tasks moved out of the index file", tasks=moved, database=scheduler)
 

@@ -134,21 +134,24 @@ async def test_a_running_transaction_cancelled_finishes_before_cancelled_is_rais
     gate = Gate()
     outcome: list[str] = []
 
+    asker = trio.CancelScope()
+
     async def ask(thread):
-        try:
-            await thread.run(
-                in_transaction, lambda c: gate.hold(c, lambda c: add_note(c, "first"), lambda c: add_note(c, "second"))
-            )
-        except trio.Cancelled:
-            outcome.append("cancelled")
-            raise
-        outcome.append("returned")
+        with asker:
+            try:
+                await thread.run(
+                    in_transaction, lambda c: gate.hold(c, lambda c: add_note(c, "first"), lambda c: add_note(c, "second"))
+                )
+            except trio.Cancelled:
+                outcome.append("cancelled")
+                raise
+            outcome.append("returned")
 
     async with DatabaseThread(connector(tmp_path / "db"), name="db") as thread:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(ask, thread)
             await gate.wait_entered()
-            nursery.cancel_scope.cancel()
+            asker.cancel()
             await trio.testing.wait_all_tasks_blocked()
             assert outcome == []  # still waiting for its call: the thread is mid-transaction
             gate.opened.set()

@@ -1,6 +1,6 @@
 """Moving the scheduler's tables out of the index file, once, when a node starts.
 
-Until issue 13 the scheduler kept its `workflow_*` tables inside `<data>/index.sqlite`,
+Older nodes kept the scheduler's `workflow_*` tables inside `<data>/index.sqlite`,
 writing that file beside the index actor. Now each database has one writer, and the
 scheduler has its own file. `move_out_of_index` carries an old node's tasks, schedules
 and history over before any actor opens either file:

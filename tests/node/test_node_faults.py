@@ -376,7 +376,7 @@ def _traversing_study_uid():
 
 
 def _traversing_series_uid():
-    ds = ct_dataset(SeriesInstanceUID="../../../../tmp/x")
+    ds = ct_dataset(SeriesInstanceUID="../../../../tmp/triopacs-escaped-series")
     return CStoreRQ(message_id=1, affected_sop_class_uid=CT, affected_sop_instance_uid=ds.SOPInstanceUID), encode(ds)
 
 
@@ -448,7 +448,7 @@ BAD = {
     "SOP class differs from the command's": (_other_sop_class, 0xA900),
     "garbage bytes": (_garbage, 0xC000),
     "Study UID ../../etc": (_traversing_study_uid, 0xA900),
-    "Series UID ../../../../tmp/x": (_traversing_series_uid, 0xA900),
+    "Series UID ../../../../tmp/triopacs-escaped-series": (_traversing_series_uid, 0xA900),
     "cut inside the pixel data": (_cut_inside_the_pixel_data, 0xC000),
     "cut inside an element header": (_cut_inside_an_element_header, 0xC000),
     "last element claims 0xFFFFFFF0 bytes": (_length_past_the_end, 0xC000),
@@ -484,7 +484,7 @@ async def test_a_dataset_the_node_must_not_keep_gets_a_failure_and_leaves_nothin
     assert response.affected_sop_instance_uid == request.affected_sop_instance_uid
     assert totals.instances == totals.patients == 0
     assert files_outside_the_node(tmp_path) == before
-    assert not (tmp_path / "etc").exists() and not Path("/tmp/x").exists()
+    assert not (tmp_path / "etc").exists() and not Path("/tmp/triopacs-escaped-series").exists()
 
 
 def with_raw_instance_uid(request: CStoreRQ, raw: bytes) -> bytes:

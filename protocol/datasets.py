@@ -1,7 +1,8 @@
 """A dataset as it travels in P-DATA: bytes in a transfer syntax, without file meta.
 
-Identifiers (C-FIND, C-MOVE, C-GET) and their responses are small and go through
-pydicom; image datasets never come here (they stream to files untouched).
+Identifiers (C-FIND, C-MOVE, C-GET) and their responses are small: flat ones are written
+directly (flat_datasets.py), the rest and every decode go through pydicom; image datasets
+never come here (they stream to files untouched).
 """
 
 import io
@@ -14,6 +15,7 @@ from pydicom.filewriter import write_dataset
 
 from .catalog import DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_BIG_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN
 from .errors import LocalProtocolError, RemoteProtocolError
+from .flat_datasets import encode_flat
 from .structure import DEFAULT_MAX_DEPTH, MalformedDataset, check_dataset
 
 
@@ -39,11 +41,14 @@ def encode_dataset(dataset: Dataset, transfer_syntax: str) -> bytes:
         # pydicom would leave big endian pixel data unswapped: the image would be garbage.
         raise UnencodableDataset("a dataset read as big endian can only be sent as the file it came from")
     implicit, little = _encoding(transfer_syntax)
-    buffer = DicomBytesIO()
-    buffer.is_implicit_VR = implicit
-    buffer.is_little_endian = little
-    write_dataset(buffer, _without_file_meta(dataset))
-    data = buffer.getvalue()
+    dataset = _without_file_meta(dataset)
+    data = encode_flat(dataset, implicit=implicit)
+    if data is None:  # not flat (sequences, binary values, ISO 2022 text): pydicom writes it
+        buffer = DicomBytesIO()
+        buffer.is_implicit_VR = implicit
+        buffer.is_little_endian = little
+        write_dataset(buffer, dataset)
+        data = buffer.getvalue()
     if transfer_syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
         compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)  # raw deflate, PS3.5 A.5
         data = compressor.compress(data) + compressor.flush()

@@ -59,6 +59,7 @@ from ...storage.query import (
 )
 from ...storage.sqlite_thread import in_transaction, run_in_connection
 from ..runtime.actor import Actor
+from .index_dimse_n import DEFAULT_EXPIRE_AFTER, DIMSE_N_REQUESTS, dimse_n_reply
 from ..runtime.errors import ReplyError
 from ..runtime.mailbox import Reply
 from ..runtime.messages import message
@@ -278,7 +279,7 @@ class QueryRefused(ReplyError):
 class IndexActor(Actor):
     accepts = (
         RecordInstance, CountIndex, FindMatches, ListInstances, ListHeldSyntaxes, GetStorageRoot,
-        *MAINTENANCE_READS, *MAINTENANCE_WRITES,
+        *MAINTENANCE_READS, *MAINTENANCE_WRITES, *DIMSE_N_REQUESTS,
     )
 
     def __init__(
@@ -287,10 +288,13 @@ class IndexActor(Actor):
         duplicate_policy: DuplicatePolicy = DuplicatePolicy.REPLACE,
         synchronous: str = "FULL",
         root: str | None = None,
+        worklist_expire_after: float = DEFAULT_EXPIRE_AFTER,
     ) -> None:
         """`root`: the data directory the index's file paths are relative to (default:
-        the database's folder, where the node keeps it)."""
+        the database's folder, where the node keeps it). `worklist_expire_after`: seconds
+        after its scheduled start a worklist item is no longer offered."""
         self.database = database
+        self.worklist_expire_after = worklist_expire_after
         self.duplicate_policy = duplicate_policy
         self.root = Path(root) if root is not None else Path(database).parent
         self.synchronous = synchronous  # FULL: a commit is on disk before it returns; NORMAL: the OS flushes it
@@ -340,6 +344,8 @@ class IndexActor(Actor):
                 )
             case _ if isinstance(message, MAINTENANCE_READS + MAINTENANCE_WRITES):
                 self.ctx.nursery.start_soon(self._maintain, message, self.ctx.defer_reply())
+            case _ if isinstance(message, DIMSE_N_REQUESTS):
+                self.ctx.nursery.start_soon(self._dimse_n, message, self.ctx.defer_reply())
 
     async def _read(self, message: FindMatches | ListInstances, reply: Reply) -> None:
         portal = self.ctx.system.portal
@@ -388,6 +394,23 @@ class IndexActor(Actor):
         for (_, reply), outcome in zip(batch, outcomes, strict=True):
             reply.send(Recorded(outcome=outcome))
 
+
+    # -- worklist, performed procedure steps, storage commitment ------------------------------
+
+    async def _dimse_n(self, message, reply: Reply) -> None:
+        try:
+            reply.send(
+                await dimse_n_reply(
+                    message, read=self._in_reader, write=self._in_transaction, expire_after=self.worklist_expire_after
+                )
+            )
+        except ReplyError as error:
+            reply.fail(error)
+        except QueryError as error:
+            reply.fail(QueryRefused(error.status, error.comment, error.reason))
+        except Exception as error:
+            self.ctx.log.exception("index request failed", request=type(message).__name__)
+            reply.fail(IndexFailure(f"index request failed: {error}"))
 
     # -- maintenance -------------------------------------------------------------------------
 

@@ -49,6 +49,15 @@ def _parser() -> argparse.ArgumentParser:
     replay = commands.add_parser("replay", help="replay a recorded trace and compare behaviour")
     replay.add_argument("trace", type=Path, help="trace file written by serve --trace")
     replay.add_argument("--actor", action="append", dest="actors", metavar="PATH", help="replay only this actor (repeatable)")
+    replay.add_argument(
+        "--scratch", type=Path, metavar="DIR",
+        help="make the copies of files and directories the actors use in DIR (new or empty) and keep them;"
+        " default: a temporary directory, removed afterwards",
+    )
+    replay.add_argument(
+        "--start-empty", action="store_true",
+        help="start the actors on empty files and directories instead of copies of the live ones",
+    )
     add_scu_commands(commands)
     return parser
 
@@ -115,7 +124,7 @@ def _replay(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         try:
-            result = await replay(args.trace, actors=args.actors)
+            result = await replay(args.trace, actors=args.actors, scratch=args.scratch, start_empty=args.start_empty)
         except ReplayError as error:
             raise UsageError(str(error)) from None
         print(result.report())

@@ -1,12 +1,19 @@
 """The node: its supervision tree, and the two ways to run it.
 
     /node                              root (one-for-one)
-    ├── /node/services                 index, storage tiers, lock manager, scheduler, ... (one-for-one)
-    │   ├── /node/services/commitment  storage commitment: checks and reports
-    │   └── /node/services/aes         remote AE registry
+    ├── /node/services                 the services the associations use (one-for-one)
+    │   ├── /node/services/aes         remote AE registry
+    │   ├── /node/services/commitment  storage commitment: checks referenced instances, sends the reports
+    │   ├── /node/services/index       the SQLite index of what is stored
+    │   ├── /node/services/locks       study locks
+    │   ├── /node/services/scheduler   scheduled tasks (cleanup, verification), unless [scheduler] is off
+    │   └── /node/services/builtin-tasks   keeps the built-in tasks in line with the configuration
     └── /node/associations             DICOM networking (one-for-one)
         ├── /node/associations/listener    accepts connections
         └── /node/associations/a1, a2, ... one temporary actor per association
+
+Instances are files under the data directory on the local filesystem; there are no other
+storage tiers yet (no S3, no Azure Blob).
 
 `open_node(config)` embeds a node in any Trio program; `run_node(config)` runs one until
 cancelled. Both own the node's asyncio portal and trace file and close them on exit.
@@ -35,6 +42,7 @@ from .actors import (
     open_supervisor,
     open_trace_file,
 )
+from .actors.runtime.threads import run_sync_in_thread
 from .actors.node.ae_registry import AERegistry
 from .actors.node.association import AssociationActor, AssociationSettings, ServiceSet
 from .actors.node.listener import GetAddress, Listener, ListeningOn
@@ -63,6 +71,7 @@ from .workflow import (
     study_lock,
 )
 from .workflow.builtin_tasks import BuiltinTask, BuiltinTasks, register_builtin_kinds
+from .workflow.tasks.legacy_index import move_out_of_index
 from .workflow.cleanup import CleanupConfig
 from .workflow.verification import VerificationConfig
 
@@ -161,6 +170,18 @@ def commitment_settings(config: Config) -> CommitmentSettings:
     )
 
 
+def scheduler_database(config: Config) -> str:
+    return str(config.data_dir / "scheduler.sqlite")
+
+
+async def _move_tasks_out_of_index(config: Config) -> None:
+    """Before any actor opens them: an older node kept its tasks in the index file."""
+    index, scheduler = index_database(config), scheduler_database(config)
+    moved = await run_sync_in_thread(move_out_of_index, index, scheduler)
+    if moved:
+        log.info("scheduled tasks moved out of the index file", tasks=moved, database=scheduler)
+
+
 def lock_manager_config(config: Config) -> LockManagerConfig:
     return from_section(LockManagerConfig, config.locks)
 
@@ -233,7 +254,7 @@ def service_specs(config: Config) -> list[ActorSpec | SupervisorSpec]:
         ActorSpec(
             name="scheduler",
             actor=TaskScheduler,
-            args={"database": index_database(config), "config": scheduler_config(config)},
+            args={"database": scheduler_database(config), "config": scheduler_config(config)},
         ),
         # After the scheduler: brings its built-in tasks in line with the configuration.
         ActorSpec(name="builtin-tasks", actor=BuiltinTasks, args={"tasks": builtin_tasks(config), "scheduler_path": SCHEDULER}),
@@ -354,6 +375,7 @@ async def open_node(config: Config | None = None) -> AsyncIterator[Node]:
     """Start a node inside the caller's Trio program; it stops when the block ends."""
     config = config if config is not None else Config()
     config.data_dir.mkdir(parents=True, exist_ok=True)
+    await _move_tasks_out_of_index(config)
     with ExitStack() as stack:
         recorder = stack.enter_context(_trace_recorder(config))
         async with AsyncioPortal() as portal:

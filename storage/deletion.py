@@ -25,9 +25,9 @@ With `keep_files` (cleanup's database_only) step 1 records the files in `release
 instead: out of the index, left on disk, and known to verification as released rather
 than orphaned.
 
-The SQL functions take a plain `sqlite3.Connection` and run on the index connection's
-own thread (sqlite_thread.run_in_connection), one crossing per step; `remove_files` is
-blocking file work for a worker thread.
+The SQL functions take a plain `sqlite3.Connection`; the index actor runs each step on
+its database thread in one call. `remove_files` is blocking file work for a worker
+thread.
 """
 
 from __future__ import annotations
@@ -42,11 +42,11 @@ import attrs
 from .errors import UnsafePath
 from .files import fsync_directory
 from .layout import confined
+from .sql import chunks, marks
 
 _STUDY_INSTANCES = (
     "SELECT se.pk FROM series se JOIN study st ON st.pk = se.study_pk WHERE st.study_instance_uid = ?"
 )
-_CHUNK = 500  # paths per IN (...) list, far below SQLite's variable limit
 
 
 @attrs.frozen(kw_only=True)
@@ -65,7 +65,7 @@ class RetiredStudy:
 def retire_study(
     connection: sqlite3.Connection, study_uid: str, stored_before: float | None, keep_files: bool, now: float
 ) -> RetiredStudy:
-    """Step 1 for one study, inside the caller's transaction (sqlite_thread.in_transaction).
+    """Step 1 for one study, inside the caller's transaction (sql.in_transaction).
 
     `stored_before`: delete only if no instance of the study arrived at or after this
     time (the cleanup's cutoff, checked again here because a store may have come in
@@ -125,8 +125,8 @@ def pending_deletions(connection: sqlite3.Connection, paths: Sequence[str] | Non
         rows = connection.execute(query).fetchall()
     else:
         rows = []
-        for chunk in _chunks(list(paths)):
-            rows += connection.execute(f"{query} WHERE d.file_path IN ({_marks(chunk)})", chunk).fetchall()
+        for chunk in chunks(list(paths)):
+            rows += connection.execute(f"{query} WHERE d.file_path IN ({marks(len(chunk))})", chunk).fetchall()
     return PendingDeletions(
         remove=tuple(sorted(path for path, used in rows if not used)),
         in_use=tuple(sorted(path for path, used in rows if used)),
@@ -136,8 +136,8 @@ def pending_deletions(connection: sqlite3.Connection, paths: Sequence[str] | Non
 def forget_deletions(connection: sqlite3.Connection, paths: Sequence[str]) -> int:
     """Step 3: drop journal entries (inside the caller's transaction)."""
     forgotten = 0
-    for chunk in _chunks(list(paths)):
-        forgotten += connection.execute(f"DELETE FROM file_deletion WHERE file_path IN ({_marks(chunk)})", chunk).rowcount
+    for chunk in chunks(list(paths)):
+        forgotten += connection.execute(f"DELETE FROM file_deletion WHERE file_path IN ({marks(len(chunk))})", chunk).rowcount
     return forgotten
 
 
@@ -187,11 +187,3 @@ def remove_empty_folders(folder: Path, stop: Path) -> None:
         fsync_directory(folder.parent)
         folder = folder.parent
 
-
-def _chunks(values: list[str]) -> Iterable[list[str]]:
-    for start in range(0, len(values), _CHUNK):
-        yield values[start : start + _CHUNK]
-
-
-def _marks(values: Sequence[object]) -> str:
-    return ",".join("?" * len(values))

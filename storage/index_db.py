@@ -1,9 +1,8 @@
-"""The index database: opening it, recording stored instances, lookups and deletions.
+"""The index database: opening it, recording stored instances, counting what it holds.
 
-Every function is an asyncio coroutine on an ``aiosqlite.Connection`` in autocommit
-mode (``isolation_level=None``), opened by ``open_index``. One index actor owns the
-connection and runs these on its private asyncio loop; each function is one whole
-operation (one transaction), so the Trio side crosses once per operation.
+Plain synchronous functions of a ``sqlite3.Connection`` in autocommit mode, opened by
+``open_index``. The index actor owns the database and runs each on its writer or
+reader thread as one call; ``record_instances`` is one whole transaction.
 
 Durability: a C-STORE is acknowledged only after ``record_instances`` has committed.
 In WAL mode ``synchronous=NORMAL`` makes a commit survive an application crash but not
@@ -16,78 +15,34 @@ the file and its index row.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
-import aiosqlite
 import attrs
 
 from .attributes import InstanceRecord
 from .normalize import fold_name, normalize_date, normalize_time
 from .schema import migrate
-from .sqlite_thread import in_transaction, run_in_connection
-
-SQLITE_MAX_VARIABLES = 900  # stay far below SQLite's limit in IN (...) lists
+from .sql import chunks, connect, in_transaction, marks
 
 
-async def open_index(path: str | os.PathLike[str], *, synchronous: str = "FULL") -> aiosqlite.Connection:
-    """Open (creating if needed) and migrate the index at ``path``; WAL, foreign keys on."""
-    if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
-        raise ValueError(f"synchronous={synchronous!r} would acknowledge stores that are not durable")
-    db = await aiosqlite.connect(os.fspath(path), isolation_level=None)
+def open_index(path: str | os.PathLike[str], *, synchronous: str = "FULL", query_only: bool = False) -> sqlite3.Connection:
+    """Open (creating if needed) and migrate the index at ``path``; WAL, foreign keys on.
+
+    ``query_only``: the connection refuses every write (the index actor's reader), so
+    the writer's connection stays the only one that changes the file."""
+    connection = connect(path, synchronous=synchronous)
     try:
-        await db.execute("PRAGMA journal_mode = WAL")
-        await db.execute(f"PRAGMA synchronous = {synchronous.upper()}")
-        await db.execute("PRAGMA foreign_keys = ON")
-        await db.execute("PRAGMA busy_timeout = 5000")
-        await migrate(db)
+        migrate(connection)
+        if query_only:
+            connection.execute("PRAGMA query_only = ON")
     except BaseException:
-        await db.close()
+        connection.close()
         raise
-    return db
-
-
-@contextlib.asynccontextmanager
-async def transaction(db: aiosqlite.Connection) -> AsyncIterator[None]:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error (writers never deadlock on
-    lock upgrade, and a failed batch leaves nothing behind)."""
-    await db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        await rollback_quietly(db)
-        raise
-    await db.execute("COMMIT")
-
-
-async def rollback_quietly(db: aiosqlite.Connection) -> None:
-    """ROLLBACK that cannot mask the error being handled: if the transaction is already
-    gone (a COMMIT queued before a cancellation still ran), there is nothing to undo."""
-    try:
-        await db.execute("ROLLBACK")
-    except sqlite3.OperationalError:
-        pass
-
-
-def _chunks(values: Sequence[object], size: int = SQLITE_MAX_VARIABLES) -> Iterable[Sequence[object]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
-def _marks(count: int) -> str:
-    return ",".join("?" * count)
-
-
-async def _select_in(db: aiosqlite.Connection, sql: str, values: Sequence[object]) -> list[tuple]:
-    """Run ``sql`` (with one ``IN ({})`` placeholder) over values in bounded chunks."""
-    rows: list[tuple] = []
-    for chunk in _chunks(values):
-        rows.extend(await db.execute_fetchall(sql.format(_marks(len(chunk))), tuple(chunk)))
-    return rows
+    return connection
 
 
 # -- recording stored instances ------------------------------------------------------------
@@ -254,8 +209,8 @@ def _last_per_key(records: Iterable[InstanceRecord], key) -> list[InstanceRecord
     return list({key(r): r for r in records}.values())
 
 
-async def record_instances(
-    db: aiosqlite.Connection,
+def record_instances(
+    connection: sqlite3.Connection,
     records: Sequence[InstanceRecord],
     policy: DuplicatePolicy,
     *,
@@ -268,19 +223,18 @@ async def record_instances(
     whose instance now names another patient moves to that patient, a series likewise;
     parents left empty by a move or a replacement are pruned. If anything fails nothing
     is committed and the exception propagates (the caller may retry records one by one).
-    The whole transaction runs on the connection's thread in one crossing.
     """
     if not records:
         return []
     stamp = time.time() if now is None else now
-    return await run_in_connection(db, in_transaction, _record, list(records), policy, stamp)
+    return in_transaction(connection, _record, list(records), policy, stamp)
 
 
 def _record(
     connection: sqlite3.Connection, records: list[InstanceRecord], policy: DuplicatePolicy, now: float
 ) -> list[RecordOutcome]:
     uids = list(dict.fromkeys(r.sop_instance_uid for r in records))
-    existing_rows = _select_in_sync(
+    existing_rows = _select_in(
         connection, "SELECT sop_instance_uid, file_path, sha256, series_pk FROM instance WHERE sop_instance_uid IN ({})", uids
     )
     existing = {uid: (path, sha) for uid, path, sha, _ in existing_rows}
@@ -290,10 +244,11 @@ def _record(
     return outcomes
 
 
-def _select_in_sync(connection: sqlite3.Connection, sql: str, values: Sequence[object]) -> list[tuple]:
+def _select_in(connection: sqlite3.Connection, sql: str, values: Sequence[object]) -> list[tuple]:
+    """Run ``sql`` (with one ``IN ({})`` placeholder) over ``values`` in bounded lists."""
     rows: list[tuple] = []
-    for chunk in _chunks(values):
-        rows.extend(connection.execute(sql.format(_marks(len(chunk))), tuple(chunk)).fetchall())
+    for chunk in chunks(values):
+        rows.extend(connection.execute(sql.format(marks(len(chunk))), tuple(chunk)).fetchall())
     return rows
 
 
@@ -302,12 +257,12 @@ def _write(connection: sqlite3.Connection, records: list[InstanceRecord], old_se
     series = _last_per_key(records, lambda r: r.series_instance_uid)
     # Parents the batch's studies/series hang from now: pruned afterwards if a move emptied them.
     old_patients = {
-        pk for (pk,) in _select_in_sync(
+        pk for (pk,) in _select_in(
             connection, "SELECT patient_pk FROM study WHERE study_instance_uid IN ({})", [r.study_instance_uid for r in studies]
         )
     }
     old_studies = {
-        pk for (pk,) in _select_in_sync(
+        pk for (pk,) in _select_in(
             connection, "SELECT study_pk FROM series WHERE series_instance_uid IN ({})", [r.series_instance_uid for r in series]
         )
     }
@@ -324,139 +279,15 @@ def _write(connection: sqlite3.Connection, records: list[InstanceRecord], old_se
 
 
 def _prune(connection: sqlite3.Connection, parent: str, child: str, fk: str, candidates: set[int]) -> None:
-    for chunk in _chunks(sorted(candidates)):
+    for chunk in chunks(sorted(candidates)):
         connection.execute(
-            f"DELETE FROM {parent} WHERE pk IN ({_marks(len(chunk))}) "
+            f"DELETE FROM {parent} WHERE pk IN ({marks(len(chunk))}) "
             f"AND NOT EXISTS (SELECT 1 FROM {child} WHERE {child}.{fk} = {parent}.pk)",
             tuple(chunk),
         )
 
 
-# -- lookups --------------------------------------------------------------------------------
-
-
-@attrs.frozen(kw_only=True)
-class StoredInstance:
-    """Where one indexed instance is and what it is."""
-
-    sop_instance_uid: str
-    sop_class_uid: str
-    series_instance_uid: str
-    study_instance_uid: str
-    patient_id: str
-    file_path: str
-    file_size: int
-    sha256: str
-    transfer_syntax_uid: str
-    tier: str
-    stored_at: float
-    last_accessed: float
-
-
-_STORED_INSTANCE = """
-SELECT i.sop_instance_uid, i.sop_class_uid, se.series_instance_uid, st.study_instance_uid, p.patient_id,
-       i.file_path, i.file_size, i.sha256, i.transfer_syntax_uid, i.tier, i.stored_at, i.last_accessed
-FROM instance i
-JOIN series se ON se.pk = i.series_pk
-JOIN study st ON st.pk = se.study_pk
-JOIN patient p ON p.pk = st.patient_pk
-"""
-
-
-def _stored(row: tuple) -> StoredInstance:
-    return StoredInstance(
-        sop_instance_uid=row[0], sop_class_uid=row[1], series_instance_uid=row[2], study_instance_uid=row[3],
-        patient_id=row[4], file_path=row[5], file_size=row[6], sha256=row[7], transfer_syntax_uid=row[8],
-        tier=row[9], stored_at=row[10], last_accessed=row[11],
-    )
-
-
-async def get_instance(db: aiosqlite.Connection, sop_instance_uid: str) -> StoredInstance | None:
-    rows = await db.execute_fetchall(_STORED_INSTANCE + " WHERE i.sop_instance_uid = ?", (sop_instance_uid,))
-    return _stored(rows[0]) if rows else None
-
-
-async def series_instances(db: aiosqlite.Connection, series_instance_uid: str) -> list[StoredInstance]:
-    rows = await db.execute_fetchall(
-        _STORED_INSTANCE + " WHERE se.series_instance_uid = ? ORDER BY i.instance_number, i.pk", (series_instance_uid,)
-    )
-    return [_stored(row) for row in rows]
-
-
-async def study_instances(db: aiosqlite.Connection, study_instance_uid: str) -> list[StoredInstance]:
-    rows = await db.execute_fetchall(
-        _STORED_INSTANCE + " WHERE st.study_instance_uid = ? ORDER BY se.series_number, se.pk, i.instance_number, i.pk",
-        (study_instance_uid,),
-    )
-    return [_stored(row) for row in rows]
-
-
-# -- maintenance ----------------------------------------------------------------------------
-
-
-async def _delete_instances_where(db: aiosqlite.Connection, where: str, params: tuple) -> list[str]:
-    """Delete matching instance rows (triggers prune emptied parents); returns their paths
-    for the caller to delete from the tier."""
-    async with transaction(db):
-        rows = await db.execute_fetchall(f"DELETE FROM instance WHERE {where} RETURNING file_path", params)
-    return [path for (path,) in rows]
-
-
-async def delete_instances(db: aiosqlite.Connection, sop_instance_uids: Sequence[str]) -> list[str]:
-    paths: list[str] = []
-    for chunk in _chunks(list(sop_instance_uids)):
-        paths += await _delete_instances_where(db, f"sop_instance_uid IN ({_marks(len(chunk))})", tuple(chunk))
-    return paths
-
-
-async def delete_series(db: aiosqlite.Connection, series_instance_uid: str) -> list[str]:
-    return await _delete_instances_where(
-        db, "series_pk = (SELECT pk FROM series WHERE series_instance_uid = ?)", (series_instance_uid,)
-    )
-
-
-async def delete_study(db: aiosqlite.Connection, study_instance_uid: str) -> list[str]:
-    return await _delete_instances_where(
-        db,
-        "series_pk IN (SELECT se.pk FROM series se JOIN study st ON st.pk = se.study_pk "
-        "WHERE st.study_instance_uid = ?)",
-        (study_instance_uid,),
-    )
-
-
-async def delete_patient(db: aiosqlite.Connection, patient_id: str, issuer_of_patient_id: str = "") -> list[str]:
-    return await _delete_instances_where(
-        db,
-        "series_pk IN (SELECT se.pk FROM series se JOIN study st ON st.pk = se.study_pk "
-        "JOIN patient p ON p.pk = st.patient_pk WHERE p.patient_id = ? AND p.issuer_of_patient_id = ?)",
-        (patient_id, issuer_of_patient_id),
-    )
-
-
-async def touch_instances(
-    db: aiosqlite.Connection, sop_instance_uids: Sequence[str], *, now: float | None = None
-) -> int:
-    """Mark instances as just accessed (retrieve, prefetch); returns how many rows changed."""
-    stamp = time.time() if now is None else now
-    changed = 0
-    async with transaction(db):
-        for chunk in _chunks(list(sop_instance_uids)):
-            cursor = await db.execute(
-                f"UPDATE instance SET last_accessed = ? WHERE sop_instance_uid IN ({_marks(len(chunk))})",
-                (stamp, *chunk),
-            )
-            changed += cursor.rowcount
-    return changed
-
-
-async def set_location(db: aiosqlite.Connection, sop_instance_uid: str, *, tier: str, file_path: str) -> bool:
-    """Record that an instance's file now lives in another tier/path (HSM migration)."""
-    async with transaction(db):
-        cursor = await db.execute(
-            "UPDATE instance SET tier = ?, file_path = ? WHERE sop_instance_uid = ?",
-            (tier, file_path, sop_instance_uid),
-        )
-    return cursor.rowcount == 1
+# -- counting ---------------------------------------------------------------------------------
 
 
 @attrs.frozen(kw_only=True)
@@ -468,10 +299,9 @@ class IndexCounts:
     total_bytes: int
 
 
-async def index_counts(db: aiosqlite.Connection) -> IndexCounts:
-    rows = await db.execute_fetchall(
+def index_counts(connection: sqlite3.Connection) -> IndexCounts:
+    patients, studies, series, instances, total = connection.execute(
         "SELECT (SELECT count(*) FROM patient), (SELECT count(*) FROM study), (SELECT count(*) FROM series), "
         "(SELECT count(*) FROM instance), (SELECT coalesce(sum(file_size), 0) FROM instance)"
-    )
-    patients, studies, series, instances, total = rows[0]
+    ).fetchone()
     return IndexCounts(patients=patients, studies=studies, series=series, instances=instances, total_bytes=total)

@@ -1,6 +1,6 @@
 """Where an instance's file lives under a storage root.
 
-Two layouts (DESIGN.md section 4):
+Two layouts, chosen by `[storage] layout` in the configuration (config.py):
 
 - UID  (default): ``{root}/{StudyUID}/{SeriesUID}/{SOPUID}.dcm``
 - DATE:           ``{root}/{YYYY}/{MM}/{DD}/{SOPUID}.dcm``, the date being the

@@ -7,19 +7,18 @@
   checks (when each file was checked and, for a repairing run, its status);
 - both: the report of each run (`maintenance_report`).
 
-Every function takes a plain `sqlite3.Connection` and runs on the connection's thread
-in one crossing (sqlite_thread.run_in_connection); writers run inside
-`sqlite_thread.in_transaction`.
+Every function takes a plain `sqlite3.Connection`; the index actor runs each on its
+database thread in one call, writers inside `sql.in_transaction`.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import attrs
 
-_CHUNK = 500  # values per IN (...) list, far below SQLite's variable limit
+from .sql import chunks, marks
 
 FILE_OK = "ok"
 FILE_MISSING = "missing"
@@ -137,10 +136,10 @@ def files_to_check(connection: sqlite3.Connection, limit: int) -> list[IndexedFi
 def indexed_file(connection: sqlite3.Connection, sop_instance_uids: Sequence[str]) -> dict[str, str]:
     """SOP Instance UID -> the file path the index has for it, for those it knows."""
     found: dict[str, str] = {}
-    for chunk in _chunks(list(sop_instance_uids)):
+    for chunk in chunks(list(sop_instance_uids)):
         found.update(
             connection.execute(
-                f"SELECT sop_instance_uid, file_path FROM instance WHERE sop_instance_uid IN ({_marks(chunk)})", chunk
+                f"SELECT sop_instance_uid, file_path FROM instance WHERE sop_instance_uid IN ({marks(len(chunk))})", chunk
             ).fetchall()
         )
     return found
@@ -160,9 +159,9 @@ class PathClasses:
 
 def classify_paths(connection: sqlite3.Connection, paths: Sequence[str]) -> PathClasses:
     found: dict[str, set[str]] = {"instance": set(), "file_deletion": set(), "released_file": set()}
-    for chunk in _chunks(list(paths)):
+    for chunk in chunks(list(paths)):
         for table, known in found.items():
-            rows = connection.execute(f"SELECT file_path FROM {table} WHERE file_path IN ({_marks(chunk)})", chunk)
+            rows = connection.execute(f"SELECT file_path FROM {table} WHERE file_path IN ({marks(len(chunk))})", chunk)
             known.update(path for (path,) in rows)
     return PathClasses(
         indexed=tuple(sorted(found["instance"])),
@@ -195,11 +194,6 @@ def record_checks(connection: sqlite3.Connection, checks: Sequence[FileCheck], n
             (now, check.status, check.sop_instance_uid, check.file_path, check.sha256),
         ).rowcount
     return updated
-
-
-def released_files(connection: sqlite3.Connection) -> list[tuple[str, str]]:
-    """(file_path, study_instance_uid) of every file a database-only cleanup released."""
-    return connection.execute("SELECT file_path, study_instance_uid FROM released_file ORDER BY file_path").fetchall()
 
 
 # -- reports ------------------------------------------------------------------------------
@@ -247,11 +241,3 @@ def stored_reports(connection: sqlite3.Connection, task_id: str | None, limit: i
         for t, n, k, s, f, ok, m, r in rows
     ]
 
-
-def _chunks(values: list[str]) -> Iterable[list[str]]:
-    for start in range(0, len(values), _CHUNK):
-        yield values[start : start + _CHUNK]
-
-
-def _marks(values: Sequence[object]) -> str:
-    return ",".join("?" * len(values))

@@ -1,8 +1,9 @@
 """C-FIND and C-MOVE/C-GET over the index: plans from identifiers, pages of responses.
 
 ``plan_find`` turns an identifier into a ``FindPlan`` (pure, raises ``QueryError`` with
-the status to answer); ``find_page`` / ``iter_find`` run it in pages so the index actor
-can cross back to Trio once per page and pending responses stream as they are found.
+the status to answer); ``find_page`` runs it one page at a time, a plain function of a
+``sqlite3.Connection``, so the index actor crosses to its reader thread once per page
+and pending responses stream as they are found.
 Paging is keyset-based (``pk > cursor ORDER BY pk LIMIT n``): no statement stays open
 between pages, so stores committed on the same connection meanwhile cannot disturb an
 iteration, and a page is a short read.
@@ -25,10 +26,9 @@ import contextlib
 import enum
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-import aiosqlite
 import attrs
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement
@@ -338,8 +338,8 @@ def _select_sql(plan: FindPlan) -> tuple[str, list[int]]:
     return sql, computed
 
 
-async def find_page(
-    db: aiosqlite.Connection,
+def find_page(
+    connection: sqlite3.Connection,
     plan: FindPlan,
     *,
     cursor: int | None = 0,
@@ -353,6 +353,7 @@ async def find_page(
     sequences); a page stops after ``max_scanned`` rows even with fewer responses (maybe
     none), so one request never holds the index's thread for a whole table scan: the
     caller asks again from the cursor, and other requests get their turn in between.
+    Every fetch of the page happens in this one call.
     """
     if cursor is None:
         return FindPage(responses=[], cursor=None)
@@ -365,7 +366,7 @@ async def find_page(
             return FindPage(responses=responses, cursor=position)
         want = size - len(responses)
         with _sqlite_refusals():
-            rows = await db.execute_fetchall(sql, (*plan.params, position, want))
+            rows = connection.execute(sql, (*plan.params, position, want)).fetchall()
         scanned += len(rows)
         for row in rows:
             position = row[0]
@@ -386,18 +387,6 @@ def _sqlite_refusals() -> Iterator[None]:
         if "pattern too complex" in str(error):
             raise QueryError("a wild card value is too long for the index to match") from None
         raise
-
-
-async def iter_find(
-    db: aiosqlite.Connection, plan: FindPlan, *, page_size: int = 100, retrieve_ae_title: str | None = None
-) -> AsyncIterator[list[Dataset]]:
-    """Pages of responses (never an empty page) until the matches are exhausted."""
-    cursor: int | None = 0
-    while cursor is not None:
-        page = await find_page(db, plan, cursor=cursor, size=page_size, retrieve_ae_title=retrieve_ae_title)
-        cursor = page.cursor
-        if page.responses:
-            yield page.responses
 
 
 def _response(
@@ -528,15 +517,15 @@ def plan_retrieve(identifier: Dataset, model: InformationModel) -> RetrievePlan:
     return RetrievePlan(model=model, level=level, where=" AND ".join(where), params=tuple(params))
 
 
-async def retrieve_items(db: aiosqlite.Connection, plan: RetrievePlan) -> list[RetrieveItem]:
+def retrieve_items(connection: sqlite3.Connection, plan: RetrievePlan) -> list[RetrieveItem]:
     """Every instance under the entities the plan names, in study/series/instance order."""
     with _sqlite_refusals():
-        rows = await db.execute_fetchall(
+        rows = connection.execute(
             "SELECT i.sop_class_uid, i.sop_instance_uid, i.file_path, i.transfer_syntax_uid, i.file_size, i.tier "
             f"FROM {FROM[Level.IMAGE]} WHERE {plan.where} "
             "ORDER BY st.pk, se.series_number, se.pk, i.instance_number, i.pk",
             plan.params,
-        )
+        ).fetchall()
     return [
         RetrieveItem(
             sop_class_uid=r[0], sop_instance_uid=r[1], file_path=r[2], transfer_syntax_uid=r[3],

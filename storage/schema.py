@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import sqlite3
 
-import aiosqlite
 import attrs
+
+from .sql import in_transaction
 
 
 @attrs.frozen
@@ -268,35 +269,28 @@ class SchemaTooNew(RuntimeError):
     """The database was written by a newer triopacs; opening it could corrupt it."""
 
 
-async def schema_version(db: aiosqlite.Connection) -> int:
-    async with db.execute("PRAGMA user_version") as cursor:
-        row = await cursor.fetchone()
-    return int(row[0]) if row else 0
+def schema_version(connection: sqlite3.Connection) -> int:
+    (version,) = connection.execute("PRAGMA user_version").fetchone()
+    return int(version)
 
 
-async def migrate(db: aiosqlite.Connection, migrations: tuple[Migration, ...] = MIGRATIONS) -> int:
+def migrate(connection: sqlite3.Connection, migrations: tuple[Migration, ...] = MIGRATIONS) -> int:
     """Apply the migrations the database lacks, all in one transaction; returns the version.
 
     Requires a connection in autocommit mode (``isolation_level=None``) so the explicit
     transaction is the only one."""
-    current = await schema_version(db)
+    current = schema_version(connection)
     if current > len(migrations):
         raise SchemaTooNew(f"index schema version {current} is newer than this code's {len(migrations)}")
     if current == len(migrations):
         return current
-    await db.execute("BEGIN IMMEDIATE")
-    try:
-        # Re-read under the write lock: another process may have migrated meanwhile.
-        current = await schema_version(db)
-        for migration in migrations[current:]:
-            for statement in migration.statements:
-                await db.execute(statement)
-        await db.execute(f"PRAGMA user_version = {len(migrations)}")
-        await db.execute("COMMIT")
-    except BaseException:
-        try:
-            await db.execute("ROLLBACK")
-        except sqlite3.OperationalError:
-            pass  # already rolled back or committed: nothing to undo, keep the real error
-        raise
+    in_transaction(connection, _apply, migrations)
     return len(migrations)
+
+
+def _apply(connection: sqlite3.Connection, migrations: tuple[Migration, ...]) -> None:
+    # Re-read under the write lock: another process may have migrated meanwhile.
+    for migration in migrations[schema_version(connection) :]:
+        for statement in migration.statements:
+            connection.execute(statement)
+    connection.execute(f"PRAGMA user_version = {len(migrations)}")

@@ -49,6 +49,7 @@ class UnknownAE(ReplyError):
 
 class AERegistry(Actor):
     accepts = (LookupAE, RegisterAE, ForgetAE, ListAEs)
+    resources = {}  # its table lives in memory
 
     def __init__(self, remotes: tuple[RemoteAE, ...] = ()) -> None:
         self._entries = {entry.ae_title: entry for entry in remotes}

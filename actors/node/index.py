@@ -6,21 +6,26 @@ one WAL fsync, yet no store is answered before the commit that holds it is durab
 Reads run beside the writes on a second connection (WAL lets readers and the writer
 proceed together), each as its own task, so a long C-FIND never holds up a store.
 
-Everything touching aiosqlite crosses into the node's asyncio portal once per whole
-operation (a batch, a fetch of matches).
+Each connection has its own database thread (actors/runtime/database_thread.py), which
+runs the storage functions - plain functions of a sqlite3 connection - one call per
+request: a group commit is one crossing, a C-FIND page is one crossing. The reader's
+connection is opened query-only, so this actor is the one writer of the index file,
+through one connection. A cancelled read is interrupted; a cancelled write finishes
+(it commits or rolls back on the thread) and its result is dropped.
 
 Maintenance (the cleanup and verification tasks) goes through here too, so the index
 keeps one writer: listing studies past their retention and files to verify, deleting a
 study crash-safely (storage/deletion.py: rows and a journal of their files in one
 transaction, then the files, then the journal entries), recording check outcomes and
-keeping run reports. Each is one transaction on the writer connection - one crossing,
-so it never splits a group commit - and runs beside the mailbox like the reads. When it
+keeping run reports. Each is one transaction on the writer thread - one call, so it
+never splits a group commit - and runs beside the mailbox like the reads. When it
 opens the index, the actor first finishes any deletion a crash interrupted, before it
 serves anyone.
 """
 
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import attrs
@@ -57,12 +62,15 @@ from ...storage.query import (
     retrieve_items,
     stored_syntaxes,
 )
-from ...storage.sqlite_thread import in_transaction, run_in_connection
+from ...storage.sql import in_transaction
 from ..runtime.actor import Actor
-from .index_dimse_n import DEFAULT_EXPIRE_AFTER, DIMSE_N_REQUESTS, dimse_n_reply
+from ..runtime.database_thread import DatabaseThread
 from ..runtime.errors import ReplyError
 from ..runtime.mailbox import Reply
 from ..runtime.messages import message
+from ..runtime.resources import DirectoryResource, FileResource
+from ..runtime.threads import run_sync_in_thread
+from .index_dimse_n import DEFAULT_EXPIRE_AFTER, DIMSE_N_REQUESTS, dimse_n_reply
 
 MAX_BATCH = 256
 
@@ -281,6 +289,9 @@ class IndexActor(Actor):
         RecordInstance, CountIndex, FindMatches, ListInstances, ListHeldSyntaxes, GetStorageRoot,
         *MAINTENANCE_READS, *MAINTENANCE_WRITES, *DIMSE_N_REQUESTS,
     )
+    # A replay runs the index on copies: the database with its WAL or rollback journal
+    # (committed rows may live there), and the data directory, whose files it deletes.
+    resources = {"database": FileResource(companions=("-wal", "-journal")), "root": DirectoryResource()}
 
     def __init__(
         self,
@@ -306,10 +317,16 @@ class IndexActor(Actor):
         self._held: dict[str, set[str]] = {}
 
     async def on_start(self) -> None:
-        portal = self.ctx.system.portal
         Path(self.database).parent.mkdir(parents=True, exist_ok=True)
-        self.writer = await portal.run(lambda: open_index(self.database, synchronous=self.synchronous))
-        self.reader = await portal.run(lambda: open_index(self.database, synchronous=self.synchronous))
+        # The writer first: it creates and migrates the file the reader then opens.
+        self.writer = DatabaseThread(partial(open_index, self.database, synchronous=self.synchronous), name="index-writer")
+        await self.writer.start()
+        self.reader = DatabaseThread(
+            partial(open_index, self.database, synchronous=self.synchronous, query_only=True),
+            name="index-reader",
+            interrupt_on_cancel=True,
+        )
+        await self.reader.start()
         # Before anyone is served: finish the deletions a crash interrupted.
         finished = await self._finish_deletions(None)
         if finished.removed or finished.in_use or finished.failed:
@@ -320,10 +337,9 @@ class IndexActor(Actor):
         self.ctx.nursery.start_soon(self._commit_forever)
 
     async def on_stop(self) -> None:
-        portal = self.ctx.system.portal
-        for connection in (getattr(self, "writer", None), getattr(self, "reader", None)):
-            if connection is not None:
-                await portal.run(connection.close)
+        for thread in (getattr(self, "reader", None), getattr(self, "writer", None)):
+            if thread is not None:
+                await thread.aclose()  # after the calls already asked of it
 
     async def handle(self, message):
         match message:
@@ -331,7 +347,7 @@ class IndexActor(Actor):
                 self._pending.append((record, self.ctx.defer_reply()))
                 self._wake.set()
             case CountIndex():
-                counts = await self.ctx.system.portal.run(index_counts, self.reader)
+                counts = await self.reader.run(index_counts)
                 return IndexCountsReply(counts=counts)
             case FindMatches() | ListInstances():
                 # Reads run beside the mailbox, so a long query never holds up a store.
@@ -348,17 +364,16 @@ class IndexActor(Actor):
                 self.ctx.nursery.start_soon(self._dimse_n, message, self.ctx.defer_reply())
 
     async def _read(self, message: FindMatches | ListInstances, reply: Reply) -> None:
-        portal = self.ctx.system.portal
         try:
             match message:
                 case FindMatches(identifier=identifier, model=model, cursor=cursor, size=size, retrieve_ae_title=aet):
                     plan = plan_find(identifier, model)
-                    page = await portal.run(
-                        lambda: find_page(self.reader, plan, cursor=cursor, size=size, retrieve_ae_title=aet or None)
+                    page = await self.reader.run(
+                        partial(find_page, cursor=cursor, size=size, retrieve_ae_title=aet or None), plan
                     )
                     reply.send(MatchPage(responses=tuple(page.responses), cursor=page.cursor))
                 case ListInstances(identifier=identifier, model=model):
-                    items = await portal.run(retrieve_items, self.reader, plan_retrieve(identifier, model))
+                    items = await self.reader.run(retrieve_items, plan_retrieve(identifier, model))
                     reply.send(InstanceList(items=tuple(items)))
         except QueryError as error:
             reply.fail(QueryRefused(error.status, error.comment, error.reason))
@@ -375,10 +390,9 @@ class IndexActor(Actor):
                 await self._commit(batch)
 
     async def _commit(self, batch: Sequence[tuple[InstanceRecord, Reply]]) -> None:
-        portal = self.ctx.system.portal
         records = [record for record, _ in batch]
         try:
-            outcomes = await portal.run(record_instances, self.writer, records, self.duplicate_policy)
+            outcomes = await self.writer.run(record_instances, records, self.duplicate_policy)
         except Exception as error:
             if len(batch) == 1:
                 self.ctx.log.error("index write failed", sop_instance_uid=records[0].sop_instance_uid, error=str(error))
@@ -422,11 +436,11 @@ class IndexActor(Actor):
             reply.fail(IndexFailure(f"index maintenance failed: {error}"))
 
     async def _in_reader(self, fn, *args):
-        return await self.ctx.system.portal.run(run_in_connection, self.reader, fn, *args)
+        return await self.reader.run(fn, *args)
 
     async def _in_transaction(self, fn, *args):
-        # One crossing, one transaction: it runs between two group commits, never inside one.
-        return await self.ctx.system.portal.run(run_in_connection, self.writer, in_transaction, fn, *args)
+        # One call, one transaction: it runs between two group commits, never inside one.
+        return await self.writer.run(in_transaction, fn, *args)
 
     async def _maintenance(self, message):
         match message:
@@ -461,7 +475,7 @@ class IndexActor(Actor):
         pending = await self._in_reader(pending_deletions, paths)
         removal = Removal(done=(), failed=())
         if pending.remove:
-            removal = await trio.to_thread.run_sync(remove_files, self.root, pending.remove)
+            removal = await run_sync_in_thread(remove_files, self.root, pending.remove)
         settled = [*removal.done, *pending.in_use]
         if settled:
             await self._in_transaction(forget_deletions, settled)

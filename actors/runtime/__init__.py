@@ -1,4 +1,5 @@
-"""The actor runtime: typed messages, mailboxes, supervision, events, traces, replay.
+"""The actor runtime: typed messages, mailboxes, supervision, events, traces, replay,
+and the threads actors reach blocking libraries through (database threads, the asyncio portal).
 
 Nothing here knows DICOM: the runtime can be embedded and tested on its own (the
 layering test keeps it that way).
@@ -39,9 +40,13 @@ _EXPORTS = {
     "ActorStopped": "errors",
     "ActorSystem": "system",
     "AskTimeout": "errors",
+    "DatabaseClosed": "database_thread",
+    "DatabaseThread": "database_thread",
     "AsyncioPortal": "portal",
+    "DirectoryResource": "resources",
     "Escalation": "errors",
     "EventBus": "events",
+    "FileResource": "resources",
     "JsonLinesSink": "trace",
     "MailboxOverrun": "errors",
     "MailboxStatistics": "mailbox",
@@ -59,7 +64,9 @@ _EXPORTS = {
     "SupervisorEscalated": "events",
     "SupervisorSpec": "supervision",
     "TraceRecorder": "trace",
+    "UncopyableResource": "resources",
     "UnknownMessage": "errors",
+    "UsedResource": "resources",
     "converter": "codec",
     "dumps": "codec",
     "from_wire": "codec",
@@ -91,12 +98,14 @@ def __getattr__(name: str) -> Any:
 if TYPE_CHECKING:
     from .actor import Actor, ActorContext
     from .codec import converter, dumps, from_wire, loads, to_wire
+    from .database_thread import DatabaseClosed, DatabaseThread
     from .errors import ActorCrashed, ActorError, ActorStopped, AskTimeout, Escalation, MailboxOverrun, ReplyError, UnknownMessage
     from .events import ActorExited, ActorFailed, ActorRestarted, ActorStarted, EventBus, Subscription, SupervisorEscalated
     from .mailbox import ActorRef, MailboxStatistics, Reply
     from .messages import is_message, message, message_type, registered, tag_of
     from .portal import AsyncioPortal, PortalClosed
     from .replayer import Mismatch, ReplayError, ReplayResult, replay
+    from .resources import DirectoryResource, FileResource, UncopyableResource, UsedResource
     from .supervision import ActorSpec, Restart, RestartPolicy, Strategy, Supervisor, SupervisorSpec, open_supervisor
     from .system import ActorSystem
     from .trace import JsonLinesSink, TraceRecorder, open_trace_file, read_trace

@@ -6,7 +6,9 @@ answers an ask. Work that must outlive one message (a socket reader, a timer) ru
 `ctx.nursery`, which lives exactly as long as this incarnation of the actor.
 """
 
+import inspect
 import traceback
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import structlog
@@ -14,6 +16,7 @@ import trio
 
 from .errors import ActorCrashed, ActorStopped, ReplyError, UnknownMessage
 from .mailbox import ActorRef, Envelope, Mailbox, Reply, current_actor
+from .resources import Resource, check_declaration
 
 if TYPE_CHECKING:
     from .supervision import Supervisor
@@ -25,8 +28,19 @@ class Actor:
     # False for actors driven by the outside world (sockets) rather than by messages:
     # a replay treats what they sent as recorded input instead of re-running them.
     replayable: ClassVar[bool] = True
+    # The constructor arguments that name something outside the process (a file, a
+    # directory, a socket) and what a replay may replace each with (runtime/resources.py).
+    # {} says "nothing outside"; None, the default, says nothing, and such an actor is
+    # never rebuilt from a trace: a replay could not keep it off live data.
+    resources: ClassVar[Mapping[str, Resource] | None] = None
 
     ctx: "ActorContext"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        declared = cls.resources  # inherited too: a subclass may have changed the constructor
+        if declared:
+            check_declaration(cls, declared, inspect.signature(cls.__init__).parameters)
 
     async def on_start(self) -> None:
         """Get ready; the actor's ref is handed out only after this returns."""
@@ -35,7 +49,8 @@ class Actor:
         raise UnknownMessage(self.ctx.path, message)
 
     async def on_stop(self) -> None:
-        """Release resources; runs shielded, within the system's shutdown grace."""
+        """Release resources; runs shielded, within the system's shutdown grace, once the
+        tasks in ctx.nursery have ended."""
 
 
 class ActorContext:
@@ -110,21 +125,28 @@ async def run_incarnation(
     """Run one life of `actor` on `mailbox` until it stops, crashes or is cancelled."""
     current_actor.set(mailbox.path)
     structlog.contextvars.bind_contextvars(actor=mailbox.path)
-    async with trio.open_nursery() as nursery:
-        ctx = ActorContext(system, mailbox, nursery, parent)
-        actor.ctx = ctx
-        try:
-            await actor.on_start()
-            task_status.started()
-            await _serve(actor, ctx, mailbox, system)
-        except BaseException as exc:
-            ctx._fail_deferred(ActorCrashed(mailbox.path, exc) if isinstance(exc, Exception) else ActorStopped(mailbox.path))
-            raise
-        finally:
+    ctx: ActorContext | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            ctx = ActorContext(system, mailbox, nursery, parent)
+            actor.ctx = ctx
+            try:
+                await actor.on_start()
+                task_status.started()
+                await _serve(actor, ctx, mailbox, system)
+            except BaseException as exc:
+                failure = ActorCrashed(mailbox.path, exc) if isinstance(exc, Exception) else ActorStopped(mailbox.path)
+                ctx._fail_deferred(failure)
+                raise
+            finally:
+                # The background tasks end before on_stop runs, so on_stop may release
+                # what they use (a connection, a socket) without pulling it from under them.
+                nursery.cancel_scope.cancel()
+    finally:
+        if ctx is not None:
             with trio.move_on_after(system.shutdown_grace, shield=True):
                 await actor.on_stop()
-        ctx._fail_deferred(ActorStopped(mailbox.path))
-        nursery.cancel_scope.cancel()
+    ctx._fail_deferred(ActorStopped(mailbox.path))
 
 
 async def _serve(actor: Actor, ctx: ActorContext, mailbox: Mailbox, system: "ActorSystem") -> None:

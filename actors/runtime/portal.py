@@ -1,8 +1,9 @@
 """The asyncio portal: one private asyncio loop in a worker thread, for asyncio libraries.
 
-aiosqlite, aiobotocore and azure-storage-blob only speak asyncio. Rather than run the
-node on an asyncio-compatible loop, we keep one real asyncio loop in a thread and cross
-into it once per whole operation (a transaction, an upload), which costs ~0.1 ms.
+Some libraries speak only asyncio (aiobotocore and azure-storage-blob, for storage on S3
+and Azure). Rather than run the node on an asyncio loop, we
+keep one real asyncio loop in a thread and cross into it once per whole operation (a
+transaction, an upload), which costs ~0.1 ms.
 
 Cancellation crosses too: when the Trio caller is cancelled, the asyncio task is
 cancelled and the caller waits, shielded, until the task's own cleanup has finished,
@@ -16,42 +17,13 @@ from typing import Any, TypeVar
 
 import trio
 
+from .threads import waiting_on_another_thread
+
 T = TypeVar("T")
 
 
 class PortalClosed(RuntimeError):
     pass
-
-
-class _VirtualTimeHold:
-    """Stops a mock clock's autojump while some portal calls are in flight.
-
-    A Trio task waiting on another thread looks idle, and trio.testing.MockClock jumps
-    virtual time forward whenever every task is idle: a replay would deliver its next
-    recorded input while the asyncio side is still committing the previous one. With a
-    real clock this does nothing.
-    """
-
-    def __init__(self) -> None:
-        self._calls = 0
-        self._saved: float | None = None
-
-    def __enter__(self) -> None:
-        clock = trio.lowlevel.current_clock()
-        if not hasattr(clock, "autojump_threshold"):
-            return
-        if self._calls == 0:
-            self._saved = clock.autojump_threshold
-            clock.autojump_threshold = float("inf")
-        self._calls += 1
-
-    def __exit__(self, *exc_info: object) -> None:
-        clock = trio.lowlevel.current_clock()
-        if not hasattr(clock, "autojump_threshold"):
-            return
-        self._calls -= 1
-        if self._calls == 0 and self._saved is not None:
-            clock.autojump_threshold = self._saved
 
 
 def _notify(token: trio.lowlevel.TrioToken, done: trio.Event) -> None:
@@ -66,7 +38,6 @@ class AsyncioPortal:
         self._name = name
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._hold = _VirtualTimeHold()
         self.crossings = 0
 
     async def __aenter__(self) -> "AsyncioPortal":
@@ -124,7 +95,8 @@ class AsyncioPortal:
             task.add_done_callback(lambda _: _notify(token, done))
 
         self.crossings += 1
-        with self._hold:
+        # Waiting on the asyncio thread: a mock clock must not jump meanwhile (threads.py).
+        with waiting_on_another_thread():
             loop.call_soon_threadsafe(start)
             try:
                 await done.wait()

@@ -110,7 +110,12 @@ class _ActorChild:
     async def run_once(self, system: ActorSystem, status: _ReadyFlag, parent: "Supervisor") -> None:
         actor = self.spec.actor(**self.spec.args)
         if self._incarnations == 0 and system.recorder is not None:
-            system.recorder.actor_started(self.path, type(actor), _recordable(self.spec.args))
+            if isinstance(self.spec.actor, type):
+                system.recorder.actor_started(self.path, type(actor), _recordable(self.spec.args))
+            else:
+                # The spec's args are the factory's, not the class's: a replay could not
+                # rebuild the actor from them, so the record names the factory instead.
+                system.recorder.actor_started(self.path, type(actor), None, built_by=self.spec.actor)
         self._incarnations += 1
         system.bus.publish(ActorStarted(path=self.path, restarts=self.mailbox.restarts))
         await run_incarnation(actor, self.mailbox, system, status, parent)  # type: ignore[arg-type]

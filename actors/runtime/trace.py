@@ -35,6 +35,14 @@ def wire_error(error: BaseException) -> dict[str, Any]:
     return {"type": qualified_name(type(error)), "message": str(error), "args": args}
 
 
+def _callable_name(fn: Callable[..., Any]) -> str:
+    """`module:QualName` of a function or method, else its repr (a partial, an object)."""
+    target = getattr(fn, "__func__", fn)
+    if hasattr(target, "__module__") and hasattr(target, "__qualname__"):
+        return f"{target.__module__}:{target.__qualname__}"
+    return repr(fn)
+
+
 class TraceRecorder:
     """Turns runtime happenings into trace records and hands them to `sink`."""
 
@@ -54,8 +62,14 @@ class TraceRecorder:
         self._now()
         self._sink({"kind": "trace", "version": TRACE_VERSION, **about})
 
-    def actor_started(self, path: str, actor_class: type, args: dict[str, Any] | None) -> None:
-        self._sink({"kind": "actor", "t": self._now(), "path": path, "class": qualified_name(actor_class), "args": args})
+    def actor_started(
+        self, path: str, actor_class: type, args: dict[str, Any] | None, *, built_by: Callable[..., Any] | None = None
+    ) -> None:
+        """`built_by`: the factory that built the actor when it was not its class."""
+        record = {"kind": "actor", "t": self._now(), "path": path, "class": qualified_name(actor_class), "args": args}
+        if built_by is not None:
+            record["factory"] = _callable_name(built_by)
+        self._sink(record)
 
     def delivered(self, envelope: Envelope, recipient: str) -> None:
         record = {

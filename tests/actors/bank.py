@@ -49,6 +49,7 @@ class InsufficientFunds(ReplyError):
 
 class Ledger(Actor):
     accepts = (Apply,)
+    resources = {}  # all in memory
 
     def __init__(self) -> None:
         self.balances: dict[str, int] = {}
@@ -65,6 +66,7 @@ class Ledger(Actor):
 
 class Teller(Actor):
     accepts = (Deposit, Withdraw)
+    resources = {}  # all in memory
 
     def __init__(self, ledger: str, auditor: str, threshold: int = 100) -> None:
         self.ledger_path = ledger
@@ -89,6 +91,7 @@ class Teller(Actor):
 
 class Auditor(Actor):
     accepts = (LargeMovement,)
+    resources = {}  # all in memory
 
     def __init__(self, report_to: str, every: float = 3600.0) -> None:
         self.report_to = report_to
@@ -114,6 +117,7 @@ class Inbox(Actor):
     """Collects summaries (the outside world the auditor reports to)."""
 
     accepts = (Summary,)
+    resources = {}  # all in memory
 
     def __init__(self) -> None:
         self.received: list[Summary] = []

@@ -2,10 +2,10 @@
 
 Identifiers go through bytes (implicit VR little endian, as they cross the network) and
 are parsed without value conversion, the way the association hands them over; a few
-tests also use in-memory pydicom datasets. Driven by ``asyncio.run`` (run_on_index).
+tests also use in-memory pydicom datasets. The storage functions are plain functions of
+a sqlite3 connection, called directly (run_on_index).
 """
 
-import asyncio
 import io
 
 import pytest
@@ -17,12 +17,11 @@ from pydicom.uid import BasicTextSRStorage, CTImageStorage, ComputedRadiographyI
 
 from triopacs.storage.attributes import record_from_dataset
 from triopacs.storage.errors import QueryError
-from triopacs.storage.index_db import DuplicatePolicy, open_index, record_instances, set_location
+from triopacs.storage.index_db import DuplicatePolicy, open_index, record_instances
 from triopacs.storage.query import (
     InformationModel,
     QueryOptions,
     find_page,
-    iter_find,
     plan_find,
     plan_retrieve,
     retrieve_items,
@@ -111,16 +110,22 @@ def population():
 
 
 def run_on_index(path, body):
-    """Open the index at ``path`` on a fresh asyncio loop, run ``body(db)``, close it."""
+    """Open the index at ``path``, run ``body(db)``, close it."""
+    db = open_index(path)
+    try:
+        return body(db)
+    finally:
+        db.close()
 
-    async def main():
-        db = await open_index(path)
-        try:
-            return await body(db)
-        finally:
-            await db.close()
 
-    return asyncio.run(main())
+def every_page(db, plan, *, page_size=100, retrieve_ae_title=None):
+    """The pages of responses until the matches are exhausted (never an empty page)."""
+    cursor = 0
+    while cursor is not None:
+        page = find_page(db, plan, cursor=cursor, size=page_size, retrieve_ae_title=retrieve_ae_title)
+        cursor = page.cursor
+        if page.responses:
+            yield page.responses
 
 
 @pytest.fixture(scope="module")
@@ -153,8 +158,8 @@ def identifier(level, *, raw=True, **keys):
 def find(index, model, level, *, options=QueryOptions(), retrieve_ae_title=None, raw=True, **keys):
     plan = plan_find(identifier(level, raw=raw, **keys), model, options)
 
-    async def body(db):
-        return [ds async for page in iter_find(db, plan, retrieve_ae_title=retrieve_ae_title) for ds in page]
+    def body(db):
+        return [ds for page in every_page(db, plan, retrieve_ae_title=retrieve_ae_title) for ds in page]
 
     return run_on_index(index, body)
 
@@ -548,10 +553,10 @@ def test_model_of_sop_class():
 def test_pages_walk_every_match_once(index):
     plan = plan_find(identifier("STUDY", StudyInstanceUID=""), STUDY_ROOT)
 
-    async def body(db):
+    def body(db):
         sizes, seen, cursor = [], [], 0
         while cursor is not None:
-            page = await find_page(db, plan, cursor=cursor, size=4)
+            page = find_page(db, plan, cursor=cursor, size=4)
             sizes.append(len(page.responses))
             seen.extend(r.StudyInstanceUID for r in page.responses)
             cursor = page.cursor
@@ -565,8 +570,8 @@ def test_pages_walk_every_match_once(index):
 def test_pages_fill_up_past_rows_the_json_filter_drops(index):
     plan = plan_find(identifier("IMAGE", StudyInstanceUID=uid(1), SeriesInstanceUID=uid(1, 1), ImageComments="*3"), STUDY_ROOT)
 
-    async def body(db):
-        return [len(page) async for page in iter_find(db, plan, page_size=1)]
+    def body(db):
+        return [len(page) for page in every_page(db, plan, page_size=1)]
 
     assert run_on_index(index, body) == [1]
 
@@ -581,13 +586,13 @@ def test_stores_committed_between_pages_do_not_disturb_the_walk(writable_index):
     plan = plan_find(identifier("STUDY", StudyInstanceUID=""), STUDY_ROOT)
     late = instance_record(7, 1, 1, "P2", CTImageStorage, dict(StudyDate="20240301", Modality="CT"))
 
-    async def body(db):
-        first = await find_page(db, plan, size=3)
+    def body(db):
+        first = find_page(db, plan, size=3)
         seen = [r.StudyInstanceUID for r in first.responses]
-        await record_instances(db, [late], DuplicatePolicy.REJECT)
+        record_instances(db, [late], DuplicatePolicy.REJECT)
         cursor = first.cursor
         while cursor is not None:
-            page = await find_page(db, plan, cursor=cursor, size=3)
+            page = find_page(db, plan, cursor=cursor, size=3)
             seen += [r.StudyInstanceUID for r in page.responses]
             cursor = page.cursor
         return seen
@@ -597,15 +602,15 @@ def test_stores_committed_between_pages_do_not_disturb_the_walk(writable_index):
 
 
 def test_availability_reflects_the_tier(writable_index):
-    async def body(db):
-        await set_location(db, uid(2, 1, 1), tier="s3", file_path="s3://b/k")
+    def body(db):
+        db.execute("UPDATE instance SET tier = 's3', file_path = 's3://b/k' WHERE sop_instance_uid = ?", (uid(2, 1, 1),))
         plan = plan_find(identifier("STUDY", StudyInstanceUID="", InstanceAvailability=""), STUDY_ROOT)
-        studies_found = [r async for page in iter_find(db, plan) for r in page]
+        studies_found = [r for page in every_page(db, plan) for r in page]
         plan = plan_find(
             identifier("IMAGE", StudyInstanceUID=uid(2), SeriesInstanceUID=uid(2, 1), SOPInstanceUID="", InstanceAvailability=""),
             STUDY_ROOT,
         )
-        images = [r async for page in iter_find(db, plan) for r in page]
+        images = [r for page in every_page(db, plan) for r in page]
         return studies_found, images
 
     studies_found, images = run_on_index(writable_index, body)

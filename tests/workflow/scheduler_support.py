@@ -1,5 +1,5 @@
-"""Running a task scheduler in tests: a node with a portal, a wall clock tied to the mock
-clock, task kinds that record what they did."""
+"""Running a task scheduler in tests: a supervisor of its own, a wall clock tied to the
+mock clock, task kinds that record what they did."""
 
 import datetime as dt
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -8,8 +8,6 @@ import trio
 
 from triopacs.actors import ActorSpec, ActorSystem, RestartPolicy, open_supervisor
 from triopacs.workflow import SchedulerConfig, TaskKindRegistry, TaskScheduler
-
-from .helpers import MockClockPortal
 
 START = dt.datetime(2024, 3, 30, 12, 0, tzinfo=dt.timezone.utc)  # a Saturday, Berlin CET
 PATH = "/t/scheduler"
@@ -63,8 +61,7 @@ async def scheduler_node(kinds: TaskKindRegistry, database: str | None = None, *
     """A supervisor /t running a TaskScheduler at /t/scheduler; yields its ref."""
     async with AsyncExitStack() as stack:
         if system is None:
-            portal = await stack.enter_async_context(MockClockPortal()) if database else None
-            system = ActorSystem(portal=portal)
+            system = ActorSystem()
         root = await stack.enter_async_context(open_supervisor(system, "/t", RestartPolicy(max_restarts=5, within=60.0)))
         args = {
             "database": database,

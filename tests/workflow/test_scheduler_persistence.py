@@ -8,7 +8,6 @@ import pytest
 import trio
 
 from triopacs.actors import ActorSystem
-from triopacs.storage.index_db import open_index
 from triopacs.workflow import (
     CronSchedule,
     GetExecutionHistory,
@@ -26,12 +25,11 @@ from triopacs.workflow import (
 )
 from triopacs.workflow.tasks.persistence import SCHEMA_VERSION, PersistenceError, open_workflow_db
 
-from .helpers import MockClockPortal
 from .scheduler_support import START, Recorder, next_event, scheduler_node, wall_now
 
 
 async def test_tasks_schedules_and_history_come_back_after_a_restart(autojump_clock, tmp_path):
-    database = str(tmp_path / "index.sqlite")
+    database = str(tmp_path / "scheduler.sqlite")
     recorder = Recorder()
     async with scheduler_node(recorder.kinds, database) as scheduler:
         every = await scheduler.ask(
@@ -63,7 +61,7 @@ async def test_tasks_schedules_and_history_come_back_after_a_restart(autojump_cl
 
 
 async def test_a_missed_run_happens_once_when_the_scheduler_is_back(autojump_clock, tmp_path):
-    database = str(tmp_path / "index.sqlite")
+    database = str(tmp_path / "scheduler.sqlite")
     recorder = Recorder()
     async with scheduler_node(recorder.kinds, database) as scheduler:
         hourly = await scheduler.ask(ScheduleTask(name="hourly", kind="note", schedule=IntervalSchedule(interval=3600)))
@@ -76,7 +74,7 @@ async def test_a_missed_run_happens_once_when_the_scheduler_is_back(autojump_clo
 
 
 async def test_a_run_cut_short_by_a_stop_runs_again_after_the_restart(autojump_clock, tmp_path):
-    database = str(tmp_path / "index.sqlite")
+    database = str(tmp_path / "scheduler.sqlite")
     recorder = Recorder()
     async with scheduler_node(recorder.kinds, database) as scheduler:
         long = await scheduler.ask(ScheduleTask(name="long", kind="sleep", schedule=CronSchedule.daily_at(13), params={"seconds": 600}))
@@ -90,7 +88,7 @@ async def test_a_run_cut_short_by_a_stop_runs_again_after_the_restart(autojump_c
 
 
 async def test_an_unknown_kind_is_restored_as_orphaned_not_fatal(autojump_clock, tmp_path):
-    database = str(tmp_path / "index.sqlite")
+    database = str(tmp_path / "scheduler.sqlite")
     recorder = Recorder()
     recorder.kinds.register("report", recorder.note)
     async with scheduler_node(recorder.kinds, database) as scheduler:
@@ -98,42 +96,45 @@ async def test_an_unknown_kind_is_restored_as_orphaned_not_fatal(autojump_clock,
         await scheduler.ask(ScheduleTask(name="other", kind="note", schedule=CronSchedule.daily_at(19)))
     recorder.kinds.unregister("report")  # the application that registered it is not loaded
 
-    async with MockClockPortal() as portal:
-        system = ActorSystem(portal=portal)
-        with system.bus.subscribe(TaskOrphaned) as orphans:
-            async with scheduler_node(recorder.kinds, database, system=system) as scheduler:
-                event = await next_event(orphans, TaskOrphaned)
-                assert (event.task_id, event.kind) == (report.id, "report")
-                orphan = await scheduler.ask(GetTask(task_id=report.id))
-                assert orphan.state is TaskState.ORPHANED
-                assert len((await scheduler.ask(ListTasks(state=TaskState.PENDING))).tasks) == 1
-                with pytest.raises(UnknownTaskKind):
-                    await scheduler.ask(TriggerTask(task_id=report.id))
-                with pytest.raises(UnknownTaskKind):
-                    await scheduler.ask(ResumeTask(task_id=report.id))
-                await trio.sleep(8 * 3600)  # 18:00 passes: nothing runs, nothing crashes
-                recorder.kinds.register("report", recorder.note)
-                resumed = await scheduler.ask(ResumeTask(task_id=report.id))
-                assert resumed.state is TaskState.PENDING and resumed.next_run_at == START + dt.timedelta(days=1, hours=6)
+    system = ActorSystem()
+    with system.bus.subscribe(TaskOrphaned) as orphans:
+        async with scheduler_node(recorder.kinds, database, system=system) as scheduler:
+            event = await next_event(orphans, TaskOrphaned)
+            assert (event.task_id, event.kind) == (report.id, "report")
+            orphan = await scheduler.ask(GetTask(task_id=report.id))
+            assert orphan.state is TaskState.ORPHANED
+            assert len((await scheduler.ask(ListTasks(state=TaskState.PENDING))).tasks) == 1
+            with pytest.raises(UnknownTaskKind):
+                await scheduler.ask(TriggerTask(task_id=report.id))
+            with pytest.raises(UnknownTaskKind):
+                await scheduler.ask(ResumeTask(task_id=report.id))
+            await trio.sleep(8 * 3600)  # 18:00 passes: nothing runs, nothing crashes
+            recorder.kinds.register("report", recorder.note)
+            resumed = await scheduler.ask(ResumeTask(task_id=report.id))
+            assert resumed.state is TaskState.PENDING and resumed.next_run_at == START + dt.timedelta(days=1, hours=6)
     # Registered again before a start, an orphan simply comes back.
     async with scheduler_node(recorder.kinds, database) as scheduler:
         assert (await scheduler.ask(GetTask(task_id=report.id))).state is TaskState.PENDING
 
 
-async def test_own_tables_beside_the_index_with_a_schema_version(autojump_clock, tmp_path):
-    database = tmp_path / "index.sqlite"
-    async with MockClockPortal() as portal:
-        index = await portal.run(open_index, database)  # the index actor's tables first
-        await portal.run(index.close)
-        workflow = await portal.run(open_workflow_db, database)
-        await portal.run(workflow.close)
+def test_its_own_file_with_a_schema_version(tmp_path):
+    database = tmp_path / "scheduler.sqlite"
+    open_workflow_db(database).close()
     with sqlite3.connect(database) as db:
         tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        assert {"workflow_task", "workflow_schedule", "workflow_execution", "workflow_schema", "study", "instance"} <= tables
+        assert tables == {"workflow_task", "workflow_schedule", "workflow_execution", "workflow_schema"}
         assert db.execute("SELECT version FROM workflow_schema").fetchall() == [(SCHEMA_VERSION,)]
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         db.execute("UPDATE workflow_schema SET version = ?", (SCHEMA_VERSION + 1,))
-    async with MockClockPortal() as portal:
-        with pytest.raises(PersistenceError, match="schema version"):
-            await portal.run(open_workflow_db, database)
-    assert wall_now() == START
+    with pytest.raises(PersistenceError, match="schema version"):
+        open_workflow_db(database)
+
+
+async def test_a_database_too_new_stops_the_scheduler_from_starting(autojump_clock, tmp_path):
+    database = tmp_path / "scheduler.sqlite"
+    open_workflow_db(database).close()
+    with sqlite3.connect(database) as db:
+        db.execute("UPDATE workflow_schema SET version = ?", (SCHEMA_VERSION + 1,))
+    with pytest.raises(PersistenceError, match="schema version"):
+        async with scheduler_node(Recorder().kinds, str(database)):
+            pass

@@ -71,6 +71,7 @@ class StudyLockManager(Actor):
     # when it was built with token_seed and clock_start and recorded on a mock clock, so a
     # default replay plays it from the recording; name it (--actor) to re-run it.
     replayable = False
+    resources = {}  # the lock table lives in memory
     accepts = (
         Lock,
         TryLock,

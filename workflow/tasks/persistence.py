@@ -1,9 +1,10 @@
-"""Tasks, their schedules and their execution history in the node's SQLite database.
+"""Tasks, their schedules and their execution history in the scheduler's SQLite file.
 
-The scheduler opens its own connection to the index file (WAL lets it write beside the
-index actor) and keeps to its own tables, `workflow_*`, with their own schema version in
-`workflow_schema` (the index owns `PRAGMA user_version`). Every function here is one
-asyncio coroutine = one transaction, run through the node's asyncio portal.
+The scheduler owns its database file (the node's is `<data>/scheduler.sqlite`; the
+index actor owns `index.sqlite`): one writer per file. Its tables are `workflow_*`,
+with their schema version in `workflow_schema`. Every function here is a plain function
+of a `sqlite3.Connection` and one transaction; the scheduler runs each on its database
+thread in one call.
 
 A task row stores the kind's name and JSON parameters, not a callable; the schedule has
 a row of its own with typed columns, so the database can be read without this code.
@@ -12,11 +13,10 @@ a row of its own with typed columns, so the database can be read without this co
 import datetime as dt
 import json
 import os
+import sqlite3
 from collections.abc import Iterable
 
-import aiosqlite
-
-from ...storage.index_db import transaction
+from ...storage.sql import connect, in_transaction
 from .schedule import CronSchedule, IntervalSchedule, OneTimeSchedule, Schedule
 from .types import ExecutionTrigger, ScheduledTask, TaskExecutionRecord, TaskState, TaskType
 
@@ -84,35 +84,37 @@ class PersistenceError(RuntimeError):
     pass
 
 
-async def open_workflow_db(path: str | os.PathLike[str]) -> aiosqlite.Connection:
+def open_workflow_db(path: str | os.PathLike[str]) -> sqlite3.Connection:
     """Open the database at `path` (creating it), WAL mode, with our tables migrated."""
-    db = await aiosqlite.connect(os.fspath(path), isolation_level=None)
+    connection = connect(path, synchronous="FULL")
     try:
-        await db.execute("PRAGMA journal_mode = WAL")
-        await db.execute("PRAGMA synchronous = FULL")
-        await db.execute("PRAGMA foreign_keys = ON")
-        await db.execute("PRAGMA busy_timeout = 5000")
-        await _migrate(db)
+        in_transaction(connection, _migrate)
     except BaseException:
-        await db.close()
+        connection.close()
         raise
-    return db
+    return connection
 
 
-async def _migrate(db: aiosqlite.Connection) -> None:
-    async with transaction(db):
-        await db.execute("CREATE TABLE IF NOT EXISTS workflow_schema (version INTEGER NOT NULL)")
-        rows = await db.execute_fetchall("SELECT version FROM workflow_schema")
-        version = rows[0][0] if rows else 0
-        if version > SCHEMA_VERSION:
-            raise PersistenceError(f"workflow tables are at schema version {version}; this code knows up to {SCHEMA_VERSION}")
-        for step in range(version + 1, SCHEMA_VERSION + 1):
-            for statement in _MIGRATIONS[step]:
-                await db.execute(statement)
-        if not rows:
-            await db.execute("INSERT INTO workflow_schema (version) VALUES (?)", (SCHEMA_VERSION,))
-        elif version != SCHEMA_VERSION:
-            await db.execute("UPDATE workflow_schema SET version = ?", (SCHEMA_VERSION,))
+def schema_version(connection: sqlite3.Connection, schema: str = "main") -> int:
+    """The version of the workflow tables in `schema` (0: there are none)."""
+    if not connection.execute(f"SELECT 1 FROM {schema}.sqlite_master WHERE name = 'workflow_schema'").fetchone():
+        return 0
+    row = connection.execute(f"SELECT version FROM {schema}.workflow_schema").fetchone()
+    return row[0] if row else 0
+
+
+def _migrate(connection: sqlite3.Connection) -> None:
+    version = schema_version(connection)
+    if version > SCHEMA_VERSION:
+        raise PersistenceError(f"workflow tables are at schema version {version}; this code knows up to {SCHEMA_VERSION}")
+    if version == SCHEMA_VERSION:
+        return
+    connection.execute("CREATE TABLE IF NOT EXISTS workflow_schema (version INTEGER NOT NULL)")
+    for step in range(version + 1, SCHEMA_VERSION + 1):
+        for statement in _MIGRATIONS[step]:
+            connection.execute(statement)
+    connection.execute("DELETE FROM workflow_schema")
+    connection.execute("INSERT INTO workflow_schema (version) VALUES (?)", (SCHEMA_VERSION,))
 
 
 # -- writing --------------------------------------------------------------------------------
@@ -122,11 +124,16 @@ def _text(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-_TASK_COLUMNS = (
-    "id, name, description, type, kind, params, state, enabled, priority, tags, timeout, max_retries,"
-    " retry_delay, created_at, updated_at, next_run_at, last_run_at, last_execution_id, execution_count,"
-    " success_count, failure_count, retry_attempt"
-)
+TASK_COLUMNS = (
+    "id", "name", "description", "type", "kind", "params", "state", "enabled", "priority", "tags", "timeout",
+    "max_retries", "retry_delay", "created_at", "updated_at", "next_run_at", "last_run_at", "last_execution_id",
+    "execution_count", "success_count", "failure_count", "retry_attempt",
+)  # fmt: skip
+SCHEDULE_COLUMNS = ("task_id", "kind", "interval_seconds", "start_at", "cron_expression", "execute_at")
+EXECUTION_COLUMNS = (  # all but `seq`, the row's place in the history
+    "execution_id", "task_id", "attempt", "trigger", "started_at", "finished_at", "state", "error_message",
+    "duration", "timed_out",
+)  # fmt: skip
 
 
 def _task_row(task: ScheduledTask) -> tuple:
@@ -151,61 +158,66 @@ def _schedule_row(task_id: str, schedule: Schedule) -> tuple:
     raise TypeError(f"not a schedule: {schedule!r}")
 
 
-def _upsert_sql(table: str, columns: list[str]) -> str:
+def _upsert_sql(table: str, columns: tuple[str, ...]) -> str:
     # Not INSERT OR REPLACE: a replace deletes the row first, and the delete would cascade
     # to the task's schedule and history.
     updates = ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) ON CONFLICT ({columns[0]}) DO UPDATE SET {updates}"
 
 
-_UPSERT_TASK = _upsert_sql("workflow_task", [c.strip() for c in _TASK_COLUMNS.split(",")])
-_UPSERT_SCHEDULE = _upsert_sql("workflow_schedule", ["task_id", "kind", "interval_seconds", "start_at", "cron_expression", "execute_at"])
+_UPSERT_TASK = _upsert_sql("workflow_task", TASK_COLUMNS)
+_UPSERT_SCHEDULE = _upsert_sql("workflow_schedule", SCHEDULE_COLUMNS)
+_INSERT_EXECUTION = (
+    f"INSERT OR IGNORE INTO workflow_execution ({', '.join(EXECUTION_COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(EXECUTION_COLUMNS))})"
+)
 
 
-async def _upsert(db: aiosqlite.Connection, task: ScheduledTask) -> None:
-    await db.execute(_UPSERT_TASK, _task_row(task))
-    await db.execute(_UPSERT_SCHEDULE, _schedule_row(task.id, task.schedule))
+def _upsert(connection: sqlite3.Connection, task: ScheduledTask) -> None:
+    connection.execute(_UPSERT_TASK, _task_row(task))
+    connection.execute(_UPSERT_SCHEDULE, _schedule_row(task.id, task.schedule))
 
 
-async def _prune(db: aiosqlite.Connection, task_id: str, keep_last: int) -> int:
-    cursor = await db.execute(
+def _prune(connection: sqlite3.Connection, task_id: str, keep_last: int) -> int:
+    return connection.execute(
         "DELETE FROM workflow_execution WHERE task_id = ? AND seq NOT IN"
         " (SELECT seq FROM workflow_execution WHERE task_id = ? ORDER BY seq DESC LIMIT ?)",
         (task_id, task_id, keep_last),
-    )
-    return cursor.rowcount
+    ).rowcount
 
 
-async def save_tasks(db: aiosqlite.Connection, tasks: Iterable[ScheduledTask]) -> None:
-    async with transaction(db):
+def save_tasks(connection: sqlite3.Connection, tasks: Iterable[ScheduledTask]) -> None:
+    def save(connection: sqlite3.Connection) -> None:
         for task in tasks:
-            await _upsert(db, task)
+            _upsert(connection, task)
+
+    in_transaction(connection, save)
 
 
-async def save_execution(db: aiosqlite.Connection, task: ScheduledTask, record: TaskExecutionRecord, keep_last: int) -> None:
+def save_execution(connection: sqlite3.Connection, task: ScheduledTask, record: TaskExecutionRecord, keep_last: int) -> None:
     """The task as the run left it, the run's record, older records pruned: one commit."""
-    async with transaction(db):
-        await _upsert(db, task)
-        await db.execute(
-            "INSERT OR IGNORE INTO workflow_execution (execution_id, task_id, attempt, trigger, started_at,"
-            " finished_at, state, error_message, duration, timed_out) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+
+    def save(connection: sqlite3.Connection) -> None:
+        _upsert(connection, task)
+        connection.execute(
+            _INSERT_EXECUTION,
             (
                 record.execution_id, record.task_id, record.attempt, record.trigger.value,
                 _text(record.started_at), _text(record.finished_at), record.state.value,
                 record.error_message, record.duration, int(record.timed_out),
             ),
         )  # fmt: skip
-        await _prune(db, task.id, keep_last)
+        _prune(connection, task.id, keep_last)
+
+    in_transaction(connection, save)
 
 
-async def clear_history(db: aiosqlite.Connection, task_id: str, keep_last: int) -> int:
-    async with transaction(db):
-        return await _prune(db, task_id, keep_last)
+def clear_history(connection: sqlite3.Connection, task_id: str, keep_last: int) -> int:
+    return in_transaction(connection, _prune, task_id, keep_last)
 
 
-async def delete_task(db: aiosqlite.Connection, task_id: str) -> None:
-    async with transaction(db):
-        await db.execute("DELETE FROM workflow_task WHERE id = ?", (task_id,))
+def delete_task(connection: sqlite3.Connection, task_id: str) -> None:
+    in_transaction(connection, lambda c: c.execute("DELETE FROM workflow_task WHERE id = ?", (task_id,)))
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -232,25 +244,25 @@ def _record(row: tuple) -> TaskExecutionRecord:
     )  # fmt: skip
 
 
-async def load_all(db: aiosqlite.Connection, history_limit: int) -> tuple[list[ScheduledTask], list[TaskExecutionRecord]]:
+def load_all(connection: sqlite3.Connection, history_limit: int) -> tuple[list[ScheduledTask], list[TaskExecutionRecord]]:
     """Every task, and the last `history_limit` executions of each, oldest first."""
     history: dict[str, list[TaskExecutionRecord]] = {}
     records: list[TaskExecutionRecord] = []
-    rows = await db.execute_fetchall(
-        "SELECT execution_id, task_id, attempt, trigger, started_at, finished_at, state, error_message, duration, timed_out"
+    rows = connection.execute(
+        f"SELECT {', '.join(EXECUTION_COLUMNS)}"
         " FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY task_id ORDER BY seq DESC) AS age FROM workflow_execution)"
         " WHERE age <= ? ORDER BY seq",
         (history_limit,),
-    )
+    ).fetchall()
     for row in rows:
         records.append(_record(row))
         history.setdefault(row[1], []).append(records[-1])
     tasks = []
-    task_rows = await db.execute_fetchall(
-        f"SELECT {', '.join('t.' + c.strip() for c in _TASK_COLUMNS.split(','))},"
+    task_rows = connection.execute(
+        f"SELECT {', '.join('t.' + c for c in TASK_COLUMNS)},"
         " s.kind, s.interval_seconds, s.start_at, s.cron_expression, s.execute_at"
         " FROM workflow_task AS t JOIN workflow_schedule AS s ON s.task_id = t.id ORDER BY t.created_at, t.id"
-    )
+    ).fetchall()
     for row in task_rows:
         (task_id, name, description, type_, kind, params, state, enabled, priority, tags, timeout, max_retries,
          retry_delay, created, updated, next_run, last_run, last_execution_id, executions, successes, failures,

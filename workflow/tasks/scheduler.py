@@ -11,18 +11,20 @@
   with a RunFinished message, so every change of a task happens while handling one
   message, one at a time.
 - With a database, every change is written through before the request is answered, and
-  tasks, schedules and history are restored at start (persistence.py).
+  tasks, schedules and history are restored at start (persistence.py). The scheduler is
+  the one writer of that file, through its own database thread, one call per change.
 """
 
 import datetime as dt
 import threading
 import uuid
 from collections import deque
+from functools import partial
 
 import attrs
 import trio
 
-from ...actors import Actor
+from ...actors import Actor, DatabaseThread
 from ..clock import WallClock
 from .persistence import clear_history, delete_task, load_all, open_workflow_db, save_execution, save_tasks
 from .schedule import IntervalSchedule, Schedule, first_run
@@ -140,9 +142,11 @@ class TaskScheduler(Actor):
         self._triggered: dict[str, dt.datetime] = {}
         self._counters = ExecutionCounters()
         self._rearm = trio.Event()
-        self._db = None
+        self._db: DatabaseThread | None = None
         if self.database is not None:
-            self._db = await self._portal().run(open_workflow_db, self.database)
+            db = DatabaseThread(partial(open_workflow_db, self.database), name="scheduler-db")
+            await db.start()
+            self._db = db
             if self.config.restore_on_startup:
                 await self._restore()
         self.ctx.nursery.start_soon(self._timer)
@@ -159,18 +163,12 @@ class TaskScheduler(Actor):
         finally:
             if self._db is not None:
                 db, self._db = self._db, None
-                await self._portal().run(db.close)
-
-    def _portal(self):
-        portal = self.ctx.system.portal
-        if portal is None:
-            raise RuntimeError("the task scheduler needs the node's asyncio portal for its database")
-        return portal
+                await db.aclose()
 
     async def _persist(self, fn, *args) -> object:
         if self._db is None:
             return None
-        return await self._portal().run(fn, self._db, *args)
+        return await self._db.run(fn, *args)
 
     async def _restore(self) -> None:
         tasks, records = await self._persist(load_all, self.config.history_limit)  # type: ignore[misc]

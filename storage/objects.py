@@ -1,0 +1,99 @@
+"""What the object-store tiers (S3, Azure Blob) have in common: the key of an instance,
+what a stored object says of itself, the errors, and streaming a file through a hash.
+
+The clients (s3.py, azure_blob.py) are asyncio code: they run on the node's asyncio
+portal, one crossing per whole operation (an upload, a download), never per SDK call.
+Bytes always move between a local file and the store in bounded chunks: no operation
+holds a whole instance in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import attrs
+
+from .errors import StorageError
+from .layout import checked_uid
+
+CHUNK = 1024 * 1024
+SHA256_METADATA = "sha256"  # the object's user metadata key holding the SHA-256 we computed
+
+
+def instance_key(prefix: str, study_uid: str, series_uid: str, sop_instance_uid: str) -> str:
+    """`{prefix}{StudyUID}/{SeriesUID}/{SOPUID}.dcm`; the UIDs are checked first, so no
+    key ever escapes its prefix."""
+    study, series, sop = (
+        checked_uid(name, value)
+        for name, value in (("Study Instance UID", study_uid), ("Series Instance UID", series_uid), ("SOP Instance UID", sop_instance_uid))
+    )
+    return f"{prefix}{study}/{series}/{sop}.dcm"
+
+
+@attrs.frozen(kw_only=True)
+class StoredObject:
+    key: str
+    size: int
+    sha256: str | None  # None for an object we did not write (a stray)
+
+
+class ObjectStoreError(StorageError):
+    """An operation on an object store failed; `transient` when trying again may help."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+class ObjectMissing(ObjectStoreError):
+    pass
+
+
+class ChecksumMismatch(ObjectStoreError):
+    pass
+
+
+async def file_chunks(path: Path, *, start: int = 0, length: int | None = None, chunk: int = CHUNK) -> AsyncIterator[bytes]:
+    """A file's bytes in chunks, read off the event loop's thread."""
+    remaining = length
+    with open(path, "rb") as file:
+        file.seek(start)
+        while remaining is None or remaining > 0:
+            size = chunk if remaining is None else min(chunk, remaining)
+            data = await asyncio.to_thread(file.read, size)
+            if not data:
+                break
+            if remaining is not None:
+                remaining -= len(data)
+            yield data
+
+
+class HashingWriter:
+    """Writes downloaded chunks to a file (off the loop's thread), hashing them."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.size = 0
+        self._hash = hashlib.sha256()
+        self._file = open(path, "xb")
+
+    async def write(self, data: bytes) -> None:
+        self._hash.update(data)
+        self.size += len(data)
+        await asyncio.to_thread(self._file.write, data)
+
+    def close(self) -> str:
+        self._file.close()
+        return self._hash.hexdigest()
+
+    def discard(self) -> None:
+        self._file.close()
+        self.path.unlink(missing_ok=True)
+
+
+def verify(key: str, expected: str | None, actual: str) -> None:
+    if expected is not None and expected != actual:
+        raise ChecksumMismatch(f"{key}: SHA-256 {actual} read, {expected} stored")

@@ -382,8 +382,8 @@ def test_mutated_command_sets_raise_only_remote_protocol_error(message, data):
         return
     assert isinstance(decoded, c.DimseMessage)
     uids = [getattr(decoded, f"{kind}_sop_{what}_uid", None) for kind in ("affected", "requested") for what in ("class", "instance")]
-    if any(uid is not None and not is_valid_uid(uid) for uid in uids):
-        return  # kept as text for the association to refuse with a status
+    if any(uid is not None and not is_valid_uid(uid) for uid in uids) or c.missing_required(decoded):
+        return  # kept as text, or left None, for the association to refuse with a status
     # Whatever else decodes passes the constructor's checks too and round-trips.
     assert attrs.evolve(decoded) == decoded
     assert c.decode(decoded.encode()) == decoded

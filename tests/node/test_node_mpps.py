@@ -3,15 +3,13 @@ discontinues performed procedure steps on a running node; refused transitions ge
 PS3.4 F.7 statuses, events are published, the steps persist in the index file."""
 
 import json
-import os
-import sys
 from pathlib import Path
 
 import trio
 
 from triopacs.actors.node.dimse_n_events import MPPSCompleted, MPPSDiscontinued, MPPSStarted
 
-from .nodes import AE_TITLE, index_rows, running_node
+from .nodes import AE_TITLE, index_rows, run_peer_script, running_node
 
 SCRIPT = Path(__file__).with_name("pynetdicom_nscu.py")
 MPPS = "1.2.840.10008.3.1.2.3.3"
@@ -20,14 +18,7 @@ MPPS = "1.2.840.10008.3.1.2.3.3"
 async def pynetdicom_n(node, tmp_path: Path, steps: list[dict], timeout: float = 60) -> dict:
     steps_file = tmp_path / f"steps-{trio.current_time():.6f}.json"
     steps_file.write_text(json.dumps(steps))
-    argv = [sys.executable, str(SCRIPT), str(node.address.port), AE_TITLE, str(steps_file)]
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONDEVMODE"}
-    with trio.fail_after(timeout):
-        done = await trio.run_process(argv, capture_stdout=True, capture_stderr=True, check=False, env=env)
-    assert done.returncode == 0, done.stderr.decode(errors="replace")
-    result = json.loads(done.stdout)
-    assert result["associated"], done.stderr.decode(errors="replace")
-    return result
+    return await run_peer_script(SCRIPT, str(node.address.port), AE_TITLE, str(steps_file), timeout=timeout)
 
 
 def _text(vr: str, value: str) -> dict:

@@ -37,9 +37,10 @@ from ...storage.commitment_db import CHECKING, CommitmentRequest
 from ..runtime.actor import Actor
 from ..runtime.errors import ActorError, ReplyError
 from ..runtime.mailbox import Reply
+from ..runtime.threads import run_sync_in_thread
 from .ae_registry import LookupAE
 from .commitment_messages import Checked, CommitmentAccepted, DeliveryDue, RequestCommitment
-from .dimse_n_events import StorageCommitmentAbandoned, StorageCommitmentReported
+from .dimse_n_events import StorageCommitmentAbandoned, StorageCommitmentReported, StorageCommitmentRetrying
 from .index_dimse_n import (
     ListUnfinishedCommitments,
     LookupStoredCopies,
@@ -137,7 +138,7 @@ class CommitmentActor(Actor):
         uids = tuple(dict.fromkeys(i.sop_instance_uid for i in request.referenced))
         try:
             copies = (await self._index(LookupStoredCopies(sop_instance_uids=uids))).copies
-            result, why = await trio.to_thread.run_sync(check_instances, Path(self.root), request.referenced, copies)
+            result, why = await run_sync_in_thread(check_instances, Path(self.root), request.referenced, copies)
             await self._index(RecordCommitmentResult(transaction_uid=request.transaction_uid, result=result))
         except (ActorError, ReplyError) as error:
             # The index is restarting or failing: try again later (DeliveryDue re-checks).
@@ -261,6 +262,12 @@ class CommitmentActor(Actor):
             retry_in=delay, error=error,
         )
         self._requests[request.transaction_uid] = attrs.evolve(request, attempts=attempts, association="", next_attempt_at=next_at)
+        self.ctx.publish(
+            StorageCommitmentRetrying(
+                transaction_uid=request.transaction_uid, requestor_ae_title=request.requestor_ae_title, attempts=attempts,
+                retry_in=delay, error=error,
+            )
+        )
         await self._due_after(request.transaction_uid, delay)
 
     async def _due_after(self, transaction_uid: str, delay: float) -> None:

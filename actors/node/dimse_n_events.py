@@ -54,6 +54,17 @@ class StorageCommitmentReported:
     same_association: bool
 
 
+@message("event.storage-commitment-retrying")
+class StorageCommitmentRetrying:
+    """A storage commitment report could not be delivered; it is tried again later."""
+
+    transaction_uid: str
+    requestor_ae_title: str
+    attempts: int
+    retry_in: float  # seconds
+    error: str
+
+
 @message("event.storage-commitment-abandoned")
 class StorageCommitmentAbandoned:
     """A storage commitment report could not be delivered after every retry."""

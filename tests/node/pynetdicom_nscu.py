@@ -7,6 +7,9 @@ STEPS.json is a list run in order on one association:
     {"op": "set",    "class": UID, "instance": UID, "dataset": DICOM JSON}
     {"op": "commit", "dataset": DICOM JSON, "wait": seconds}   N-ACTION, then wait for
                                                                the N-EVENT-REPORT here
+    {"op": "abort"}                                            abort, not release, at the end
+With no "wait" anywhere, N-EVENT-REPORTs on this association are not answered (the
+node must then report on a new association).
 Prints one JSON object: {"associated": bool, "results": [{"status", "error_id",
 "comment", "tags", "instance"}], "reports": [{"event_type", "dataset"}]}. Runs as a
 subprocess of the tests, so pynetdicom's threads stay out of the test's Trio loop.
@@ -15,6 +18,7 @@ subprocess of the tests, so pynetdicom's threads stay out of the test's Trio loo
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import threading
 
@@ -39,6 +43,7 @@ def status_of(status: Dataset, instance: str | None = None) -> dict:
 
 
 def main() -> int:
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)  # pynetdicom's own account, for a failing test
     port, called, steps_file = int(sys.argv[1]), sys.argv[2], sys.argv[3]
     with open(steps_file) as source:
         steps = json.load(source)
@@ -51,18 +56,23 @@ def main() -> int:
             "dataset": event.event_information.to_json_dict(),
         })
         arrived.set()
-        return 0x0000
+        return 0x0000, None  # (status, Event Reply)
 
     ae = AE(ae_title="PYNETDICOM")
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
     ae.add_requested_context(ModalityPerformedProcedureStep)
     ae.add_requested_context(StorageCommitmentPushModel)
-    assoc = ae.associate("127.0.0.1", port, ae_title=called, evt_handlers=[(evt.EVT_N_EVENT_REPORT, on_report)])
+    handlers = [(evt.EVT_N_EVENT_REPORT, on_report)] if any(step.get("wait") for step in steps) else []
+    assoc = ae.associate("127.0.0.1", port, ae_title=called, evt_handlers=handlers)
     out: dict = {"associated": assoc.is_established, "results": [], "reports": reports}
     if not assoc.is_established:
         print(json.dumps(out))
         return 0
+    abort = False
     for step in steps:
+        if step["op"] == "abort":
+            abort = True
+            continue
         dataset = Dataset.from_json(step["dataset"]) if step.get("dataset") is not None else None
         if step["op"] == "create":
             status, _ = assoc.send_n_create(dataset, step["class"], step.get("instance"))
@@ -77,7 +87,10 @@ def main() -> int:
             out["results"].append(status_of(status) if status else {"status": None})
             if step.get("wait"):
                 arrived.wait(step["wait"])
-    assoc.release()
+    if abort:
+        assoc.abort()
+    else:
+        assoc.release()
     print(json.dumps(out))
     return 0
 

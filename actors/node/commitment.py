@@ -37,6 +37,7 @@ from ...storage.commitment_db import CHECKING, CommitmentRequest
 from ..runtime.actor import Actor
 from ..runtime.errors import ActorError, ReplyError
 from ..runtime.mailbox import Reply
+from ..runtime.resources import DirectoryResource
 from ..runtime.threads import run_sync_in_thread
 from .ae_registry import LookupAE
 from .commitment_messages import Checked, CommitmentAccepted, DeliveryDue, RequestCommitment
@@ -72,6 +73,8 @@ class Undelivered(Exception):
 
 class CommitmentActor(Actor):
     accepts = (RequestCommitment, Checked, DeliveryDue)
+    # It reads (hashes) the files under the data directory; a replay gives it a copy.
+    resources = {"root": DirectoryResource()}
 
     def __init__(self, *, settings: CommitmentSettings, root: str, index_path: str, aes_path: str) -> None:
         self.settings = settings

@@ -219,6 +219,24 @@ class VerificationSettings:
     hash_algorithm: str = setting("SHA256", "Checksum algorithm; the index keeps SHA-256, the only one supported.", one_of("SHA256"))
 
 
+@attrs.frozen(kw_only=True)
+class WorklistSettings:
+    expire_after_hours: float = setting(
+        24.0, "Hours after its scheduled start a worklist item is no longer offered to modalities (and is deleted at the next change).",
+        between(0.01, 24 * 3650),
+    )
+
+
+@attrs.frozen(kw_only=True)
+class CommitmentSettings:
+    retry_initial: float = setting(
+        10.0, "Seconds before a storage commitment report that could not be delivered is tried again; doubled after each failure.",
+        between(0.1, 86400),
+    )
+    retry_max: float = setting(3600.0, "The longest wait between two attempts to deliver a report.", between(0.1, 7 * 86400))
+    max_attempts: int = setting(50, "Attempts to deliver a report before it is given up (logged as an error).", between(1, 1_000_000))
+
+
 def _remote_entries(entries: tuple[RemoteAE, ...]) -> str | None:
     for entry in entries:
         if ae_title(entry.ae_title) is not None:
@@ -243,8 +261,10 @@ class Config:
     scheduler: SchedulerSettings = SchedulerSettings()
     cleanup: CleanupSettings = CleanupSettings()
     verification: VerificationSettings = VerificationSettings()
+    worklist: WorklistSettings = WorklistSettings()
+    commitment: CommitmentSettings = CommitmentSettings()
     remote: tuple[RemoteAE, ...] = setting(
-        (), "Remote AEs we may send to (C-MOVE destinations).", _remote_entries,
+        (), "Remote AEs we may send to (C-MOVE destinations, storage commitment requestors).", _remote_entries,
         example=[{"ae_title": "VIEWER", "host": "127.0.0.1", "port": 11113}],
     )
 

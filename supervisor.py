@@ -3,6 +3,7 @@
     /node                              root (one-for-one)
     ├── /node/services                 the services the associations use (one-for-one)
     │   ├── /node/services/aes         remote AE registry
+    │   ├── /node/services/commitment  storage commitment: checks referenced instances, sends the reports
     │   ├── /node/services/index       the SQLite index of what is stored
     │   ├── /node/services/locks       study locks
     │   ├── /node/services/scheduler   scheduled tasks (cleanup, verification), unless [scheduler] is off
@@ -45,10 +46,14 @@ from .actors.runtime.threads import run_sync_in_thread
 from .actors.node.ae_registry import AERegistry
 from .actors.node.association import AssociationActor, AssociationSettings, ServiceSet
 from .actors.node.listener import GetAddress, Listener, ListeningOn
+from .actors.node.commitment import CommitmentActor, CommitmentSettings
 from .actors.node.index import IndexActor
 from .actors.node.services import VerificationService
+from .actors.node.services.commitment import StorageCommitmentService
+from .actors.node.services.mpps import PerformedStepService
 from .actors.node.services.query import FindService
 from .actors.node.services.retrieve import GetService, MoveService
+from .actors.node.services.worklist import WorklistService
 from .actors.node.services.storage import StorageService
 from .actors.node.services.storage import StoreSettings
 from .config import Config, from_section
@@ -99,7 +104,7 @@ class Node:
     @property
     def aes(self) -> ActorRef:
         """The remote AE registry: LookupAE, RegisterAE, ForgetAE, ListAEs."""
-        return self.system.lookup(f"{SERVICES}/aes")
+        return self.system.lookup(AES)
 
     @property
     def locks(self) -> ActorRef:
@@ -111,6 +116,11 @@ class Node:
         """The task scheduler (triopacs.workflow: ScheduleTask, ...); absent when
         [scheduler] enabled is false."""
         return self.system.lookup(SCHEDULER)
+
+    @property
+    def commitment(self) -> ActorRef:
+        """The storage commitment actor (RequestCommitment)."""
+        return self.system.lookup(COMMITMENT)
 
     @property
     def listener(self) -> ActorRef:
@@ -139,6 +149,8 @@ class Node:
 
 
 INDEX = f"{SERVICES}/index"
+COMMITMENT = f"{SERVICES}/commitment"
+AES = f"{SERVICES}/aes"
 
 
 def index_database(config: Config) -> str:
@@ -146,6 +158,16 @@ def index_database(config: Config) -> str:
 
 
 SCHEDULER = f"{SERVICES}/scheduler"
+
+
+def commitment_settings(config: Config) -> CommitmentSettings:
+    return from_section(
+        CommitmentSettings,
+        config.commitment,
+        ae_title=config.node.ae_title,
+        connect_timeout=10.0,
+        dimse_timeout=config.network.dimse_timeout,
+    )
 
 
 def scheduler_database(config: Config) -> str:
@@ -204,10 +226,22 @@ def service_specs(config: Config) -> list[ActorSpec | SupervisorSpec]:
                 "duplicate_policy": DuplicatePolicy(config.storage.duplicates),
                 "synchronous": "FULL" if config.storage.durability == "fsync" else "NORMAL",
                 "root": str(config.data_dir),
+                "worklist_expire_after": config.worklist.expire_after_hours * 3600.0,
             },
             capacity=1024,
         ),
         ActorSpec(name="locks", actor=StudyLockManager, args={"config": lock_manager_config(config)}, capacity=1024),
+        # After the index and the AE registry: at start it resumes unfinished requests.
+        ActorSpec(
+            name="commitment",
+            actor=CommitmentActor,
+            args={
+                "settings": commitment_settings(config),
+                "root": str(config.data_dir),
+                "index_path": INDEX,
+                "aes_path": AES,
+            },
+        ),
     ]
     if not config.scheduler.enabled:
         if config.cleanup.enabled or config.verification.enabled:
@@ -273,6 +307,9 @@ def dicom_services(config: Config) -> ServiceSet:
                 dimse_timeout=config.network.dimse_timeout,
                 patient_level_in_study_root=config.query.patient_level_in_study_root,
             ),
+            WorklistService(index_path=INDEX),
+            PerformedStepService(index_path=INDEX),
+            StorageCommitmentService(commitment_path=COMMITMENT),
         ]
     )
 

@@ -31,7 +31,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.valuerep import PersonName
 
-from ..protocol.catalog import VERIFICATION
+from ..protocol.catalog import MODALITY_WORKLIST_FIND, VERIFICATION
 from ..protocol.commands import CEchoRQ, CEchoRSP, CFindRQ, CGetRQ, CMoveRQ, CStoreRQ, CStoreRSP, Priority
 from ..protocol.errors import LocalProtocolError
 from ..protocol.negotiation import AcceptedContext, ProposedContext, build_request
@@ -69,7 +69,7 @@ from .errors import (
 from .operations import FindQuery, GetProgress, MoveProgress
 from .receive import InstanceCallback, target_for
 from .results import MoveOriginator, ReceivedInstance, RetrieveProgress, StoreResult
-from .session import AssociationSession
+from .nservices import EventReport, NResult, NServices
 
 LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
 
@@ -80,11 +80,13 @@ __all__ = [
     "ClientError",
     "ConnectionFailed",
     "DimseTimeout",
+    "EventReport",
     "FindQuery",
     "GetProgress",
     "InvalidInput",
     "MoveOriginator",
     "MoveProgress",
+    "NResult",
     "NoPresentationContext",
     "OperationFailed",
     "ReceivedInstance",
@@ -178,7 +180,7 @@ def _why_not(error: OSError) -> str:
     return "; ".join(reasons) or str(error)
 
 
-class ClientAssociation(AssociationSession):
+class ClientAssociation(NServices):
     """An established association, as `connect` gives it. See the module docstring."""
 
     # --- C-ECHO and C-STORE ----------------------------------------------------------------
@@ -323,13 +325,24 @@ class ClientAssociation(AssociationSession):
         if level not in LEVELS or (model == "study" and level == "PATIENT"):
             allowed = LEVELS[1:] if model == "study" else LEVELS
             raise InvalidInput(f"query level must be one of {', '.join(allowed)} in the {model} root model, not {level!r}")
+        return self._encoded_query(query, context, level)
+
+    def find_worklist(self, query: Dataset, *, priority: Priority = Priority.MEDIUM) -> FindQuery:
+        """Modality Worklist C-FIND (no level): the scheduled procedure steps matching `query`."""
+        context = self._context(MODALITY_WORKLIST_FIND)
+        identifier = self._encoded_query(query, context, None)
+        rq = CFindRQ(message_id=self._next_id(), affected_sop_class_uid=MODALITY_WORKLIST_FIND, priority=priority)
+        return FindQuery(self, rq, context, identifier)
+
+    def _encoded_query(self, query: Dataset, context: AcceptedContext, level: str | None) -> bytes:
         identifier = Dataset()
         if "SpecificCharacterSet" not in query and _has_non_ascii_text(query):
             # Without it the peer must read the values as ASCII: say they are UTF-8
             # (set first, so that pydicom encodes them so).
             identifier.SpecificCharacterSet = UTF8
         identifier.update(query)
-        identifier.QueryRetrieveLevel = level
+        if level is not None:
+            identifier.QueryRetrieveLevel = level
         try:
             return encode_dataset(identifier, context.transfer_syntax)
         except InvalidInput:

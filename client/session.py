@@ -10,6 +10,8 @@ the DIMSE services on top.
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from collections.abc import AsyncIterable
 
 import structlog
@@ -17,7 +19,7 @@ import trio
 
 from ..protocol.association import Requestor
 from ..protocol.catalog import IMPLICIT_VR_LITTLE_ENDIAN
-from ..protocol.commands import CCancelRQ, CStoreRQ, CStoreRSP, DimseMessage, DimseResponse, next_message_id
+from ..protocol.commands import CCancelRQ, CStoreRQ, CStoreRSP, DimseMessage, DimseResponse, NEventReportRQ, next_message_id
 from ..protocol.errors import LocalProtocolError
 from ..protocol.events import Aborted, AssociationAccepted, ConnectionClosed, ReleaseRequested
 from ..protocol.events import AssociationRejected as RejectedEvent
@@ -81,6 +83,7 @@ class AssociationSession:
         self._half_sent = False  # a message was interrupted mid-send: only an abort is clean now
         self._reader_scope = trio.CancelScope(shield=True)  # outlives the caller's cancellation
         self._refuse = RefuseInstances()
+        self._event_reports: deque[MessageReceived] = deque()  # N-EVENT-REPORTs nobody waited for yet
 
     # --- what the caller can see ----------------------------------------------------------
 
@@ -188,24 +191,29 @@ class AssociationSession:
             message = received.message
             if isinstance(message, CStoreRQ):
                 await self._serve_store(received)
+            elif isinstance(message, NEventReportRQ):
+                self._event_reports.append(received)  # for receive_event_report (nservices.py)
             elif isinstance(message, DimseResponse) and message.message_id_being_responded_to == message_id:
                 return received
             else:
                 self.log.warning("dropping an unexpected DIMSE message", message=type(message).__name__)
                 await _drop(received)
 
-    async def _receive(self, waiting_for: str) -> MessageReceived:
+    async def _receive(self, waiting_for: str, *, timeout: float | None | bool = True) -> MessageReceived:
+        """The next DIMSE message; past `timeout` seconds without a byte (True: the DIMSE
+        timeout; None: no limit) the association is aborted and DimseTimeout raised."""
         self._check_usable()
+        limit = self.dimse_timeout if timeout is True else math.inf if timeout is None else timeout
         while True:
             seen = self.link.bytes_received
             event = None
-            with trio.move_on_after(self.dimse_timeout):
+            with trio.move_on_after(limit):
                 event = await self._next_event()
             if event is None:
                 if self.link.bytes_received != seen:
                     continue  # a large dataset is still arriving
                 await self._abort()
-                raise self._end(DimseTimeout(waiting_for, self.dimse_timeout))
+                raise self._end(DimseTimeout(waiting_for, limit))
             if isinstance(event, MessageReceived):
                 return event
             await self._association_event(event)

@@ -28,7 +28,10 @@ from triopacs.protocol.catalog import (
     EXPLICIT_VR_BIG_ENDIAN,
     FIND_MODELS,
     GET_MODELS,
+    MODALITY_PERFORMED_PROCEDURE_STEP,
+    MODALITY_WORKLIST_FIND,
     MOVE_MODELS,
+    STORAGE_COMMITMENT_PUSH_MODEL,
     VERIFICATION,
     name_of,
     storage_sop_classes,
@@ -58,6 +61,9 @@ def overview() -> str:
     rows.append([f"Storage: {len(storage_sop_classes())} SOP classes (4.2.1.1)", "", "yes (C-MOVE/C-GET sub-operations, `triopacs store`)", "yes"])
     for uid in (*FIND_MODELS, *MOVE_MODELS, *GET_MODELS):
         rows.append([*_sop(uid), "yes (`triopacs find/move/get`)", "yes"])
+    rows.append([*_sop(MODALITY_WORKLIST_FIND), "library (`find_worklist`)", "yes (docs/dimse-n.md)"])
+    rows.append([*_sop(MODALITY_PERFORMED_PROCEDURE_STEP), "library (`n_create`, `n_set`)", "yes: N-CREATE, N-SET"])
+    rows.append([*_sop(STORAGE_COMMITMENT_PUSH_MODEL), "library (`request_commitment`)", "yes: N-ACTION, N-EVENT-REPORT"])
     return _table(["SOP class", "UID", "SCU", "SCP"], rows)
 
 

@@ -9,6 +9,11 @@ Rules:
   wrong size or characters, or a Command Data Set Type contradicting the message is a
   `RemoteProtocolError` naming the element. Building a message with bad values locally
   raises `LocalProtocolError` through the same checks.
+- Except the SOP class/instance UIDs and the event/action type of N-requests: a request
+  lacking one decodes with None there (`missing_required` names them), and an N-SET
+  without a data set or an N-GET/N-DELETE with one decodes (`dataset_out_of_place`
+  says what is wrong), so the receiver answers it with a PS3.7 status and the
+  association goes on.
 - Elements we do not know (retired ones, private groups) are skipped on decode.
 - `has_dataset` says whether a data set follows. It is fixed for messages that must or
   must not carry one, and a constructor argument for the others.
@@ -79,8 +84,20 @@ def printable_comment(value: Any) -> Any:
     return text or None
 
 
-def _element(tag: int, *, required: bool = True, converter: Callable[[Any], Any] | None = None) -> Any:
-    """An attrs field bound to a command element. Optional elements default to None."""
+# Metadata flag of a required element whose absence on the wire is answered with a
+# status by the receiver rather than refused by the decoder (see `missing_required`).
+_ANSWERED = "triopacs.dimse.answered-when-missing"
+
+
+def _element(
+    tag: int, *, required: bool = True, converter: Callable[[Any], Any] | None = None, answered: bool = False
+) -> Any:
+    """An attrs field bound to a command element. Optional elements default to None.
+
+    `answered`: a required element the decoder lets be absent (the field is then None),
+    so that the receiver answers the request with a status naming it (PS3.7 Annex C)
+    instead of aborting the association. Building such a message locally still needs it.
+    """
     spec = _Spec(tag, el.COMMAND_DICTIONARY[tag][1], required)
     if converter is None and spec.vr in (VR.AE, VR.LO, VR.CS):
         converter = _strip_text
@@ -88,7 +105,7 @@ def _element(tag: int, *, required: bool = True, converter: Callable[[Any], Any]
         default=attrs.NOTHING if required else None,
         validator=_validator(spec),
         converter=converter,
-        metadata={_SPEC: spec},
+        metadata={_SPEC: spec, _ANSWERED: answered},
     )
 
 
@@ -119,12 +136,12 @@ def _decode_priority(raw: bytes) -> Priority:
     return _PRIORITIES[value]
 
 
-def _has_dataset_flag() -> Any:
+def _has_dataset_flag(default: bool = False) -> Any:
     def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         if not isinstance(value, bool):
             raise LocalProtocolError(f"{type(instance).__name__}: has_dataset must be a bool")
 
-    return attrs.field(default=False, validator=check)
+    return attrs.field(default=default, validator=check)
 
 
 # --- the messages -----------------------------------------------------------------------
@@ -136,6 +153,10 @@ class DimseMessage:
 
     command_field: ClassVar[int]
     dataset_rule: ClassVar[DatasetRule]
+    # What PS3.7 says of the data set; differs from dataset_rule (then OPTIONAL, what
+    # the decoder enforces) for the N-requests whose receiver answers a misplaced data
+    # set with a status (`dataset_out_of_place`) instead of aborting.
+    dataset_expected: ClassVar[DatasetRule]
     has_dataset: ClassVar[bool]  # an instance field on messages with an optional data set
     _optional_dataset: ClassVar[bool]
     # Precomputed by _message(): (element number, attribute or None, encoder) in tag
@@ -183,12 +204,13 @@ class DimseResponse(DimseMessage):
 MESSAGE_TYPES: dict[int, type[DimseMessage]] = {}
 
 
-def _message(command_field: int, rule: DatasetRule, response: type | None = None):
+def _message(command_field: int, rule: DatasetRule, response: type | None = None, *, expected: DatasetRule | None = None):
     """Register a message class under its Command Field and precompute its plans."""
 
     def register(cls: type[DimseMessage]) -> type[DimseMessage]:
         cls.command_field = command_field
         cls.dataset_rule = rule
+        cls.dataset_expected = expected or rule
         cls._optional_dataset = rule is DatasetRule.OPTIONAL
         if rule is not DatasetRule.OPTIONAL:
             cls.has_dataset = rule is DatasetRule.REQUIRED
@@ -202,7 +224,8 @@ def _message(command_field: int, rule: DatasetRule, response: type | None = None
             encode_plan.append((spec.tag, field.name, el.ENCODERS[spec.vr]))
             decoder = _decode_priority if spec.tag == el.PRIORITY else el.DECODERS[spec.vr]
             default = None if field.default is attrs.NOTHING else field.default
-            decode_plan.append((spec.tag, field.name, decoder, spec.required, default))
+            required_on_wire = spec.required and not field.metadata.get(_ANSWERED, False)
+            decode_plan.append((spec.tag, field.name, decoder, required_on_wire, default))
         encode_plan.sort(key=lambda entry: entry[0])
         cls._encode_plan = tuple((tag & 0xFFFF, name, enc) for tag, name, enc in encode_plan)
         cls._decode_plan = tuple(decode_plan)
@@ -349,9 +372,9 @@ class NEventReportRSP(_NResponse):
 @_message(0x0100, DatasetRule.OPTIONAL, NEventReportRSP)
 @attrs.frozen(kw_only=True)
 class NEventReportRQ(DimseRequest):
-    affected_sop_class_uid: str = _element(el.AFFECTED_SOP_CLASS_UID)
-    affected_sop_instance_uid: str = _element(el.AFFECTED_SOP_INSTANCE_UID)
-    event_type_id: int = _element(el.EVENT_TYPE_ID)
+    affected_sop_class_uid: str = _element(el.AFFECTED_SOP_CLASS_UID, answered=True)
+    affected_sop_instance_uid: str = _element(el.AFFECTED_SOP_INSTANCE_UID, answered=True)
+    event_type_id: int = _element(el.EVENT_TYPE_ID, answered=True)
     has_dataset: bool = _has_dataset_flag()  # Event Information
 
 
@@ -364,14 +387,15 @@ class NGetRSP(_NResponse):
     has_dataset: bool = _has_dataset_flag()  # Attribute List
 
 
-@_message(0x0110, DatasetRule.FORBIDDEN, NGetRSP)
+@_message(0x0110, DatasetRule.OPTIONAL, NGetRSP, expected=DatasetRule.FORBIDDEN)
 @attrs.frozen(kw_only=True)
 class NGetRQ(DimseRequest):
-    requested_sop_class_uid: str = _element(el.REQUESTED_SOP_CLASS_UID)
-    requested_sop_instance_uid: str = _element(el.REQUESTED_SOP_INSTANCE_UID)
+    requested_sop_class_uid: str = _element(el.REQUESTED_SOP_CLASS_UID, answered=True)
+    requested_sop_instance_uid: str = _element(el.REQUESTED_SOP_INSTANCE_UID, answered=True)
     attribute_identifier_list: tuple[int, ...] | None = _element(
         el.ATTRIBUTE_IDENTIFIER_LIST, required=False
     )
+    has_dataset: bool = _has_dataset_flag()  # none belongs: see dataset_out_of_place
 
 
 # N-SET (PS3.7 10.3.3)
@@ -383,11 +407,12 @@ class NSetRSP(_NResponse):
     has_dataset: bool = _has_dataset_flag()  # Attribute List
 
 
-@_message(0x0120, DatasetRule.REQUIRED, NSetRSP)
+@_message(0x0120, DatasetRule.OPTIONAL, NSetRSP, expected=DatasetRule.REQUIRED)
 @attrs.frozen(kw_only=True)
 class NSetRQ(DimseRequest):
-    requested_sop_class_uid: str = _element(el.REQUESTED_SOP_CLASS_UID)
-    requested_sop_instance_uid: str = _element(el.REQUESTED_SOP_INSTANCE_UID)
+    requested_sop_class_uid: str = _element(el.REQUESTED_SOP_CLASS_UID, answered=True)
+    requested_sop_instance_uid: str = _element(el.REQUESTED_SOP_INSTANCE_UID, answered=True)
+    has_dataset: bool = _has_dataset_flag(default=True)  # the Modification List
 
 
 # N-ACTION (PS3.7 10.3.4)
@@ -403,9 +428,9 @@ class NActionRSP(_NResponse):
 @_message(0x0130, DatasetRule.OPTIONAL, NActionRSP)
 @attrs.frozen(kw_only=True)
 class NActionRQ(DimseRequest):
-    requested_sop_class_uid: str = _element(el.REQUESTED_SOP_CLASS_UID)
-    requested_sop_instance_uid: str = _element(el.REQUESTED_SOP_INSTANCE_UID)
-    action_type_id: int = _element(el.ACTION_TYPE_ID)
+    requested_sop_class_uid: str = _element(el.REQUESTED_SOP_CLASS_UID, answered=True)
+    requested_sop_instance_uid: str = _element(el.REQUESTED_SOP_INSTANCE_UID, answered=True)
+    action_type_id: int = _element(el.ACTION_TYPE_ID, answered=True)
     has_dataset: bool = _has_dataset_flag()  # Action Information
 
 
@@ -421,7 +446,7 @@ class NCreateRSP(_NResponse):
 @_message(0x0140, DatasetRule.OPTIONAL, NCreateRSP)
 @attrs.frozen(kw_only=True)
 class NCreateRQ(DimseRequest):
-    affected_sop_class_uid: str = _element(el.AFFECTED_SOP_CLASS_UID)
+    affected_sop_class_uid: str = _element(el.AFFECTED_SOP_CLASS_UID, answered=True)
     # Optional: the SCP assigns the instance UID when the SCU leaves it out.
     affected_sop_instance_uid: str | None = _element(el.AFFECTED_SOP_INSTANCE_UID, required=False)
     has_dataset: bool = _has_dataset_flag()  # Attribute List
@@ -436,11 +461,33 @@ class NDeleteRSP(_NResponse):
     pass
 
 
-@_message(0x0150, DatasetRule.FORBIDDEN, NDeleteRSP)
+@_message(0x0150, DatasetRule.OPTIONAL, NDeleteRSP, expected=DatasetRule.FORBIDDEN)
 @attrs.frozen(kw_only=True)
 class NDeleteRQ(DimseRequest):
-    requested_sop_class_uid: str = _element(el.REQUESTED_SOP_CLASS_UID)
-    requested_sop_instance_uid: str = _element(el.REQUESTED_SOP_INSTANCE_UID)
+    requested_sop_class_uid: str = _element(el.REQUESTED_SOP_CLASS_UID, answered=True)
+    requested_sop_instance_uid: str = _element(el.REQUESTED_SOP_INSTANCE_UID, answered=True)
+    has_dataset: bool = _has_dataset_flag()  # none belongs: see dataset_out_of_place
+
+
+def missing_required(message: DimseMessage) -> tuple[str, ...]:
+    """Fields of a decoded request that PS3.7 requires but the peer left out (only the
+    `answered` ones can be: the decoder refuses a message lacking any other)."""
+    return tuple(
+        field.name
+        for field in attrs.fields(type(message))
+        if field.metadata.get(_ANSWERED, False) and getattr(message, field.name) is None
+    )
+
+
+def dataset_out_of_place(message: DimseMessage) -> str | None:
+    """Why a decoded request's data set contradicts PS3.7 (None when it does not): an
+    N-SET without its Modification List, an N-GET or N-DELETE carrying one."""
+    expected = message.dataset_expected
+    if expected is DatasetRule.REQUIRED and not message.has_dataset:
+        return f"{type(message).__name__} needs a data set"
+    if expected is DatasetRule.FORBIDDEN and message.has_dataset:
+        return f"{type(message).__name__} carries no data set"
+    return None
 
 
 def next_message_id(last: int) -> int:

@@ -89,6 +89,11 @@ class QueryRetrieveStatus(enum.IntEnum):
     PENDING_OPTIONAL_KEYS_UNSUPPORTED = 0xFF01  # C-FIND
 
 
+# Error ID (0000,0903) sent with 0110 Processing failure when an N-SET names a Modality
+# Performed Procedure Step that is COMPLETED or DISCONTINUED already (PS3.4 F.7.2.2).
+MPPS_MAY_NO_LONGER_BE_UPDATED = 0xA710
+
+
 @attrs.frozen
 class StatusInfo:
     code: int

@@ -215,12 +215,13 @@ def _query_level(keys: Sequence[IdentifierKey], model: InformationModel) -> Leve
     raise QueryError("missing Query/Retrieve Level")
 
 
-def _condition(key: IdentifierKey, options: QueryOptions) -> Condition:
+def key_condition(key: IdentifierKey, options: QueryOptions) -> Condition:
+    """The matching a key asks for; a sequence key's first item becomes sequence matching."""
     name = _keyword(key.tag)
     if key.vr == "SQ":
         item = key.items[0] if key.items else ()
         inner = tuple(
-            (sub.tag_hex, _condition(sub, options)) for sub in item if sub.tag >> 16 not in (0x0000, 0x0002)
+            (sub.tag_hex, key_condition(sub, options)) for sub in item if sub.tag >> 16 not in (0x0000, 0x0002)
         )
         inner = tuple((tag_hex, c) for tag_hex, c in inner if not isinstance(c, Universal))
         return SequenceMatch(inner) if inner else Universal()
@@ -261,7 +262,7 @@ def plan_find(identifier: Dataset, model: InformationModel, options: QueryOption
             continue
         if key.tag in QUERY_CONTROL_TAGS:
             continue
-        condition = _condition(key, options)
+        condition = key_condition(key, options)
         conditions[key.tag] = condition
         universal = isinstance(condition, Universal)
         if key_level(key.tag, study_root=study_root) > level:
@@ -424,7 +425,7 @@ def _response(
         if key.tag in computed_values:
             ds.add(_computed_element(key.tag, computed_values[key.tag]))
         elif key.tag_hex in merged:
-            ds.add(_stored_element(key, merged[key.tag_hex]))
+            ds.add(stored_element(key, merged[key.tag_hex]))
         else:
             ds.add(make_element(key.tag, key.vr, [] if key.vr == "SQ" else None))
     return ds
@@ -438,7 +439,8 @@ def _computed_element(tag: int, value: Any) -> DataElement:
     return make_element(tag, vr, values if len(values) != 1 else values[0])
 
 
-def _stored_element(key: IdentifierKey, attr: dict[str, Any]) -> DataElement:
+def stored_element(key: IdentifierKey, attr: dict[str, Any]) -> DataElement:
+    """A stored attribute as the key asks it returned (a sequence cut to the item's sub-keys)."""
     vr = attr.get("vr", key.vr)
     values = attr.get("Value")
     if vr == "SQ" and values and key.items and key.items[0]:
@@ -497,7 +499,7 @@ def plan_retrieve(identifier: Dataset, model: InformationModel) -> RetrievePlan:
             break
         tag = UNIQUE_KEYS[upper]
         key = keys.get(tag)
-        condition = _condition(key, QueryOptions()) if key is not None else Universal()
+        condition = key_condition(key, QueryOptions()) if key is not None else Universal()
         if isinstance(condition, Universal):
             if upper == level:
                 raise QueryError(f"a {level.name} retrieve needs {_keyword(tag)}")

@@ -188,9 +188,78 @@ _V2_MAINTENANCE = (
     "CREATE INDEX maintenance_report_by_task ON maintenance_report (task_id, seq)",
 )
 
+# DIMSE-N services (storage/worklist_db.py, mpps_db.py, commitment_db.py):
+# - worklist_item: one Scheduled Procedure Step (the RIS's unit of work), keyed by its SPS
+#   ID; the whole item as DICOM JSON, its matching keys in columns in normalize.py's forms
+#   (start_date/start_time/start_at for date, time and the combined date-time ranges),
+#   `scheduled_at` (epoch seconds) for expiry, `status` following its MPPS.
+# - mpps: Modality Performed Procedure Steps as N-CREATE/N-SET left them.
+# - commitment_request: Storage Commitment requests until their report is delivered
+#   (state checking -> reporting -> reported), so a restart resumes them.
+_V3_DIMSE_N = (
+    """
+    CREATE TABLE worklist_item (
+        pk INTEGER PRIMARY KEY,
+        item_id TEXT NOT NULL UNIQUE,
+        status TEXT NOT NULL DEFAULT 'scheduled',
+        patient_id TEXT,
+        patient_name_folded TEXT,
+        accession_number TEXT,
+        requested_procedure_id TEXT,
+        study_instance_uid TEXT,
+        modality TEXT,
+        station_ae_title TEXT,
+        performing_physician_folded TEXT,
+        start_date TEXT,
+        start_time TEXT,
+        start_at TEXT,
+        scheduled_at REAL NOT NULL,
+        specific_character_set TEXT NOT NULL DEFAULT '',
+        attributes TEXT NOT NULL,
+        added_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    )
+    """,
+    "CREATE INDEX worklist_item_by_station ON worklist_item (station_ae_title, start_at)",
+    "CREATE INDEX worklist_item_by_start ON worklist_item (start_at)",
+    "CREATE INDEX worklist_item_by_patient ON worklist_item (patient_id)",
+    "CREATE INDEX worklist_item_by_accession ON worklist_item (accession_number)",
+    "CREATE INDEX worklist_item_by_schedule ON worklist_item (scheduled_at)",
+    """
+    CREATE TABLE mpps (
+        pk INTEGER PRIMARY KEY,
+        sop_instance_uid TEXT NOT NULL UNIQUE,
+        status TEXT NOT NULL,
+        creator_ae_title TEXT NOT NULL DEFAULT '',
+        specific_character_set TEXT NOT NULL DEFAULT '',
+        attributes TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE commitment_request (
+        transaction_uid TEXT PRIMARY KEY,
+        requestor_ae_title TEXT NOT NULL,
+        association TEXT NOT NULL DEFAULT '',
+        context_id INTEGER NOT NULL DEFAULT 0,
+        referenced TEXT NOT NULL,
+        state TEXT NOT NULL,
+        result TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL,
+        last_error TEXT NOT NULL DEFAULT '',
+        received_at REAL NOT NULL,
+        reported_at REAL
+    )
+    """,
+    "CREATE INDEX commitment_request_by_state ON commitment_request (state, received_at)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("patient/study/series/instance with files, tiers and pruning", _V1_TABLES + _V1_INDEXES + _V1_TRIGGERS),
     Migration("file check status, deletion journal, released files, maintenance reports", _V2_MAINTENANCE),
+    Migration("worklist items, performed procedure steps, storage commitment requests", _V3_DIMSE_N),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -35,7 +35,14 @@ import trio
 
 from ...protocol.association import Acceptor
 from ...protocol.machine import State
-from ...protocol.commands import CCancelRQ, DimseMessage, DimseRequest, DimseResponse
+from ...protocol.commands import (
+    CCancelRQ,
+    DimseMessage,
+    DimseRequest,
+    DimseResponse,
+    dataset_out_of_place,
+    missing_required,
+)
 from ...protocol.elements import CHECKERS, VR
 from ...protocol.errors import LocalProtocolError
 from ...protocol.events import Aborted, AssociationRequested, ConnectionClosed, ReleaseRequested
@@ -59,6 +66,7 @@ from .peer import (
     PeerRequestedAssociation,
     PeerRequestedRelease,
 )
+from .outgoing import Outgoing, PeerUnavailable, SendRequest, send_and_wait
 from .services.base import RunningOperation, Service, Session
 
 
@@ -76,19 +84,29 @@ class AssociationSettings:
 
 
 class ServiceSet:
-    """The services offered on every association, and who serves which request."""
+    """The services offered on every association, and who serves which request: by its
+    type and the SOP class of its context (a C-FIND may be a query or a worklist query)."""
 
     def __init__(self, services: Iterable[Service]) -> None:
         self.services = tuple(services)
-        self._by_request = {request: service for service in self.services for request in service.requests}
+        self._by_request: dict[type, list[Service]] = {}
+        for service in self.services:
+            for request in service.requests:
+                self._by_request.setdefault(request, []).append(service)
         self._offered = {id(s): frozenset(c.abstract_syntax for c in s.contexts()) for s in self.services}
         self._contexts = self._merge_contexts()
 
     def offers(self, service: Service, abstract_syntax: str) -> bool:
         return abstract_syntax in self._offered[id(service)]
 
-    def for_request(self, request_type: type) -> Service | None:
-        return self._by_request.get(request_type)
+    def for_request(self, request_type: type, abstract_syntax: str | None = None) -> Service | None:
+        """The service for this request on a context of this SOP class (None: any); when
+        none offers the class, the first one serving the request (it refuses the class)."""
+        candidates = self._by_request.get(request_type, ())
+        for service in candidates:
+            if abstract_syntax is None or self.offers(service, abstract_syntax):
+                return service
+        return candidates[0] if candidates else None
 
     def contexts(self) -> tuple[SupportedContext, ...]:
         return self._contexts
@@ -122,9 +140,19 @@ _UID_FIELDS = (
 )
 
 
+_MISSING_STATUS = {
+    **{field: status for field, _label, status in _UID_FIELDS},
+    "event_type_id": Status.NO_SUCH_EVENT_TYPE,
+    "action_type_id": Status.NO_SUCH_ACTION_TYPE,
+}
+
+
 def uid_refusal(request: DimseRequest) -> tuple[int, str] | None:
     """The status and comment for a request naming a UID that breaks the UID grammar
-    (the decoder lets any text through, so that this is answered, not aborted)."""
+    (the decoder lets any text through, so that this is answered, not aborted), or
+    lacking one an N-request needs (the decoder lets that through too)."""
+    for field in missing_required(request):
+        return _MISSING_STATUS[field], f"the request has no {field.replace('_', ' ')}"
     for field, label, status in _UID_FIELDS:
         value = getattr(request, field, None)
         if value is not None and not is_valid_uid(value):
@@ -184,6 +212,7 @@ class AssociationActor(Actor):
         AbortAssociation,
         DescribeAssociation,
         DropConnection,
+        SendRequest,
     )
 
     def __init__(
@@ -208,7 +237,8 @@ class AssociationActor(Actor):
         self.link: DimseLink | None = None
         self._phase = "connected"  # -> associated -> ended
         self._operation: RunningOperation | None = None
-        self._waiting: deque[PeerMessage] = deque()  # requests behind the running operation
+        # Behind the running operation: the peer's requests, and ours (SendRequest).
+        self._waiting: deque[PeerMessage | Outgoing] = deque()
         self._handling: trio.lowlevel.Task | None = None
         self._own_events: deque[PeerEvent] = deque()  # what our own primitives caused
 
@@ -323,6 +353,8 @@ class AssociationActor(Actor):
                 if self._phase == "connected":  # still no A-ASSOCIATE-RQ
                     self.log.info("closing the connection", reason=reason)
                     await self.peer.close()
+            case SendRequest():
+                self._send_request(Outgoing(request=message, reply=self.ctx.defer_reply()))
             case DescribeAssociation():
                 return AssociationDescription(
                     association_id=self.association_id,
@@ -395,10 +427,14 @@ class AssociationActor(Actor):
     def _sink_for(self, context_id: int, message: DimseMessage) -> DatasetSink:
         """Where the link puts the dataset of a message now arriving (its reader calls
         this; the session exists, since a peer sends nothing before our accept)."""
-        service = self.services.for_request(type(message))
+        service = self.services.for_request(type(message), self._abstract_syntax(context_id))
         if service is None:
             return MemorySink()
         return service.sink_for(self.session, context_id, message)
+
+    def _abstract_syntax(self, context_id: int) -> str | None:
+        accepted = self.session.negotiated.context(context_id) if self.session is not None else None
+        return accepted.abstract_syntax if accepted is not None else None
 
     # --- requests and operations -------------------------------------------------------
 
@@ -409,7 +445,10 @@ class AssociationActor(Actor):
             if operation is not None and operation.message_id == message.message_id_being_responded_to:
                 operation.cancel()
             else:
-                self._waiting = deque(r for r in self._waiting if r.message.message_id != message.message_id_being_responded_to)
+                self._waiting = deque(
+                    r for r in self._waiting
+                    if not isinstance(r, PeerMessage) or r.message.message_id != message.message_id_being_responded_to
+                )
             return
         if isinstance(message, DimseResponse):
             if operation is not None:
@@ -424,9 +463,13 @@ class AssociationActor(Actor):
         if bad_uid is not None:
             await self._refuse(received, *bad_uid)
             return
-        service = self.services.for_request(type(message))
+        service = self.services.for_request(type(message), self._abstract_syntax(received.context_id))
         if service is None or not self._serves_context(service, received.context_id):
             await self._refuse(received, Status.UNRECOGNIZED_OPERATION if service is None else Status.SOP_CLASS_NOT_SUPPORTED)
+            return
+        misplaced = dataset_out_of_place(message)
+        if misplaced is not None:
+            await self._refuse(received, Status.MISTYPED_ARGUMENT, misplaced)
             return
         if not service.operation:
             await self._run_guarded(service, received, None)
@@ -460,9 +503,48 @@ class AssociationActor(Actor):
         self._operation = None
         while self._waiting and self._operation is None:
             received = self._waiting.popleft()
-            service = self.services.for_request(type(received.message))
+            if isinstance(received, Outgoing):
+                self._start_outgoing(received)
+                continue
+            service = self.services.for_request(type(received.message), self._abstract_syntax(received.context_id))
             assert service is not None
             self._start(service, received)
+
+    # --- requests of ours (a storage commitment report) ---------------------------------
+
+    def _send_request(self, outgoing: Outgoing) -> None:
+        if self.session is None or self._phase != "associated":
+            outgoing.reply.fail(PeerUnavailable("the association is not established"))
+        elif self._operation is not None:
+            self._waiting.append(outgoing)
+        else:
+            self._start_outgoing(outgoing)
+
+    def _start_outgoing(self, outgoing: Outgoing) -> None:
+        assert self.session is not None
+        message_id = self.session.next_message_id()
+        self._operation = RunningOperation(message_id)
+        self.ctx.record_effect("operation", {"started": "SendRequest", "message_id": message_id})
+        if self.link is not None:  # in a replay the recorded OperationFinished stands for the run
+            self.ctx.nursery.start_soon(self._run_outgoing, outgoing, self._operation)
+
+    async def _run_outgoing(self, outgoing: Outgoing, operation: RunningOperation) -> None:
+        current_actor.set(f"{self.ctx.path}/operation")
+        assert self.session is not None
+        accepted = self.session.negotiated.context(outgoing.request.context_id)
+        try:
+            if accepted is None:
+                outgoing.reply.fail(PeerUnavailable(f"no presentation context {outgoing.request.context_id}"))
+                return
+            await send_and_wait(
+                self.peer, outgoing, operation, transfer_syntax=accepted.transfer_syntax, timeout=self.settings.dimse_timeout
+            )
+        finally:
+            with trio.CancelScope(shield=True):
+                try:
+                    await self.ctx.ref.send(OperationFinished(message_id=operation.message_id))
+                except ActorError:
+                    pass  # the association is stopping
 
     async def _run_guarded(self, service: Service, received: PeerMessage, operation: RunningOperation | None) -> None:
         """Run a service; a bug in it costs this one request a failure status, not the association."""
@@ -481,6 +563,9 @@ class AssociationActor(Actor):
         return accepted is not None and self.services.offers(service, accepted.abstract_syntax)
 
     def _cancel_operation(self) -> None:
+        for waiting in self._waiting:
+            if isinstance(waiting, Outgoing):
+                waiting.reply.fail(PeerUnavailable("the association ended before the request was sent"))
         self._waiting.clear()
         if self._operation is not None:
             self._operation.cancel()

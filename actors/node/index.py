@@ -70,6 +70,7 @@ from ..runtime.mailbox import Reply
 from ..runtime.messages import message
 from ..runtime.resources import DirectoryResource, FileResource
 from ..runtime.threads import run_sync_in_thread
+from .index_dimse_n import DEFAULT_EXPIRE_AFTER, DIMSE_N_REQUESTS, dimse_n_reply
 
 MAX_BATCH = 256
 
@@ -286,7 +287,7 @@ class QueryRefused(ReplyError):
 class IndexActor(Actor):
     accepts = (
         RecordInstance, CountIndex, FindMatches, ListInstances, ListHeldSyntaxes, GetStorageRoot,
-        *MAINTENANCE_READS, *MAINTENANCE_WRITES,
+        *MAINTENANCE_READS, *MAINTENANCE_WRITES, *DIMSE_N_REQUESTS,
     )
     # A replay runs the index on copies: the database with its WAL or rollback journal
     # (committed rows may live there), and the data directory, whose files it deletes.
@@ -298,10 +299,13 @@ class IndexActor(Actor):
         duplicate_policy: DuplicatePolicy = DuplicatePolicy.REPLACE,
         synchronous: str = "FULL",
         root: str | None = None,
+        worklist_expire_after: float = DEFAULT_EXPIRE_AFTER,
     ) -> None:
         """`root`: the data directory the index's file paths are relative to (default:
-        the database's folder, where the node keeps it)."""
+        the database's folder, where the node keeps it). `worklist_expire_after`: seconds
+        after its scheduled start a worklist item is no longer offered."""
         self.database = database
+        self.worklist_expire_after = worklist_expire_after
         self.duplicate_policy = duplicate_policy
         self.root = Path(root) if root is not None else Path(database).parent
         self.synchronous = synchronous  # FULL: a commit is on disk before it returns; NORMAL: the OS flushes it
@@ -356,6 +360,8 @@ class IndexActor(Actor):
                 )
             case _ if isinstance(message, MAINTENANCE_READS + MAINTENANCE_WRITES):
                 self.ctx.nursery.start_soon(self._maintain, message, self.ctx.defer_reply())
+            case _ if isinstance(message, DIMSE_N_REQUESTS):
+                self.ctx.nursery.start_soon(self._dimse_n, message, self.ctx.defer_reply())
 
     async def _read(self, message: FindMatches | ListInstances, reply: Reply) -> None:
         try:
@@ -402,6 +408,23 @@ class IndexActor(Actor):
         for (_, reply), outcome in zip(batch, outcomes, strict=True):
             reply.send(Recorded(outcome=outcome))
 
+
+    # -- worklist, performed procedure steps, storage commitment ------------------------------
+
+    async def _dimse_n(self, message, reply: Reply) -> None:
+        try:
+            reply.send(
+                await dimse_n_reply(
+                    message, read=self._in_reader, write=self._in_transaction, expire_after=self.worklist_expire_after
+                )
+            )
+        except ReplyError as error:
+            reply.fail(error)
+        except QueryError as error:
+            reply.fail(QueryRefused(error.status, error.comment, error.reason))
+        except Exception as error:
+            self.ctx.log.exception("index request failed", request=type(message).__name__)
+            reply.fail(IndexFailure(f"index request failed: {error}"))
 
     # -- maintenance -------------------------------------------------------------------------
 

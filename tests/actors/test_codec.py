@@ -13,7 +13,9 @@ import triopacs
 from triopacs.actors import dumps, loads, registered
 from triopacs.actors.node.wire import RecordedDataset
 from triopacs.client.link import DatasetSink
-from triopacs.protocol.commands import CEchoRQ, CFindRSP, CStoreRQ, DimseMessage
+from triopacs.protocol.commands import (
+    CEchoRQ, CFindRSP, CStoreRQ, DimseMessage, DimseRequest, DimseResponse, NEventReportRQ, NEventReportRSP,
+)
 from triopacs.protocol.negotiation import ProposedContext, build_request
 from triopacs.protocol.pdu import AAssociateRQ
 
@@ -49,6 +51,16 @@ st.register_type_strategy(
         CStoreRQ(message_id=9, affected_sop_class_uid="1.2.840.10008.5.1.4.1.1.2", affected_sop_instance_uid="1.2.3.4"),
         CFindRSP(message_id_being_responded_to=3, status=0xA900, error_comment="no"),
     ]),
+)
+# ... and what the node sends on a peer's association (a storage commitment report).
+st.register_type_strategy(
+    DimseRequest,
+    st.just(NEventReportRQ(message_id=2, affected_sop_class_uid="1.2.840.10008.1.20.1",
+                           affected_sop_instance_uid="1.2.840.10008.1.20.1.1", event_type_id=1, has_dataset=True)),
+)
+st.register_type_strategy(
+    DimseResponse,
+    st.just(NEventReportRSP(message_id_being_responded_to=2, status=0, event_type_id=1)),
 )
 st.register_type_strategy(
     AAssociateRQ,

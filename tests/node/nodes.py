@@ -11,7 +11,10 @@ file, and runs `open_node` inside the calling test's Trio loop until the block e
 
 from __future__ import annotations
 
+import json
+import os
 import sqlite3
+import sys
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import trio
 
 from triopacs import open_node
 from triopacs.actors.node.ae_registry import RemoteAE
@@ -118,3 +122,16 @@ def dataset_bytes(path: Path) -> tuple[str, bytes]:
             syntax = data[start : start + length].rstrip(b"\0 ").decode("ascii")
         position = start + length
     return syntax, data[position:]
+
+
+async def run_peer_script(script: Path, *args: str, timeout: float = 60) -> dict:
+    """Run a peer script (pynetdicom in its own process) and return the JSON it prints,
+    which must say it got associated."""
+    argv = [sys.executable, str(script), *args]
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONDEVMODE"}
+    with trio.fail_after(timeout):
+        done = await trio.run_process(argv, capture_stdout=True, capture_stderr=True, check=False, env=env)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    result = json.loads(done.stdout)
+    assert result["associated"], done.stderr.decode(errors="replace")
+    return result

@@ -6,8 +6,6 @@ Trio loop, and a hung run killed by the deadline instead of hanging the test.
 """
 
 import json
-import os
-import sys
 from pathlib import Path
 
 import pydicom
@@ -19,21 +17,14 @@ from peers import storescp
 from triopacs import connect
 from triopacs.client.contexts import storage_contexts_for
 
-from .nodes import AE_TITLE, LOOPBACK, counts, dataset_bytes, remote, running_node, stored_files
+from .nodes import AE_TITLE, LOOPBACK, counts, dataset_bytes, remote, run_peer_script, running_node, stored_files
 
 SCRIPT = Path(__file__).with_name("pynetdicom_scu.py")
 SUCCESS, PENDING = 0x0000, 0xFF00
 
 
 async def pynetdicom(node, operation: str, *args: str, timeout: float = 60) -> dict:
-    argv = [sys.executable, str(SCRIPT), str(node.address.port), AE_TITLE, operation, *args]
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONDEVMODE"}
-    with trio.fail_after(timeout):
-        done = await trio.run_process(argv, capture_stdout=True, capture_stderr=True, check=False, env=env)
-    assert done.returncode == 0, done.stderr.decode(errors="replace")
-    result = json.loads(done.stdout)
-    assert result["associated"], done.stderr.decode(errors="replace")
-    return result
+    return await run_peer_script(SCRIPT, str(node.address.port), AE_TITLE, operation, *args, timeout=timeout)
 
 
 @pytest.fixture

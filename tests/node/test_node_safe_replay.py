@@ -98,7 +98,7 @@ async def test_a_default_replay_leaves_the_live_data_unchanged(session, autojump
     before = fingerprint(session.data)
     result = await replay(session.trace)
     assert fingerprint(session.data) == before
-    assert set(result.actors) == {INDEX, AES}
+    assert set(result.actors) == {INDEX, AES, "/node/services/commitment"}  # the commitment actor reads the data directory too
     # It ran on copies of the live database and data directory, as the report says.
     used = {use.argument: use for use in result.resources}
     assert used["root"].how == "copy" and used["root"].live == str(session.data.resolve())

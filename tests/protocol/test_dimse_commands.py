@@ -160,8 +160,12 @@ def test_round_trip(cls, data):
 
 
 def test_dataset_flag_follows_the_rules():
-    assert c.CStoreRQ.has_dataset and c.CFindRQ.has_dataset and c.NSetRQ.has_dataset
-    assert not c.CEchoRQ.has_dataset and not c.CStoreRSP.has_dataset and not c.NDeleteRQ.has_dataset
+    assert c.CStoreRQ.has_dataset and c.CFindRQ.has_dataset
+    assert not c.CEchoRQ.has_dataset and not c.CStoreRSP.has_dataset
+    # N-requests the receiver answers rather than aborts: decoded either way, the rule kept
+    assert c.NSetRQ.dataset_expected is c.DatasetRule.REQUIRED and c.NDeleteRQ.dataset_expected is c.DatasetRule.FORBIDDEN
+    assert c.NSetRQ(message_id=1, requested_sop_class_uid="1.2", requested_sop_instance_uid="1.3").has_dataset
+    assert not c.NDeleteRQ(message_id=1, requested_sop_class_uid="1.2", requested_sop_instance_uid="1.3").has_dataset
     assert c.CFindRSP(message_id_being_responded_to=1, status=0xFF00, has_dataset=True).has_dataset
     assert not c.CFindRSP(message_id_being_responded_to=1, status=0).has_dataset
 
@@ -378,8 +382,8 @@ def test_mutated_command_sets_raise_only_remote_protocol_error(message, data):
         return
     assert isinstance(decoded, c.DimseMessage)
     uids = [getattr(decoded, f"{kind}_sop_{what}_uid", None) for kind in ("affected", "requested") for what in ("class", "instance")]
-    if any(uid is not None and not is_valid_uid(uid) for uid in uids):
-        return  # kept as text for the association to refuse with a status
+    if any(uid is not None and not is_valid_uid(uid) for uid in uids) or c.missing_required(decoded):
+        return  # kept as text, or left None, for the association to refuse with a status
     # Whatever else decodes passes the constructor's checks too and round-trips.
     assert attrs.evolve(decoded) == decoded
     assert c.decode(decoded.encode()) == decoded

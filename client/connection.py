@@ -44,6 +44,7 @@ from .contexts import (
     retrieve_storage_contexts,
     storage_contexts_for,
     verification_contexts,
+    worklist_contexts,
 )
 from .datasets import (
     READ_CHUNK,
@@ -98,6 +99,7 @@ __all__ = [
     "retrieve_storage_contexts",
     "storage_contexts_for",
     "verification_contexts",
+    "worklist_contexts",
 ]
 
 

@@ -17,8 +17,9 @@ contexts up front (at most 128). These helpers build the usual sets:
   class one context of the uncompressed syntaxes and one or two of the compressed ones
   (lossy first, lossless first), so that an acceptor can give us several encodings of a
   class as they are stored (triopacs gives each context a syntax it holds).
+- `worklist_contexts()`: Modality Worklist C-FIND.
 - `default_contexts()`: what `connect()` proposes when not told: echo, both query/retrieve
-  models and the common storage classes for C-GET.
+  models, Modality Worklist and the common storage classes for C-GET.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pydicom.uid import UID
 
 from ..protocol.catalog import (
     EXPLICIT_VR_BIG_ENDIAN,
+    MODALITY_WORKLIST_FIND,
     PATIENT_ROOT_FIND,
     PATIENT_ROOT_GET,
     PATIENT_ROOT_MOVE,
@@ -174,9 +176,19 @@ def retrieve_storage_contexts(
     return contexts
 
 
+def worklist_contexts() -> list[ProposedContext]:
+    return [ProposedContext(abstract_syntax=MODALITY_WORKLIST_FIND, transfer_syntaxes=LITTLE_ENDIAN)]
+
+
 def default_contexts() -> list[ProposedContext]:
-    """Echo, study- and patient-root query/retrieve, and C-GET of the common storage classes."""
-    return [*verification_contexts(), *query_retrieve_contexts("both"), *retrieve_storage_contexts()]
+    """Echo, study- and patient-root query/retrieve, Modality Worklist, and C-GET of the
+    common storage classes (88 contexts: room is left for storage contexts)."""
+    return [
+        *verification_contexts(),
+        *query_retrieve_contexts("both"),
+        *worklist_contexts(),
+        *retrieve_storage_contexts(),
+    ]
 
 
 # --- what sending some files or datasets needs -------------------------------------------

@@ -89,6 +89,17 @@ async def test_sequence_matching_with_our_scu(tmp_path):
     assert ct == ["PAT1", "PAT3"] and station == ["PAT2"] and morning == ["PAT1", "PAT2"] and nothing == []
 
 
+async def test_the_default_contexts_carry_a_worklist_query(tmp_path):
+    # connect() without contexts proposes default_contexts(), which include Modality
+    # Worklist: a caller need not know to ask for it.
+    async with running_node(tmp_path) as node:
+        await add_items(node)
+        async with connect(LOOPBACK, node.address.port, called_ae_title=AE_TITLE) as association:
+            found = [ds async for ds in association.find_worklist(query(Modality="MR"))]
+    assert [ds.PatientID for ds in found] == ["PAT2"]
+    assert found[0].ScheduledProcedureStepSequence[0].ScheduledProcedureStepID == "SPS2"
+
+
 async def test_a_completed_mpps_marks_its_worklist_item_done(tmp_path):
     uid = "1.2.826.0.1.3680043.9.7.20"
     async with running_node(tmp_path) as node:

@@ -222,9 +222,11 @@ class VerificationSettings:
 @attrs.frozen(kw_only=True)
 class WorklistSettings:
     expire_after_hours: float = setting(
-        24.0, "Hours after its scheduled start a worklist item is no longer offered to modalities (and is deleted at the next change).",
+        24.0, "Hours after its scheduled start a worklist item is no longer offered to modalities (and is deleted by the expiry task).",
         between(0.01, 24 * 3650),
     )
+    expiry_enabled: bool = setting(True, "Delete expired worklist items on schedule (else only when items are added).")
+    expiry_schedule: str = setting("every 1h", "When expired worklist items are deleted: cron in [scheduler] timezone, or an interval.", schedule_text)
 
 
 @attrs.frozen(kw_only=True)

@@ -191,8 +191,8 @@ def scheduler_config(config: Config) -> SchedulerConfig:
 
 
 def builtin_tasks(config: Config) -> list[BuiltinTask]:
-    """The built-in maintenance tasks as [cleanup] and [verification] describe them."""
-    cleanup, verification = config.cleanup, config.verification
+    """The built-in maintenance tasks as [cleanup], [verification] and [worklist] describe them."""
+    cleanup, verification, worklist = config.cleanup, config.verification, config.worklist
     return [
         BuiltinTask(
             task_id="builtin-cleanup",
@@ -211,6 +211,14 @@ def builtin_tasks(config: Config) -> list[BuiltinTask]:
             schedule=verification.schedule,
             enabled=verification.enabled,
             params=from_section(VerificationConfig, verification).to_params(),
+        ),
+        BuiltinTask(
+            task_id="builtin-worklist-expiry",
+            name="worklist expiry",
+            kind="worklist-expiry",
+            description="delete worklist items past their time",
+            schedule=worklist.expiry_schedule,
+            enabled=worklist.expiry_enabled,
         ),
     ]
 

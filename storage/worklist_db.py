@@ -5,8 +5,8 @@ index actor runs the writes in one, see storage/sql.py). Times are epoch seconds
 by the caller, so tests choose the clock.
 
 Expiry: an item is past its time once `expire_after` seconds have gone by since its
-scheduled start; from then on queries and listings no longer see it, and the next write
-deletes it. Status: 'scheduled', 'in-progress' once an MPPS for its step is created,
+scheduled start; from then on queries and listings no longer see it, and the next
+`add_items` or `expire_items` (the node's worklist-expiry task) deletes it. Status: 'scheduled', 'in-progress' once an MPPS for its step is created,
 'done' once that MPPS is COMPLETED (no longer offered to modalities), back to
 'scheduled' when it is DISCONTINUED (the step is still to be done).
 """
@@ -95,6 +95,14 @@ def remove_item(connection: sqlite3.Connection, item_id: str) -> bool:
 
 def purge_expired(connection: sqlite3.Connection, now: float, expire_after: float) -> int:
     return connection.execute("DELETE FROM worklist_item WHERE scheduled_at < ?", (now - expire_after,)).rowcount
+
+
+def expire_items(connection: sqlite3.Connection, now: float, expire_after: float) -> list[str]:
+    """Delete the expired items; their ids."""
+    rows = connection.execute(
+        "DELETE FROM worklist_item WHERE scheduled_at < ? RETURNING item_id", (now - expire_after,)
+    ).fetchall()
+    return sorted(row[0] for row in rows)
 
 
 def set_status(connection: sqlite3.Connection, item_ids: Iterable[str], status: str) -> list[str]:

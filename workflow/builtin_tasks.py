@@ -1,14 +1,14 @@
 """The node's built-in maintenance tasks: their kinds, and keeping the scheduler's tasks
 in line with the configuration.
 
-`register_builtin_kinds` adds the `cleanup` and `verification` kinds to a registry
+`register_builtin_kinds` adds the `cleanup`, `verification` and `worklist-expiry` kinds to a registry
 (the node uses default_task_kinds), so tasks of them can be scheduled by name with
 JSON parameters like any other. An application that registered a kind of the same name
 first keeps its own.
 
 `BuiltinTasks` is a small actor started after the scheduler. When it starts (and on
 `ApplyBuiltinTasks`) it makes the scheduler hold what the configuration says, under
-fixed task ids (`builtin-cleanup`, `builtin-verification`):
+fixed task ids (`builtin-cleanup`, `builtin-verification`, `builtin-worklist-expiry`):
 
 - enabled in the configuration: the task is scheduled if missing; a changed schedule
   is updated in place; changed parameters replace the task (its execution history
@@ -31,10 +31,12 @@ from .tasks.kinds import TaskKindRegistry
 from .tasks.messages import EnableTask, GetTask, RemoveTask, ScheduleTask, UpdateSchedule
 from .tasks.types import JsonObject, ScheduledTask, TaskError, TaskNotFound, TaskState, TaskType
 from .verification import KIND as VERIFICATION, verification
+from .worklist_expiry import KIND as WORKLIST_EXPIRY, worklist_expiry
 
 BUILTIN_KINDS = {
     CLEANUP: (cleanup, TaskType.CLEANUP, "delete studies whose retention has run out"),
     VERIFICATION: (verification, TaskType.VERIFICATION, "check stored files against the index"),
+    WORKLIST_EXPIRY: (worklist_expiry, TaskType.CLEANUP, "delete worklist items past their time"),
 }
 
 

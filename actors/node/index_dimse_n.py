@@ -50,6 +50,19 @@ class WorklistItemRemoved:
     removed: bool
 
 
+@message("index.worklist-expire")
+class ExpireWorklistItems:
+    """Delete the items past their time (the worklist-expiry task sends it). `now`: the
+    moment to judge by, for tests; None is the index's clock."""
+
+    now: float | None = None
+
+
+@message("index.worklist-expired")
+class WorklistItemsExpired:
+    item_ids: tuple[str, ...]
+
+
 @message("index.worklist-list")
 class ListWorklistItems:
     include_expired: bool = False
@@ -172,7 +185,7 @@ class CommitmentRequests:
 
 DIMSE_N_READS = (ListWorklistItems, FindWorklist, GetPerformedStep, LookupStoredCopies, ListUnfinishedCommitments, GetCommitment)
 DIMSE_N_WRITES = (
-    AddWorklistItems, RemoveWorklistItem, CreatePerformedStep, SetPerformedStep, SaveCommitmentRequest,
+    AddWorklistItems, RemoveWorklistItem, ExpireWorklistItems, CreatePerformedStep, SetPerformedStep, SaveCommitmentRequest,
     RecordCommitmentResult, RecordReportAttempt, RecordReported,
 )
 DIMSE_N_REQUESTS = DIMSE_N_READS + DIMSE_N_WRITES
@@ -198,6 +211,9 @@ async def _reply(message: object, read: Runner, write: Runner, now: float, expir
             return WorklistItemsAdded(added=tuple(await write(worklist_db.add_items, items, now, expire_after)))
         case RemoveWorklistItem(item_id=item_id):
             return WorklistItemRemoved(removed=await write(worklist_db.remove_item, item_id))
+        case ExpireWorklistItems(now=at):
+            expired = await write(worklist_db.expire_items, now if at is None else at, expire_after)
+            return WorklistItemsExpired(item_ids=tuple(expired))
         case ListWorklistItems(include_expired=include_expired):
             entries = await read(_list_items, now, expire_after, include_expired)
             return WorklistListing(entries=tuple(entries))

@@ -351,7 +351,7 @@ async def test_the_built_in_tasks_follow_the_configuration(tmp_path):
     )
     async with open_node(cleanup_on) as node:
         tasks = {t.id: t for t in (await node.ref("scheduler").ask(ListTasks())).tasks}
-    assert set(tasks) == {"builtin-cleanup", "builtin-verification"}
+    assert set(tasks) == {"builtin-cleanup", "builtin-verification", "builtin-worklist-expiry"}
     cleanup = tasks["builtin-cleanup"]
     assert cleanup.kind == "cleanup" and cleanup.enabled and cleanup.schedule.interval == 6 * 3600
     assert CleanupConfig.from_params(cleanup.params) == CleanupConfig(modality_retention={"CT": 90}, dry_run=True)

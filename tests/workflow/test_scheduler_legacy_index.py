@@ -132,7 +132,7 @@ async def test_a_node_started_on_an_old_data_directory_keeps_its_tasks(tmp_path,
         assert node.config.data_dir == data
         scheduler = node.ref("scheduler")
         listed = {t.id: t for t in (await scheduler.ask(ListTasks())).tasks}
-        assert set(listed) == {*tasks, "builtin-verification"}
+        assert set(listed) == {*tasks, "builtin-verification", "builtin-worklist-expiry"}
         assert {listed[i].name for i in tasks} == {"every", "hourly"}
         assert {listed[i].state for i in tasks} == {TaskState.ORPHANED}  # 'note' is the test's own kind
         assert (await scheduler.ask(GetExecutionHistory(task_id=every))).records == history

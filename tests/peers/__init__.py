@@ -13,6 +13,7 @@ from .dcmtk import (
     dcmtk_program,
     echoscu,
     findscu,
+    findscu_worklist,
     getscu,
     movescu,
     parse_dataset_dump,
@@ -31,6 +32,8 @@ from .dicom_servers import (
     pynetdicom_scp,
     pynetdicom_storescp_app,
     storescp,
+    wlmscpfs,
+    write_worklist_file,
 )
 from .object_stores import AzuriteEndpoint, S3Endpoint, azurite_blob, moto_s3
 from .process import (
@@ -48,7 +51,7 @@ __all__ = [
     "LOOPBACK", "AzuriteEndpoint", "DicomPeer", "FindResult", "OrthancPeer", "PeerError",
     "RemoteAE", "RetrieveResult", "S3Endpoint", "ServerProcess", "StoreResult", "ToolMissing",
     "ToolResult", "azurite_blob", "cpu_seconds", "dcmqrscp", "dcmtk_program", "echoscu",
-    "findscu", "free_port", "getscu", "moto_s3", "movescu", "orthanc", "parse_dataset_dump",
+    "findscu", "findscu_worklist", "free_port", "getscu", "moto_s3", "movescu", "orthanc", "parse_dataset_dump",
     "parse_findscu_output", "parse_retrieve_output", "parse_storescu_output", "ports_listened_by", "pynetdicom_scp",
-    "pynetdicom_storescp_app", "run_dcmtk", "serve", "storescp", "storescu",
+    "pynetdicom_storescp_app", "run_dcmtk", "serve", "storescp", "storescu", "wlmscpfs", "write_worklist_file",
 ]

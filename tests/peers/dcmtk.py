@@ -369,6 +369,23 @@ async def findscu(
     )
 
 
+async def findscu_worklist(
+    peer: PeerAddress,
+    keys: Mapping[str, str] | Iterable[str] = (),
+    *,
+    query_file: Path | None = None,
+    out_dir: Path,
+    calling_ae: str = "FINDSCU",
+    timeout: float = 60.0,
+) -> tuple[FindResult, list[Path]]:
+    """`findscu -W` with -k keys (sequence items as `Seq[0].Key=value`) and/or a query
+    file; each response is extracted (-X) into `out_dir` as rsp0001.dcm, rsp0002.dcm..."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    args = ["-v", "-W", "-X", "-od", out_dir, *_network_args(peer, calling_ae), *_key_args(None, keys)]
+    tool = await run_dcmtk("findscu", *args, *_address(peer), *([query_file] if query_file else []), timeout=timeout)
+    return parse_findscu_output(tool), sorted(out_dir.glob("rsp*.dcm"))
+
+
 # ---------------------------------------------------------------- move, get
 
 

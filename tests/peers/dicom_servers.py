@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from .dcmtk import dcmtk_program
 from .process import LOOPBACK, ServerProcess, find_program, serve
@@ -96,6 +98,49 @@ async def storescp(
 
     async with serve("storescp", launch, parent_dir=parent_dir) as server:
         yield DicomPeer(ae_title, server.port, server.workdir / "received", server)
+
+
+# ---------------------------------------------------------------- DCMTK wlmscpfs
+
+
+def write_worklist_file(item: Dataset, path: Path) -> None:
+    """A worklist item as the Part 10 file wlmscpfs reads (explicit VR little endian)."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.31"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    copy = Dataset()
+    copy.update(item)
+    copy.file_meta = meta
+    copy.save_as(path, enforce_file_format=True)
+
+
+@contextlib.asynccontextmanager
+async def wlmscpfs(
+    items: Sequence[Dataset],
+    ae_title: str = "WLMSCP",
+    *,
+    extra_args: Sequence[str] = (),
+    parent_dir: Path | None = None,
+) -> AsyncIterator[DicomPeer]:
+    """DCMTK wlmscpfs answering Modality Worklist C-FIND from `items`, written as
+    `<storage_dir>/item<n>.wl`. Its data directory holds one folder per called AE title,
+    which must contain a file named `lockfile`. It returns the Specific Character Set of
+    each file (-csk) and forks one process per association.
+    """
+    program = dcmtk_program("wlmscpfs")
+    _check_ae_title(ae_title)
+
+    def launch(ports: list[int], workdir: Path) -> list[str]:
+        folder = workdir / "worklists" / ae_title
+        folder.mkdir(parents=True)
+        (folder / "lockfile").touch()
+        for number, item in enumerate(items):
+            write_worklist_file(item, folder / f"item{number:05d}.wl")
+        return [program, "-csk", "-dfp", str(workdir / "worklists"), *extra_args, str(ports[0])]
+
+    async with serve("wlmscpfs", launch, parent_dir=parent_dir) as server:
+        yield DicomPeer(ae_title, server.port, server.workdir / "worklists" / ae_title, server)
 
 
 # ---------------------------------------------------------------- DCMTK dcmqrscp

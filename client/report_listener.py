@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import structlog
 import trio
@@ -147,7 +148,7 @@ async def listen_for_reports(*, ae_title: str, port: int = 0, host: str = "127.0
     """A ReportListener on host:port (0: a free port, in `listener.port`) until the block ends."""
     listener = ReportListener(ae_title)
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(trio.serve_tcp, _guarded(listener), port, host=host)
+        listeners = await nursery.start(partial(trio.serve_tcp, _guarded(listener), port, host=host))
         listener.port = listeners[0].socket.getsockname()[1]
         yield listener
         nursery.cancel_scope.cancel()

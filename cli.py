@@ -16,6 +16,7 @@ import trio
 
 from .version import __version__
 from .cli_scu import SCU_COMMANDS, add_scu_commands
+from .cli_nservices import NSERVICE_COMMANDS, add_nservice_commands
 from .cli_worklist import add_worklist_commands, worklist
 from .config import ConfigError, default_toml, load_config
 from .log import configure_logging
@@ -61,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
         help="start the actors on empty files and directories instead of copies of the live ones",
     )
     add_scu_commands(commands)
+    add_nservice_commands(commands)
     add_worklist_commands(commands)
     return parser
 
@@ -147,7 +149,7 @@ def _replay(args: argparse.Namespace) -> int:
     return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
-COMMANDS = {"serve": _serve, "config": _config, "replay": _replay, "worklist": worklist, **SCU_COMMANDS}
+COMMANDS = {"serve": _serve, "config": _config, "replay": _replay, "worklist": worklist, **SCU_COMMANDS, **NSERVICE_COMMANDS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,6 +17,7 @@ after the other or at once, until the block ends.
 from __future__ import annotations
 
 import math
+from functools import partial
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -73,8 +74,8 @@ class ReportListener:
                 await nursery.start(link.run)
                 await self._converse(link)
                 nursery.cancel_scope.cancel()
-        except LocalProtocolError as error:  # the peer went away while we answered
-            log.info("report association ended", error=str(error))
+        except* LocalProtocolError as group:  # the peer went away while we answered
+            log.info("report association ended", error=str(group.exceptions[0]))
         finally:
             with trio.CancelScope(shield=True):
                 await link.stream.aclose()
@@ -147,7 +148,7 @@ async def listen_for_reports(*, ae_title: str, port: int = 0, host: str = "127.0
     """A ReportListener on host:port (0: a free port, in `listener.port`) until the block ends."""
     listener = ReportListener(ae_title)
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(trio.serve_tcp, _guarded(listener), port, host=host)
+        listeners = await nursery.start(partial(trio.serve_tcp, _guarded(listener), port, host=host))
         listener.port = listeners[0].socket.getsockname()[1]
         yield listener
         nursery.cancel_scope.cancel()

@@ -16,8 +16,11 @@ import trio
 
 from .version import __version__
 from .cli_scu import SCU_COMMANDS, add_scu_commands
+from .cli_nservices import NSERVICE_COMMANDS, add_nservice_commands
+from .cli_worklist import add_worklist_commands, worklist
 from .config import ConfigError, default_toml, load_config
 from .log import configure_logging
+from .storage.data_lock import DataDirectoryInUse
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -59,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
         help="start the actors on empty files and directories instead of copies of the live ones",
     )
     add_scu_commands(commands)
+    add_nservice_commands(commands)
+    add_worklist_commands(commands)
     return parser
 
 
@@ -99,7 +104,18 @@ def _serve(args: argparse.Namespace) -> int:
                 await run_node(config, on_ready=announce)
         return 0
 
-    return trio.run(main)
+    try:
+        return trio.run(main)
+    except* DataDirectoryInUse as group:
+        refused = group
+    raise UsageError(str(_first(refused)))
+
+
+def _first(error: BaseException) -> BaseException:
+    """The first exception inside (nested) groups: what a nursery wrapped."""
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 def _config(args: argparse.Namespace) -> int:
@@ -133,7 +149,7 @@ def _replay(args: argparse.Namespace) -> int:
     return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
-COMMANDS = {"serve": _serve, "config": _config, "replay": _replay, **SCU_COMMANDS}
+COMMANDS = {"serve": _serve, "config": _config, "replay": _replay, "worklist": worklist, **SCU_COMMANDS, **NSERVICE_COMMANDS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -61,6 +61,7 @@ from .version import __version__
 from .protocol.catalog import transfer_syntaxes
 from .storage.index_db import DuplicatePolicy
 from .storage.layout import Layout
+from .storage.data_lock import DataDirectoryLock
 from .workflow import (
     LockManagerConfig,
     LockType,
@@ -223,21 +224,25 @@ def builtin_tasks(config: Config) -> list[BuiltinTask]:
     ]
 
 
+def index_spec(config: Config) -> ActorSpec:
+    return ActorSpec(
+        name="index",
+        actor=IndexActor,
+        args={
+            "database": index_database(config),
+            "duplicate_policy": DuplicatePolicy(config.storage.duplicates),
+            "synchronous": "FULL" if config.storage.durability == "fsync" else "NORMAL",
+            "root": str(config.data_dir),
+            "worklist_expire_after": config.worklist.expire_after_hours * 3600.0,
+        },
+        capacity=1024,
+    )
+
+
 def service_specs(config: Config) -> list[ActorSpec | SupervisorSpec]:
     specs: list[ActorSpec | SupervisorSpec] = [
         ActorSpec(name="aes", actor=AERegistry, args={"remotes": config.remote}),
-        ActorSpec(
-            name="index",
-            actor=IndexActor,
-            args={
-                "database": index_database(config),
-                "duplicate_policy": DuplicatePolicy(config.storage.duplicates),
-                "synchronous": "FULL" if config.storage.durability == "fsync" else "NORMAL",
-                "root": str(config.data_dir),
-                "worklist_expire_after": config.worklist.expire_after_hours * 3600.0,
-            },
-            capacity=1024,
-        ),
+        index_spec(config),
         ActorSpec(name="locks", actor=StudyLockManager, args={"config": lock_manager_config(config)}, capacity=1024),
         # After the index and the AE registry: at start it resumes unfinished requests.
         ActorSpec(
@@ -380,11 +385,14 @@ def _trace_recorder(config: Config) -> Iterator[TraceRecorder | None]:
 
 @asynccontextmanager
 async def open_node(config: Config | None = None) -> AsyncIterator[Node]:
-    """Start a node inside the caller's Trio program; it stops when the block ends."""
+    """Start a node inside the caller's Trio program; it stops when the block ends.
+
+    Raises `DataDirectoryInUse` when another node runs on the same data directory."""
     config = config if config is not None else Config()
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    await _move_tasks_out_of_index(config)
     with ExitStack() as stack:
+        stack.enter_context(DataDirectoryLock(config.data_dir))  # before any file is opened
+        await _move_tasks_out_of_index(config)
         recorder = stack.enter_context(_trace_recorder(config))
         async with AsyncioPortal() as portal:
             system = ActorSystem(recorder=recorder, portal=portal, shutdown_grace=config.node.shutdown_grace)

@@ -74,8 +74,8 @@ class ReportListener:
                 await nursery.start(link.run)
                 await self._converse(link)
                 nursery.cancel_scope.cancel()
-        except LocalProtocolError as error:  # the peer went away while we answered
-            log.info("report association ended", error=str(error))
+        except* LocalProtocolError as group:  # the peer went away while we answered
+            log.info("report association ended", error=str(group.exceptions[0]))
         finally:
             with trio.CancelScope(shield=True):
                 await link.stream.aclose()

@@ -2,7 +2,7 @@
 
     python pynetdicom_scu.py PORT CALLED_AE echo
     python pynetdicom_scu.py PORT CALLED_AE store FILE...
-    python pynetdicom_scu.py PORT CALLED_AE find  --level STUDY [--model study|patient] Keyword=value ...
+    python pynetdicom_scu.py PORT CALLED_AE find  --level STUDY [--model study|patient|worklist] Keyword=value ...
     python pynetdicom_scu.py PORT CALLED_AE move  --level STUDY --destination AE Keyword=value ...
     python pynetdicom_scu.py PORT CALLED_AE get   --level STUDY --into DIR Keyword=value ...
                              [--context SOP_CLASS=TRANSFER_SYNTAX ...]
@@ -28,6 +28,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pynetdicom import AE, build_role, evt
 from pynetdicom.sop_class import (
+    ModalityWorklistInformationFind,
     PatientRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet,
@@ -39,12 +40,29 @@ CALLING_AE = "PYNETDICOM"
 
 
 def identifier(level: str, keys: list[str]) -> Dataset:
+    """Keyword=value keys; Sequence.Keyword=value puts the key into the sequence's one item
+    (worklist queries match inside the Scheduled Procedure Step Sequence). A worklist
+    query has no level."""
     ds = Dataset()
-    ds.QueryRetrieveLevel = level
+    if level:
+        ds.QueryRetrieveLevel = level
     for key in keys:
         keyword, _, value = key.partition("=")
-        setattr(ds, keyword, value)
+        target = ds
+        if "." in keyword:
+            sequence, keyword = keyword.split(".", 1)
+            if sequence not in ds:
+                setattr(ds, sequence, [Dataset()])
+            target = ds[sequence].value[0]
+        setattr(target, keyword, value)
     return ds
+
+
+def flat(element) -> object:
+    """A response element as JSON: text, or a sequence's items as objects of text."""
+    if element.VR == "SQ":
+        return [{e.keyword: str(e.value) for e in item} for item in element.value]
+    return str(element.value)
 
 
 def counts(status: Dataset) -> dict[str, int | None]:
@@ -79,7 +97,11 @@ def main() -> int:
         for pair in sorted({(str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID)) for ds in datasets}):
             ae.add_requested_context(pair[0], pair[1])
     elif options.operation == "find":
-        model = StudyRootQueryRetrieveInformationModelFind if options.model == "study" else PatientRootQueryRetrieveInformationModelFind
+        model = {
+            "study": StudyRootQueryRetrieveInformationModelFind,
+            "patient": PatientRootQueryRetrieveInformationModelFind,
+            "worklist": ModalityWorklistInformationFind,
+        }[options.model]
         ae.add_requested_context(model)
     elif options.operation == "move":
         ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
@@ -111,11 +133,11 @@ def main() -> int:
             elif options.operation == "store":
                 result["statuses"] = [association.send_c_store(ds).Status for ds in datasets]
             elif options.operation == "find":
-                query = identifier(options.level, options.args)
+                query = identifier("" if options.model == "worklist" else options.level, options.args)
                 for status, match in association.send_c_find(query, model):
                     result["statuses"].append(status.Status)
                     if match is not None and status.Status in (0xFF00, 0xFF01):
-                        result["matches"].append({element.keyword: str(element.value) for element in match})
+                        result["matches"].append({element.keyword: flat(element) for element in match})
             else:
                 query = identifier(options.level, options.args)
                 responses = (

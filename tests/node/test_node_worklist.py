@@ -3,6 +3,7 @@ queried by DCMTK `findscu -W` and by triopacs's own SCU on a running node; every
 answered is published as WorklistQueried; a completed MPPS marks its item done."""
 
 import datetime
+from pathlib import Path
 
 from peers import findscu
 from pydicom.dataset import Dataset
@@ -14,7 +15,7 @@ from triopacs.protocol.catalog import MODALITY_WORKLIST_FIND
 from triopacs.protocol.negotiation import ProposedContext
 from triopacs.storage.worklist import item_from_dataset
 
-from .nodes import AE_TITLE, LOOPBACK, index_rows, peer, running_node
+from .nodes import AE_TITLE, LOOPBACK, index_rows, peer, run_peer_script, running_node
 from .test_node_mpps import END, _text, create, creation, n_set, pynetdicom_n
 
 TOMORROW = (datetime.date.today() + datetime.timedelta(days=1)).strftime("%Y%m%d")
@@ -87,6 +88,26 @@ async def test_sequence_matching_with_our_scu(tmp_path):
             morning = await ids(query(ScheduledProcedureStepStartDate=TOMORROW, ScheduledProcedureStepStartTime="070000-100000"))
             nothing = await ids(query(ScheduledProcedureStepStartDate="19990101"))
     assert ct == ["PAT1", "PAT3"] and station == ["PAT2"] and morning == ["PAT1", "PAT2"] and nothing == []
+
+
+async def test_pynetdicom_as_worklist_scu(tmp_path):
+    script = Path(__file__).with_name("pynetdicom_scu.py")
+    async with running_node(tmp_path) as node:
+        await add_items(node)
+
+        async def find(*keys: str) -> dict:
+            return await run_peer_script(script, str(node.address.port), AE_TITLE, "find", "--model", "worklist", *keys)
+
+        by_modality = await find("PatientID=", "PatientName=", "ScheduledProcedureStepSequence.Modality=CT",
+                                 "ScheduledProcedureStepSequence.ScheduledProcedureStepID=")
+        by_name = await find("PatientName=M*", "PatientID=", "ScheduledProcedureStepSequence.ScheduledStationAETitle=")
+    assert by_modality["statuses"][-1] == 0 and by_name["statuses"][-1] == 0
+    assert sorted(m["PatientID"] for m in by_modality["matches"]) == ["PAT1", "PAT3"]
+    steps = sorted(m["ScheduledProcedureStepSequence"][0]["ScheduledProcedureStepID"] for m in by_modality["matches"])
+    assert steps == ["SPS1", "SPS3"]
+    (muller,) = by_name["matches"]
+    assert muller["PatientName"] == "Müller^Jürgen"  # ISO_IR 100 text, decoded by pynetdicom
+    assert muller["ScheduledProcedureStepSequence"][0]["ScheduledStationAETitle"] == "CT1"
 
 
 async def test_the_default_contexts_carry_a_worklist_query(tmp_path):

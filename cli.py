@@ -75,8 +75,20 @@ def _serve_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     return overrides
 
 
+def _first(error: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """`error` or the first `kind` inside an exception group."""
+    if isinstance(error, kind):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = _first(inner, kind)
+            if found is not None:
+                return found
+    return None
+
+
 def _serve(args: argparse.Namespace) -> int:
-    from .supervisor import Node, run_node
+    from .supervisor import Node, TierUnavailable, run_node
 
     config = load_config(args.config, overrides=_serve_overrides(args))
     configure_logging(config.log.level, config.log.format)
@@ -99,7 +111,13 @@ def _serve(args: argparse.Namespace) -> int:
                 await run_node(config, on_ready=announce)
         return 0
 
-    return trio.run(main)
+    try:
+        return trio.run(main)
+    except BaseException as error:
+        unavailable = _first(error, TierUnavailable)
+        if unavailable is None:
+            raise
+        raise UsageError(str(unavailable)) from None
 
 
 def _config(args: argparse.Namespace) -> int:

@@ -11,8 +11,11 @@
         ├── /node/associations/listener    accepts connections
         └── /node/associations/a1, a2, ... one temporary actor per association
 
-Instances are files under the data directory on the local filesystem; there are no other
-storage tiers yet (no S3, no Azure Blob).
+    ├── /node/services/tiers           storage tiers (one-for-one): local (the data directory) and each [[tier]]
+    └── /node/services/migration       HSM: moves instances between tiers (when [hsm] names tiers)
+
+Instances arrive in the data directory (the hot tier `local`); the migration service
+moves them to the configured tiers (local paths, S3, Azure Blob) by last access.
 
 `open_node(config)` embeds a node in any Trio program; `run_node(config)` runs one until
 cancelled. Both own the node's asyncio portal and trace file and close them on exit.
@@ -51,6 +54,9 @@ from .actors.node.services.query import FindService
 from .actors.node.services.retrieve import GetService, MoveService
 from .actors.node.services.storage import StorageService
 from .actors.node.services.storage import StoreSettings
+from .actors.node.tiers import TIERS_PATH, TierActor, check_tier
+from .storage.objects import ObjectStoreError
+from .storage.tier_settings import TierDefinition, hot_tier
 from .config import Config, from_section
 from .version import __version__
 from .protocol.catalog import transfer_syntaxes
@@ -193,6 +199,42 @@ def builtin_tasks(config: Config) -> list[BuiltinTask]:
     ]
 
 
+class TierUnavailable(Exception):
+    """A configured storage tier failed its start-up check; the node does not start."""
+
+
+TIER_CHECK_TIMEOUT = 60.0
+
+
+def tier_definitions(config: Config) -> list[TierDefinition]:
+    return [hot_tier(config.data_dir, fsync=config.storage.durability == "fsync"), *config.tier]
+
+
+async def check_tiers(config: Config, portal: AsyncioPortal) -> None:
+    """Each tier reachable, its credentials good, writable: else TierUnavailable naming it."""
+    for definition in tier_definitions(config):
+        try:
+            with trio.fail_after(TIER_CHECK_TIMEOUT):
+                await check_tier(definition, portal)
+        except ObjectStoreError as error:
+            raise TierUnavailable(f"tier {definition.name!r} ({definition.kind}): {error}") from None
+        except trio.TooSlowError:
+            raise TierUnavailable(f"tier {definition.name!r} ({definition.kind}): no answer within {TIER_CHECK_TIMEOUT:.0f} s") from None
+        except Exception as error:  # an SDK's own error (a malformed endpoint, a bad connection string)
+            raise TierUnavailable(f"tier {definition.name!r} ({definition.kind}): {type(error).__name__}: {error}") from None
+
+
+def tier_specs(config: Config) -> SupervisorSpec:
+    staging = str(config.data_dir / "staging")
+    return SupervisorSpec(
+        name="tiers",
+        children=[
+            ActorSpec(name=d.name, actor=TierActor, args={"definition": d, "staging": staging}, capacity=256)
+            for d in tier_definitions(config)
+        ],
+    )
+
+
 def service_specs(config: Config) -> list[ActorSpec | SupervisorSpec]:
     specs: list[ActorSpec | SupervisorSpec] = [
         ActorSpec(name="aes", actor=AERegistry, args={"remotes": config.remote}),
@@ -208,6 +250,7 @@ def service_specs(config: Config) -> list[ActorSpec | SupervisorSpec]:
             capacity=1024,
         ),
         ActorSpec(name="locks", actor=StudyLockManager, args={"config": lock_manager_config(config)}, capacity=1024),
+        tier_specs(config),
     ]
     if not config.scheduler.enabled:
         if config.cleanup.enabled or config.verification.enabled:
@@ -266,12 +309,16 @@ def dicom_services(config: Config) -> ServiceSet:
                 ae_title=config.node.ae_title,
                 dimse_timeout=config.network.dimse_timeout,
                 patient_level_in_study_root=config.query.patient_level_in_study_root,
+                tiers_path=TIERS_PATH,
+                track_access_time=config.hsm.track_access_time,
             ),
             GetService(
                 index_path=INDEX,
                 root=config.data_dir,
                 dimse_timeout=config.network.dimse_timeout,
                 patient_level_in_study_root=config.query.patient_level_in_study_root,
+                tiers_path=TIERS_PATH,
+                track_access_time=config.hsm.track_access_time,
             ),
         ]
     )
@@ -342,6 +389,7 @@ async def open_node(config: Config | None = None) -> AsyncIterator[Node]:
     with ExitStack() as stack:
         recorder = stack.enter_context(_trace_recorder(config))
         async with AsyncioPortal() as portal:
+            await check_tiers(config, portal)
             system = ActorSystem(recorder=recorder, portal=portal, shutdown_grace=config.node.shutdown_grace)
             tree = [
                 SupervisorSpec(name="services", children=service_specs(config)),

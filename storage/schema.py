@@ -28,6 +28,7 @@ import sqlite3
 
 import attrs
 
+from .hsm_db import JOURNAL_TABLE as MIGRATION_JOURNAL
 from .sql import in_transaction
 
 
@@ -188,9 +189,13 @@ _V2_MAINTENANCE = (
     "CREATE INDEX maintenance_report_by_task ON maintenance_report (task_id, seq)",
 )
 
+# HSM (storage/hsm_db.py): the journal of instances moving between storage tiers.
+_V3_MIGRATION_JOURNAL = MIGRATION_JOURNAL
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("patient/study/series/instance with files, tiers and pruning", _V1_TABLES + _V1_INDEXES + _V1_TRIGGERS),
     Migration("file check status, deletion journal, released files, maintenance reports", _V2_MAINTENANCE),
+    Migration("migration journal of instances moving between storage tiers", _V3_MIGRATION_JOURNAL),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

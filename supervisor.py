@@ -74,6 +74,7 @@ from .workflow import (
 from .workflow.builtin_tasks import BuiltinTask, BuiltinTasks, register_builtin_kinds
 from .workflow.tasks.legacy_index import move_out_of_index
 from .workflow.cleanup import CleanupConfig
+from .workflow.migration import MIGRATION_PATH, MigrationService, migration_policy
 from .workflow.verification import VerificationConfig
 
 log = structlog.get_logger()
@@ -117,6 +118,15 @@ class Node:
         """The task scheduler (triopacs.workflow: ScheduleTask, ...); absent when
         [scheduler] enabled is false."""
         return self.system.lookup(SCHEDULER)
+
+    @property
+    def migration(self) -> ActorRef:
+        """The HSM migration service: RunMigration (triopacs.workflow.migration)."""
+        return self.system.lookup(MIGRATION_PATH)
+
+    def tier(self, name: str) -> ActorRef:
+        """A storage tier actor (triopacs.actors.node.tiers): local, or a [[tier]] name."""
+        return self.system.lookup(f"{TIERS_PATH}/{name}")
 
     @property
     def listener(self) -> ActorRef:
@@ -196,6 +206,15 @@ def builtin_tasks(config: Config) -> list[BuiltinTask]:
             enabled=verification.enabled,
             params=from_section(VerificationConfig, verification).to_params(),
         ),
+        BuiltinTask(
+            task_id="builtin-migration",
+            name="migration",
+            kind="migration",
+            description="move instances between storage tiers by last access",
+            schedule=config.hsm.schedule,
+            enabled=config.hsm.enabled,
+            params={},
+        ),
     ]
 
 
@@ -251,6 +270,12 @@ def service_specs(config: Config) -> list[ActorSpec | SupervisorSpec]:
         ),
         ActorSpec(name="locks", actor=StudyLockManager, args={"config": lock_manager_config(config)}, capacity=1024),
         tier_specs(config),
+        # After the index, the locks and the tiers: at start it finishes interrupted moves.
+        ActorSpec(
+            name="migration",
+            actor=MigrationService,
+            args={"policy": migration_policy(config.hsm, config.locks.acquire_wait_timeout), "prefixes": {t.name: t.prefix for t in config.tier}},
+        ),
     ]
     if not config.scheduler.enabled:
         if config.cleanup.enabled or config.verification.enabled:

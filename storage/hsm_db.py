@@ -170,17 +170,21 @@ def journal_entries(connection: sqlite3.Connection) -> list[Move]:
     ]
 
 
-def known_keys(connection: sqlite3.Connection, tier: str, keys: Sequence[str]) -> set[str]:
-    """Which of `keys` in `tier` an instance row or a journal row names (the rest are strays)."""
+def known_keys(connection: sqlite3.Connection, tier: str, keys: Sequence[str], journal: bool = True) -> set[str]:
+    """Which of `keys` in `tier` an instance row (or, with `journal`, a journal row)
+    names; the rest are strays."""
     known: set[str] = set()
     for chunk in chunks(list(keys)):
         listed = marks(len(chunk))
-        query = (
-            f"SELECT file_path FROM instance WHERE tier = ? AND file_path IN ({listed}) "
-            f"UNION SELECT target_key FROM migration_journal WHERE target_tier = ? AND target_key IN ({listed}) "
-            f"UNION SELECT source_key FROM migration_journal WHERE source_tier = ? AND source_key IN ({listed})"
-        )
-        known.update(row[0] for row in connection.execute(query, (tier, *chunk, tier, *chunk, tier, *chunk)))
+        query = f"SELECT file_path FROM instance WHERE tier = ? AND file_path IN ({listed})"
+        params: list[str] = [tier, *chunk]
+        if journal:
+            query += (
+                f" UNION SELECT target_key FROM migration_journal WHERE target_tier = ? AND target_key IN ({listed})"
+                f" UNION SELECT source_key FROM migration_journal WHERE source_tier = ? AND source_key IN ({listed})"
+            )
+            params += [tier, *chunk, tier, *chunk]
+        known.update(row[0] for row in connection.execute(query, params))
     return known
 
 

@@ -31,10 +31,12 @@ from .tasks.kinds import TaskKindRegistry
 from .tasks.messages import EnableTask, GetTask, RemoveTask, ScheduleTask, UpdateSchedule
 from .tasks.types import JsonObject, ScheduledTask, TaskError, TaskNotFound, TaskState, TaskType
 from .verification import KIND as VERIFICATION, verification
+from .migration import KIND as MIGRATION, migration
 
 BUILTIN_KINDS = {
     CLEANUP: (cleanup, TaskType.CLEANUP, "delete studies whose retention has run out"),
     VERIFICATION: (verification, TaskType.VERIFICATION, "check stored files against the index"),
+    MIGRATION: (migration, TaskType.MIGRATION, "move instances between storage tiers by last access"),
 }
 
 

@@ -74,6 +74,7 @@ class KnownKeys:
 
     tier: str
     keys: tuple[str, ...]
+    journal: bool = True  # False: only what instance rows name
 
 
 @message("index.keys")
@@ -115,8 +116,8 @@ async def hsm_request(message, read, write):
             return Placements(items=tuple(await read(migration_candidates, tier, before, min_size, limit)))
         case ListMigrationJournal():
             return MigrationJournal(moves=tuple(await read(journal_entries)))
-        case KnownKeys(tier=tier, keys=keys):
-            return Keys(known=tuple(sorted(await read(known_keys, tier, keys))))
+        case KnownKeys(tier=tier, keys=keys, journal=journal):
+            return Keys(known=tuple(sorted(await read(known_keys, tier, keys, journal))))
         case GetTierUsage():
             return TierUsageReply(usage=tuple(await read(tier_usage)))
         case BeginMigration(move=move):

@@ -1,0 +1,366 @@
+"""The HSM migration service: /node/services/migration moves instances between storage
+tiers by last access (seed 003, HSM policy and migration service).
+
+A cycle (RunMigration; the built-in `migration` task kind and `triopacs migrate --now`
+ask for one) does, in order:
+
+1. Recovery: every journal row (storage/hsm_db.py) left by a crash or a failed step is
+   finished or rolled back - the copy the index does not name is deleted, then the row.
+2. Reconciliation (when delete_after_migration): each configured tier is listed under
+   its prefix; an object no instance or journal row names is a stray and is deleted.
+3. hot -> warm, then warm -> cold: instances not accessed for `hot_to_warm` /
+   `warm_to_cold` days, at least `min_size` bytes, least recently accessed first, up to
+   `max_instances_per_cycle` and `max_bytes_per_cycle`, `max_concurrent_migrations` at once.
+
+One instance, under its study's MIGRATION lock: journal row; a local file of the
+source (the hot or a local tier's own file, hashed and compared with the index; or a
+copy downloaded from an object tier, checked on the way); upload to the target; head
+of the target (size, and the SHA-256 it holds) compared with the index; the index row
+switched in one transaction (only if it still names the source); the source deleted
+(when delete_after_migration); the journal row dropped. A failure anywhere before the
+switch leaves the index naming the source; the copy is removed now or, if its tier is
+down, by the next cycle's recovery. Never is an instance left without a copy the
+index names.
+"""
+
+import time
+import attrs
+import trio
+
+from ..actors import Actor, ActorError, AskTimeout, ReplyError, message
+from ..actors.node.index_hsm import (
+    BeginMigration,
+    EndMigration,
+    KnownKeys,
+    ListMigrationCandidates,
+    ListMigrationJournal,
+    SwitchTier,
+)
+from ..actors.node.tiers import DeleteObject, Head, ListObjects, PutFile, Stage, discard_staged, tier_path
+from ..actors.runtime.threads import run_sync_in_thread
+from ..storage.hsm_db import COPYING, ABANDONED, SWITCHED, Move, Placement
+from ..storage.local_store import hash_file
+from ..storage.objects import instance_key
+from ..storage.tier_settings import HOT
+from .locks.client import study_lock
+from .locks.types import LockError, LockType
+
+DAY = 86400.0
+MIGRATION_PATH = "/node/services/migration"
+INDEX_PATH = "/node/services/index"
+LOCKS_PATH = "/node/services/locks"
+FAILED_LISTED = 100  # failed UIDs a report lists (all are counted)
+
+
+@attrs.frozen(kw_only=True)
+class MigrationPolicy:
+    warm_tier: str = ""
+    cold_tier: str = ""
+    hot_to_warm: float = 30.0  # days since last access
+    warm_to_cold: float = 90.0
+    min_size: int = 0
+    max_instances_per_cycle: int = 1000
+    max_bytes_per_cycle: int = 10 * 1024**3
+    max_concurrent_migrations: int = 4
+    delete_after_migration: bool = True
+    lock_wait: float = 30.0  # how long to wait for a study's lock before skipping it this cycle
+
+
+@message("migration.run")
+class RunMigration:
+    dry_run: bool = False
+
+
+@message("migration.report")
+class MigrationReport:
+    dry_run: bool
+    migrated: int = 0
+    bytes: int = 0
+    skipped: int = 0  # locked studies, instances replaced meanwhile
+    failed: tuple[tuple[str, str], ...] = ()  # (SOP Instance UID, why), the first FAILED_LISTED
+    failures: int = 0
+    planned: tuple[tuple[str, str, str], ...] = ()  # dry run: (SOP Instance UID, from, to)
+    recovered: int = 0  # journal rows finished or rolled back
+    strays_removed: int = 0
+    started_at: float = 0.0
+    duration: float = 0.0
+
+    def summary(self) -> str:
+        verb = "would migrate" if self.dry_run else "migrated"
+        count = len(self.planned) if self.dry_run else self.migrated
+        return (
+            f"{verb} {count} instances ({self.bytes} bytes), {self.skipped} skipped, {self.failures} failed, "
+            f"{self.recovered} recovered, {self.strays_removed} strays removed in {self.duration:.1f} s"
+        )
+
+
+@attrs.frozen(kw_only=True)
+class MigrationCycleFinished:
+    """Published after every cycle (an event, like cleanup's report)."""
+
+    report: MigrationReport
+
+
+class MigrationRefused(ReplyError):
+    pass
+
+
+@attrs.define
+class _Tally:
+    migrated: int = 0
+    bytes: int = 0
+    skipped: int = 0
+    failures: int = 0
+    failed: list = attrs.field(factory=list)
+    planned: list = attrs.field(factory=list)
+
+    def fail(self, uid: str, why: str) -> None:
+        self.failures += 1
+        if len(self.failed) < FAILED_LISTED:
+            self.failed.append((uid, why))
+
+
+class MigrationService(Actor):
+    accepts = (RunMigration,)
+    replayable = False  # it acts on the tiers' bytes
+
+    def __init__(self, policy: MigrationPolicy, prefixes: dict[str, str]) -> None:
+        """`prefixes`: each configured tier's key prefix (the hot tier's keys are the index's paths)."""
+        self.policy = policy
+        self.prefixes = prefixes
+        self.running = trio.Lock()  # one cycle at a time; a second request waits its turn
+
+    async def on_start(self) -> None:
+        # Finish what a crash interrupted before anything else moves.
+        self.ctx.nursery.start_soon(self._recover_at_start)
+
+    async def _recover_at_start(self) -> None:
+        async with self.running:
+            recovered = await self._recover()
+        if recovered:
+            self.ctx.log.warning("finished interrupted migrations", recovered=recovered)
+
+    async def handle(self, message):
+        match message:
+            case RunMigration(dry_run=dry_run):
+                self.ctx.nursery.start_soon(self._cycle_and_reply, dry_run, self.ctx.defer_reply())
+
+    async def _cycle_and_reply(self, dry_run: bool, reply) -> None:
+        try:
+            async with self.running:
+                report = await self._cycle(dry_run)
+        except Exception as error:  # an index that is gone: the cycle failed as a whole
+            self.ctx.log.exception("migration cycle failed")
+            reply.fail(MigrationRefused(f"migration cycle failed: {error}"))
+            return
+        self.ctx.log.info("migration cycle", summary=report.summary(), failed=list(report.failed[:10]))
+        self.ctx.publish(MigrationCycleFinished(report=report))
+        reply.send(report)
+
+    # -- a cycle -------------------------------------------------------------------------------
+
+    async def _cycle(self, dry_run: bool) -> MigrationReport:
+        started = time.time()
+        tally = _Tally()
+        recovered = strays = 0
+        if not dry_run:
+            recovered = await self._recover()
+            if self.policy.delete_after_migration:
+                for tier in self.prefixes:
+                    strays += await self._reconcile(tier)
+        budget = [self.policy.max_instances_per_cycle, self.policy.max_bytes_per_cycle]
+        stages = [(HOT, self.policy.warm_tier, self.policy.hot_to_warm), (self.policy.warm_tier, self.policy.cold_tier, self.policy.warm_to_cold)]
+        for source, target, days in stages:
+            if source and target and budget[0] > 0:
+                await self._stage(source, target, started - days * DAY, budget, tally, dry_run)
+        return MigrationReport(
+            dry_run=dry_run, migrated=tally.migrated, bytes=tally.bytes, skipped=tally.skipped, failed=tuple(tally.failed),
+            failures=tally.failures, planned=tuple(tally.planned), recovered=recovered, strays_removed=strays,
+            started_at=started, duration=time.time() - started,
+        )
+
+    async def _stage(self, source: str, target: str, before: float, budget: list[int], tally: _Tally, dry_run: bool) -> None:
+        index = self.ctx.lookup(INDEX_PATH)
+        found = await index.ask(
+            ListMigrationCandidates(tier=source, accessed_before=before, min_size=self.policy.min_size, limit=budget[0])
+        )
+        chosen: list[Placement] = []
+        for placement in found.items:
+            if budget[0] <= 0 or placement.size > budget[1]:
+                break
+            budget[0] -= 1
+            budget[1] -= placement.size
+            chosen.append(placement)
+        if dry_run:
+            tally.planned += [(p.sop_instance_uid, source, target) for p in chosen]
+            tally.bytes += sum(p.size for p in chosen)
+            return
+        limiter = trio.CapacityLimiter(self.policy.max_concurrent_migrations)
+        async with trio.open_nursery() as nursery:
+            for placement in chosen:
+                async with limiter:  # no more tasks than slots at a time
+                    pass
+                nursery.start_soon(self._migrate_counted, placement, target, tally, limiter)
+
+    async def _migrate_counted(self, placement: Placement, target: str, tally: _Tally, limiter: trio.CapacityLimiter) -> None:
+        async with limiter:
+            try:
+                async with study_lock(
+                    self.ctx.lookup(LOCKS_PATH), placement.study_instance_uid, LockType.MIGRATION,
+                    reason="HSM migration", holder="migration", wait=self.policy.lock_wait,
+                ):
+                    outcome = await self._migrate(placement, target)
+            except LockError as error:
+                tally.skipped += 1
+                self.ctx.log.info("study locked: instance left for the next cycle", sop_instance_uid=placement.sop_instance_uid, error=str(error))
+                return
+            except (ReplyError, ActorError, AskTimeout, OSError) as error:
+                tally.fail(placement.sop_instance_uid, str(error))
+                return
+        if outcome:
+            tally.migrated += 1
+            tally.bytes += placement.size
+        else:
+            tally.skipped += 1
+
+    async def _migrate(self, placement: Placement, target: str) -> bool:
+        """Move one instance; True when the index now names the target copy, False when
+        the instance changed meanwhile (the copy is removed again)."""
+        index = self.ctx.lookup(INDEX_PATH)
+        move = Move(
+            sop_instance_uid=placement.sop_instance_uid,
+            study_instance_uid=placement.study_instance_uid,
+            source_tier=placement.tier,
+            source_key=placement.key,
+            target_tier=target,
+            target_key=instance_key(
+                self.prefixes[target], placement.study_instance_uid, placement.series_instance_uid, placement.sop_instance_uid
+            ),
+            size=placement.size,
+            sha256=placement.sha256,
+            delete_source=self.policy.delete_after_migration,
+        )
+        await index.ask(BeginMigration(move=move))
+        switched = False
+        try:
+            await self._copy(move)
+            switched = (await index.ask(SwitchTier(move=move))).switched
+        finally:
+            if not switched:  # the index names the source still: remove the copy (or leave it to recovery)
+                with trio.CancelScope(shield=True), trio.move_on_after(60):
+                    await self._finish(attrs.evolve(move, state=ABANDONED))
+        if switched:
+            await self._finish(attrs.evolve(move, state=SWITCHED))
+        return switched
+
+    async def _copy(self, move: Move) -> None:
+        source, target = self.ctx.lookup(tier_path(move.source_tier)), self.ctx.lookup(tier_path(move.target_tier))
+        staged = await source.ask(Stage(key=move.source_key, expected_sha256=move.sha256), timeout=None)
+        try:
+            if not staged.temporary:  # the tier's own file: check it is what the index says
+                found = await run_sync_in_thread(hash_file, staged.path)
+                if (found.size, found.sha256) != (move.size, move.sha256):
+                    raise OSError(f"{move.source_key}: {found.size} bytes {found.sha256} on disk, the index says {move.size} {move.sha256}")
+            await target.ask(PutFile(key=move.target_key, path=staged.path, size=move.size, sha256=move.sha256), timeout=None)
+        finally:
+            discard_staged(staged)
+        held = (await target.ask(Head(key=move.target_key), timeout=None)).object
+        if held.size != move.size or (held.sha256 is not None and held.sha256 != move.sha256):
+            raise OSError(f"{move.target_key}: the target holds {held.size} bytes {held.sha256}, expected {move.size} {move.sha256}")
+
+    # -- journal -------------------------------------------------------------------------------
+
+    async def _finish(self, move: Move) -> bool:
+        """Delete the copy the index does not name, then the journal row. False (the row
+        stays, for the next recovery) when the tier could not delete it."""
+        index = self.ctx.lookup(INDEX_PATH)
+        try:
+            if move.state == SWITCHED:
+                if move.delete_source and not await self._named(move.source_tier, move.source_key):
+                    await self.ctx.lookup(tier_path(move.source_tier)).ask(DeleteObject(key=move.source_key), timeout=None)
+            elif not await self._named(move.target_tier, move.target_key):  # copying or abandoned
+                await self.ctx.lookup(tier_path(move.target_tier)).ask(DeleteObject(key=move.target_key), timeout=None)
+        except (ReplyError, ActorError, AskTimeout) as error:
+            self.ctx.log.warning("copy not removed yet; the journal keeps it", sop_instance_uid=move.sop_instance_uid, error=str(error))
+            return False
+        await index.ask(EndMigration(sop_instance_uids=(move.sop_instance_uid,)))
+        return True
+
+    async def _named(self, tier: str, key: str) -> bool:
+        """Does an instance row name this object (an instance stored again at the same path)?"""
+        known = await self.ctx.lookup(INDEX_PATH).ask(KnownKeys(tier=tier, keys=(key,), journal=False))
+        return bool(known.known)
+
+    async def _recover(self) -> int:
+        journal = await self.ctx.lookup(INDEX_PATH).ask(ListMigrationJournal())
+        recovered = 0
+        for move in journal.moves:
+            if move.state not in (COPYING, SWITCHED, ABANDONED):
+                continue
+            if await self._finish(move):
+                recovered += 1
+        return recovered
+
+    async def _reconcile(self, tier: str) -> int:
+        """Delete the objects of `tier` no row names; the number deleted."""
+        ref, index = self.ctx.lookup(tier_path(tier)), self.ctx.lookup(INDEX_PATH)
+        removed, cursor = 0, None
+        try:
+            while True:
+                page = await ref.ask(ListObjects(cursor=cursor, limit=500), timeout=None)
+                keys = tuple(o.key for o in page.objects)
+                known = set((await index.ask(KnownKeys(tier=tier, keys=keys))).known) if keys else set()
+                for key in keys:
+                    if key not in known:
+                        await ref.ask(DeleteObject(key=key), timeout=None)
+                        removed += 1
+                if page.cursor is None:
+                    break
+                cursor = page.cursor
+        except (ReplyError, ActorError, AskTimeout) as error:
+            self.ctx.log.warning("tier not reconciled this cycle", tier=tier, error=str(error))
+        if removed:
+            self.ctx.log.warning("stray objects removed", tier=tier, removed=removed)
+        return removed
+
+
+def migration_policy(hsm, lock_wait: float) -> MigrationPolicy:
+    """The policy from [hsm] settings (config.HsmSettings)."""
+    return MigrationPolicy(
+        warm_tier=hsm.warm_tier, cold_tier=hsm.cold_tier, hot_to_warm=hsm.hot_to_warm, warm_to_cold=hsm.warm_to_cold,
+        min_size=hsm.min_size, max_instances_per_cycle=hsm.max_instances_per_cycle, max_bytes_per_cycle=hsm.max_bytes_per_cycle,
+        max_concurrent_migrations=hsm.max_concurrent_migrations, delete_after_migration=hsm.delete_after_migration,
+        lock_wait=lock_wait,
+    )
+
+
+
+# -- the built-in task kind ---------------------------------------------------------------------
+
+KIND = "migration"
+
+
+async def migration(params, ctx) -> str | None:
+    """The `migration` task kind: one cycle of the migration service, its report filed
+    like cleanup's. Parameter: dry_run (default false). Fails (with the summary) when an
+    instance could not be moved."""
+    from .maintenance import config_from_params, file_report
+
+    options = config_from_params(_TaskParams, params, KIND)
+    report: MigrationReport = await ctx.lookup(MIGRATION_PATH).ask(RunMigration(dry_run=options.dry_run), timeout=None)
+    await file_report(
+        ctx, kind=KIND, started_at=report.started_at, succeeded=report.failures == 0, summary=report.summary(),
+        report={
+            "counts": {"migrated": report.migrated, "bytes": report.bytes, "skipped": report.skipped, "failed": report.failures,
+                       "recovered": report.recovered, "strays_removed": report.strays_removed},
+            "failed": [list(item) for item in report.failed],
+            "planned": [list(item) for item in report.planned[:FAILED_LISTED]],
+            "duration": report.duration,
+        },
+    )
+    return f"{KIND}: {report.summary()}" if report.failures else None
+
+
+@attrs.frozen(kw_only=True)
+class _TaskParams:
+    dry_run: bool = False

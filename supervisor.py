@@ -235,12 +235,13 @@ async def check_tiers(config: Config, portal: AsyncioPortal) -> None:
         try:
             with trio.fail_after(TIER_CHECK_TIMEOUT):
                 await check_tier(definition, portal)
-        except ObjectStoreError as error:
-            raise TierUnavailable(f"tier {definition.name!r} ({definition.kind}): {error}") from None
+        except ObjectStoreError as error:  # one line: an SDK's message may carry a whole XML answer
+            raise TierUnavailable(f"tier {definition.name!r} ({definition.kind}): {str(error).strip().splitlines()[0]}") from None
         except trio.TooSlowError:
             raise TierUnavailable(f"tier {definition.name!r} ({definition.kind}): no answer within {TIER_CHECK_TIMEOUT:.0f} s") from None
         except Exception as error:  # an SDK's own error (a malformed endpoint, a bad connection string)
-            raise TierUnavailable(f"tier {definition.name!r} ({definition.kind}): {type(error).__name__}: {error}") from None
+            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise TierUnavailable(f"tier {definition.name!r} ({definition.kind}): {type(error).__name__}: {first}") from None
 
 
 def tier_specs(config: Config) -> SupervisorSpec:

@@ -50,6 +50,10 @@ def _error(key: str, action: str, error: Exception) -> ObjectStoreError:
     return ObjectStoreError(f"{action} {key}: {error}", transient=transient)
 
 
+def _first_line(text: str | None) -> str:
+    return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+
+
 class AzureBlobStore:
     def __init__(self, settings: AzureSettings, container: ContainerClient) -> None:
         self.settings = settings
@@ -75,9 +79,12 @@ class AzureBlobStore:
         except ResourceNotFoundError:
             raise ObjectStoreError(f"container {name!r} does not exist") from None
         except ClientAuthenticationError as error:
-            raise ObjectStoreError(f"access to container {name!r} denied (credentials?): {error.message}") from None
+            raise ObjectStoreError(f"access to container {name!r} denied (credentials?): {_first_line(error.message)}") from None
         except AzureError as error:
-            raise ObjectStoreError(f"container {name!r} unreachable: {error}", transient=True) from None
+            if getattr(error, "status_code", None) in (401, 403):  # Azurite answers a bad key with 403 AuthorizationFailure
+                code = getattr(error, "error_code", None) or _first_line(str(error))
+                raise ObjectStoreError(f"access to container {name!r} denied (credentials?): {code}") from None
+            raise ObjectStoreError(f"container {name!r} unreachable: {_first_line(str(error))}", transient=True) from None
         probe = self._container.get_blob_client(".triopacs-write-check")
         try:
             await probe.upload_blob(b"ok", overwrite=True)

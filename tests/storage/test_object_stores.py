@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 import trio
 
+from peers.buckets import azure_settings, create_bucket, create_container, s3_settings
+
 from triopacs.actors import AsyncioPortal
-from triopacs.storage.azure_blob import AzureBlobStore, AzureSettings
+from triopacs.storage.azure_blob import AzureBlobStore
 from triopacs.storage.objects import ChecksumMismatch, ObjectMissing, ObjectStoreError, instance_key
-from triopacs.storage.s3 import S3Settings, S3Store
+from triopacs.storage.s3 import S3Store
 
 MIB = 1024 * 1024
 
@@ -22,43 +24,6 @@ def sample_file(path: Path, size: int) -> tuple[Path, str]:
     data = os.urandom(size)
     path.write_bytes(data)
     return path, hashlib.sha256(data).hexdigest()
-
-
-def s3_settings(endpoint, **overrides) -> S3Settings:
-    kwargs = endpoint.client_kwargs()
-    values = dict(
-        bucket="archive",
-        region=kwargs["region_name"],
-        endpoint_url=kwargs["endpoint_url"],
-        access_key_id=kwargs["aws_access_key_id"],
-        secret_access_key=kwargs["aws_secret_access_key"],
-        multipart_threshold=5 * MIB,
-        part_size=5 * MIB,
-    )
-    values.update(overrides)
-    return S3Settings(**values)
-
-
-async def create_bucket(portal: AsyncioPortal, settings: S3Settings) -> None:
-    async def create():
-        async with S3Store.open(settings) as store:
-            await store._client.create_bucket(Bucket=settings.bucket)
-
-    await portal.run(create)
-
-
-async def create_container(portal: AsyncioPortal, settings: AzureSettings) -> None:
-    async def create():
-        async with AzureBlobStore.open(settings) as store:
-            await store._container.create_container()
-
-    await portal.run(create)
-
-
-def azure_settings(endpoint, **overrides) -> AzureSettings:
-    values = dict(connection_string=endpoint.connection_string, container="archive", block_upload_threshold=2 * MIB, block_size=1 * MIB)
-    values.update(overrides)
-    return AzureSettings(**values)
 
 
 def test_keys_are_made_of_checked_uids():

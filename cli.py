@@ -16,6 +16,7 @@ import trio
 
 from .version import __version__
 from .cli_scu import SCU_COMMANDS, add_scu_commands
+from .cli_tiers import TIER_COMMANDS, add_tier_commands
 from .config import ConfigError, default_toml, load_config
 from .log import configure_logging
 
@@ -59,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
         help="start the actors on empty files and directories instead of copies of the live ones",
     )
     add_scu_commands(commands)
+    add_tier_commands(commands)
     return parser
 
 
@@ -151,7 +153,7 @@ def _replay(args: argparse.Namespace) -> int:
     return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
-COMMANDS = {"serve": _serve, "config": _config, "replay": _replay, **SCU_COMMANDS}
+COMMANDS = {"serve": _serve, "config": _config, "replay": _replay, **SCU_COMMANDS, **TIER_COMMANDS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,6 +26,7 @@ LAYERS = {
     "cli": 6,
     "cli_scu": 6,
     "cli_store": 6,
+    "cli_tiers": 6,
     "__main__": 6,
     "web": 6,
     "": 7,  # the package root: the embedding API, importing from anywhere below

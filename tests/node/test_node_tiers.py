@@ -197,3 +197,32 @@ async def test_a_bad_tier_stops_serve_with_one_line(tmp_path, s3_endpoint, azuri
         lines = result.stderr.decode().strip().splitlines()
         assert result.returncode == 2, (name, result.stderr.decode())
         assert len(lines) == 1 and expected in lines[0], (name, lines)
+
+
+async def test_cli_migrate_now_and_tiers(tmp_path, study):
+    """`triopacs migrate --now [--dry-run]` and `triopacs tiers` on a stopped node's data."""
+    from triopacs.config import load_config
+
+    toml = tmp_path / "node.toml"
+    toml.write_text(
+        f'[node]\nport = 0\ndata_dir = "{tmp_path / "data"}"\n\n[log]\nlevel = "warning"\n\n'
+        f'[hsm]\nwarm_tier = "warm"\nhot_to_warm = 0.0\n\n'
+        f'[[tier]]\nname = "warm"\nkind = "local"\npath = "{tmp_path / "warm"}"\nprefix = "w/"\n'
+    )
+    async with open_node(load_config(toml)) as node:
+        await load(node, study)
+
+    async def triopacs(*args):
+        result = await trio.run_process([sys.executable, "-m", "triopacs", *args, "--config", str(toml)], capture_stdout=True, capture_stderr=True, check=False)
+        return result.returncode, result.stdout.decode(), result.stderr.decode()
+
+    code, out, err = await triopacs("migrate", "--now", "--dry-run")
+    assert code == 0, err
+    assert out.count("would move") == 5 and "would migrate 5 instances" in out
+    code, out, err = await triopacs("migrate", "--now")
+    assert code == 0 and "migrated 5 instances" in out, (out, err)
+    code, out, err = await triopacs("tiers")
+    assert code == 0, err
+    lines = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
+    assert lines["local"][2] == "0" and lines["warm"][2] == "5" and lines["warm"][-1] == "ok"
+    assert len(list((tmp_path / "warm" / "w").rglob("*.dcm"))) == 5

@@ -255,7 +255,7 @@ class MigrationService(Actor):
 
     async def _copy(self, move: Move) -> None:
         source, target = self.ctx.lookup(tier_path(move.source_tier)), self.ctx.lookup(tier_path(move.target_tier))
-        staged = await source.ask(Stage(key=move.source_key, expected_sha256=move.sha256), timeout=None)
+        staged = await source.ask(Stage(key=move.source_key, expected_sha256=move.sha256, size=move.size), timeout=None)
         try:
             if not staged.temporary:  # the tier's own file: check it is what the index says
                 found = await run_sync_in_thread(hash_file, staged.path)

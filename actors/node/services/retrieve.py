@@ -125,7 +125,7 @@ class _Retrieve(Service):
             return
         try:
             staged: Staged = await session.ctx.lookup(f"{self.tiers_path}/{item.tier}").ask(
-                Stage(key=item.file_path, expected_sha256=item.sha256 or None), timeout=None
+                Stage(key=item.file_path, expected_sha256=item.sha256 or None, size=item.file_size), timeout=None
             )
         except (ReplyError, ActorError) as error:
             raise OSError(f"tier {item.tier}: {error}") from None

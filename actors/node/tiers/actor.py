@@ -10,6 +10,7 @@ the tier unhealthy - an event (TierHealthChanged) and its statistics say so - an
 next success marks it healthy again. Stores never depend on it: they go to the hot tier.
 """
 
+import contextlib
 import uuid
 from pathlib import Path
 
@@ -37,6 +38,9 @@ from .messages import (
     TierHealthChanged,
     TierStatistics,
 )
+
+
+MIN_RATE = 1024 * 1024  # bytes/s an upload may not fall below before it is given up
 
 
 class TierActor(Actor):
@@ -76,10 +80,31 @@ class TierActor(Actor):
             case _:
                 self.ctx.nursery.start_soon(self._operate, message, self.ctx.defer_reply())
 
+    def _time_limit(self, message) -> float | None:
+        """How long one operation on an object store may take, whatever the SDK does:
+        its own read timeout did not fire against a server that stopped answering
+        (aiobotocore 3.10 against a SIGSTOPped moto), so the tier bounds each operation
+        itself - the timeouts plus a second per MIN_RATE bytes moved."""
+        settings = self.definition.settings
+        if self.definition.kind == "local":
+            return None
+        size = getattr(message, "size", None) or 0
+        if size == 0 and isinstance(message, (FetchFile, Stage)):
+            size = 4 * 1024**3  # not told: as much as any instance may be
+        return settings.connect_timeout + settings.read_timeout * 2 + size / MIN_RATE
+
     async def _operate(self, message, reply: Reply) -> None:
         try:
             async with self.limiter:
-                answer = await self._do(message)
+                limit = self._time_limit(message)
+                with trio.fail_after(limit) if limit is not None else contextlib.nullcontext():
+                    answer = await self._do(message)
+        except trio.TooSlowError:
+            self.counts["failures"] += 1
+            problem = f"no answer within {limit:.0f} s"
+            self._health(False, problem)
+            reply.fail(TierFailure(f"tier {self.definition.name}: {type(message).__name__}: {problem}", transient=True))
+            return
         except ObjectStoreError as error:
             self.counts["failures"] += 1
             if error.transient:

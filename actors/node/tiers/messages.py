@@ -28,6 +28,7 @@ class FetchFile:
     key: str
     dest: str
     expected_sha256: str | None = None
+    size: int | None = None  # when known: bounds how long the download may take
 
 
 @message("tier.stage")
@@ -37,6 +38,7 @@ class Stage:
 
     key: str
     expected_sha256: str | None = None
+    size: int | None = None  # when known: bounds how long the download may take
 
 
 @message("tier.staged")

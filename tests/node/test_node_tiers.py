@@ -280,3 +280,63 @@ async def test_s3_unresponsive_mid_migration_then_the_next_cycle_completes(tmp_p
 
 async def _collect(into: list, awaitable) -> None:
     into.append(await awaitable)
+
+
+async def test_node_sigkilled_mid_migration_loses_nothing_and_leaves_no_stray(tmp_path, s3_endpoint):
+    """`triopacs serve` migrating hot -> S3 on its schedule is SIGKILLed while a move is
+    journaled; the next cycle (`triopacs migrate --now`) finishes or rolls back what it
+    left: every instance has exactly the copy its row names, the bucket nothing else."""
+    import signal
+
+    uid = new_uid()
+    series = write_series(tmp_path / "source", SeriesSpec(count=24, modality="CT", study_instance_uid=uid))
+    settings = s3_settings(s3_endpoint)
+    async with AsyncioPortal() as portal:
+        await create_bucket(portal, settings)
+    data = tmp_path / "data"
+    toml = tmp_path / "node.toml"
+    toml.write_text(
+        f'[node]\nport = 0\ndata_dir = "{data}"\n\n[log]\nlevel = "warning"\n\n'
+        f'[hsm]\nenabled = true\nschedule = "every 1s"\nwarm_tier = "cold"\nhot_to_warm = 0.0\nmax_concurrent_migrations = 1\n\n'
+        f'[[tier]]\nname = "cold"\nkind = "s3"\nprefix = "k/"\nbucket = "{settings.bucket}"\nendpoint_url = "{settings.endpoint_url}"\n'
+        f'access_key_id = "testing"\nsecret_access_key = "testing"\n'
+    )
+    from triopacs.config import load_config
+
+    async with open_node(load_config(toml)) as node:
+        kept = await load(node, [series])
+
+    def rows(sql):
+        import sqlite3
+
+        with sqlite3.connect(f"file:{data / 'index.sqlite'}?mode=ro", uri=True) as db:
+            return db.execute(sql).fetchall()
+
+    process = await trio.lowlevel.open_process([sys.executable, "-m", "triopacs", "serve", "--config", str(toml)])
+    try:
+        with trio.fail_after(90):
+            while True:  # a condition the node's own commits make true: poll it
+                moved = rows("SELECT count(*) FROM instance WHERE tier = 'cold'")[0][0]
+                journaled = rows("SELECT count(*) FROM migration_journal")[0][0]
+                if moved >= 3 and journaled:
+                    break
+                await trio.sleep(0.002)
+        process.send_signal(signal.SIGKILL)
+        await process.wait()
+    finally:
+        process.kill()
+        await process.wait()
+    assert moved < 24, "the cycle finished before the kill: nothing was interrupted"
+    result = await trio.run_process([sys.executable, "-m", "triopacs", "migrate", "--now", "--config", str(toml)], capture_stdout=True, capture_stderr=True, check=False)
+    assert result.returncode == 0, result.stderr.decode()
+    assert rows("SELECT count(*) FROM migration_journal") == [(0,)]
+    assert rows("SELECT tier, count(*) FROM instance GROUP BY tier") == [("cold", 24)]  # 0 lost
+    named = {key for (key,) in rows("SELECT file_path FROM instance")}
+    async with AsyncioPortal() as portal:
+        keys = await list_keys(portal, S3Store, settings)
+    assert set(keys) == named and len(keys) == 24  # 0 strays
+    assert not [p for p in (data / "files").rglob("*") if p.is_file()]  # no hot copy left behind
+    async with open_node(load_config(toml)) as node:
+        got = await getscu(peer(node), {"StudyInstanceUID": uid}, received_dir=tmp_path / "got")
+    got.check()
+    assert received(got.received_files()) == kept

@@ -7,36 +7,25 @@ import sys
 
 import attrs
 import pydicom
-import pytest
 import trio
 from dicom_samples import SeriesSpec, new_uid, write_series
 from peers import getscu, storescp
 from peers.buckets import azure_settings, create_bucket, create_container, list_keys, s3_settings
 
-from triopacs import connect, open_node
+from triopacs import open_node
 from triopacs.actors import AsyncioPortal
 from triopacs.actors.node.index_hsm import BeginMigration
 from triopacs.actors.node.tiers import GetTierStatistics
-from triopacs.client.contexts import storage_contexts_for
 from triopacs.config import Config, HsmSettings
-from triopacs.storage.azure_blob import AzureBlobStore
 from triopacs.storage.hsm_db import Move
 from triopacs.storage.s3 import S3Store
 from triopacs.storage.tier_settings import LocalSettings, TierDefinition
 from triopacs.workflow.migration import MigrationCycleFinished, RunMigration
 
-from .nodes import AE_TITLE, LOOPBACK, dataset_bytes, index_rows, node_config, peer, remote, stored_files
-from .test_node_retrieve import run_movescu
+from .nodes import dataset_bytes, index_rows, node_config, peer, remote, stored_files
+from .test_node_retrieve import load, run_movescu, study  # noqa: F401 - study is a fixture
 
 NEVER = 36500.0  # days
-
-
-@pytest.fixture
-def study(tmp_path):
-    uid = new_uid()
-    ct = write_series(tmp_path / "source", SeriesSpec(count=3, modality="CT", study_instance_uid=uid))
-    mr = write_series(tmp_path / "source", SeriesSpec(count=2, modality="MR", study_instance_uid=uid, series_number=2))
-    return [ct, mr]
 
 
 def tiered(tmp_path, tiers, *, remotes=(), **hsm) -> Config:
@@ -46,13 +35,6 @@ def tiered(tmp_path, tiers, *, remotes=(), **hsm) -> Config:
 
 def warm_tier(tmp_path) -> TierDefinition:
     return TierDefinition(name="warm", kind="local", prefix="", settings=LocalSettings(path=str(tmp_path / "warm")))
-
-
-async def load(node, series_list) -> dict[str, bytes]:
-    files = [path for series in series_list for path in series.paths]
-    async with connect(LOOPBACK, node.address.port, called_ae_title=AE_TITLE, contexts=storage_contexts_for(files)) as association:
-        assert all([(await association.store(path)).ok for path in files])
-    return {path.stem: dataset_bytes(path)[1] for path in stored_files(node)}
 
 
 def tiers_of(node) -> dict[str, int]:

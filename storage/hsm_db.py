@@ -123,29 +123,37 @@ def placements(connection: sqlite3.Connection, sop_instance_uids: Sequence[str])
     return found
 
 
-def begin_migration(connection: sqlite3.Connection, move: Move, now: float) -> None:
-    connection.execute(
+def begin_migration(connection: sqlite3.Connection, moves: Sequence[Move], now: float) -> None:
+    """Journal a batch of moves (state copying), in the caller's transaction."""
+    connection.executemany(
         "INSERT INTO migration_journal (sop_instance_uid, study_instance_uid, source_tier, source_key, target_tier, "
         "target_key, size, sha256, delete_source, state, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            move.sop_instance_uid, move.study_instance_uid, move.source_tier, move.source_key, move.target_tier,
-            move.target_key, move.size, move.sha256, int(move.delete_source), COPYING, now,
-        ),
+        [
+            (
+                move.sop_instance_uid, move.study_instance_uid, move.source_tier, move.source_key, move.target_tier,
+                move.target_key, move.size, move.sha256, int(move.delete_source), COPYING, now,
+            )
+            for move in moves
+        ],
     )
 
 
-def switch_tier(connection: sqlite3.Connection, move: Move) -> bool:
-    """Point the instance at its copy in the target tier, if its row still names the
-    source (same key, same SHA-256); the journal row says which happened. In one
-    transaction (the caller's)."""
-    switched = connection.execute(
-        "UPDATE instance SET tier = ?, file_path = ? WHERE sop_instance_uid = ? AND tier = ? AND file_path = ? AND sha256 = ?",
-        (move.target_tier, move.target_key, move.sop_instance_uid, move.source_tier, move.source_key, move.sha256),
-    ).rowcount == 1
-    connection.execute(
-        "UPDATE migration_journal SET state = ? WHERE sop_instance_uid = ?",
-        (SWITCHED if switched else ABANDONED, move.sop_instance_uid),
-    )
+def switch_tier(connection: sqlite3.Connection, moves: Sequence[Move]) -> list[str]:
+    """Point each instance at its copy in the target tier, if its row still names the
+    source (same key, same SHA-256); the journal rows say which happened. In one
+    transaction (the caller's). Returns the SOP Instance UIDs switched."""
+    switched = []
+    for move in moves:
+        done = connection.execute(
+            "UPDATE instance SET tier = ?, file_path = ? WHERE sop_instance_uid = ? AND tier = ? AND file_path = ? AND sha256 = ?",
+            (move.target_tier, move.target_key, move.sop_instance_uid, move.source_tier, move.source_key, move.sha256),
+        ).rowcount == 1
+        connection.execute(
+            "UPDATE migration_journal SET state = ? WHERE sop_instance_uid = ?",
+            (SWITCHED if done else ABANDONED, move.sop_instance_uid),
+        )
+        if done:
+            switched.append(move.sop_instance_uid)
     return switched
 
 

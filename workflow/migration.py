@@ -50,6 +50,7 @@ MIGRATION_PATH = "/node/services/migration"
 INDEX_PATH = "/node/services/index"
 LOCKS_PATH = "/node/services/locks"
 FAILED_LISTED = 100  # failed UIDs a report lists (all are counted)
+BATCH = 64  # instances of one study journaled, switched and settled together
 
 
 @attrs.frozen(kw_only=True)
@@ -118,6 +119,21 @@ class _Tally:
         self.failures += 1
         if len(self.failed) < FAILED_LISTED:
             self.failed.append((uid, why))
+
+
+def _unused_copy(move: Move) -> tuple[str, str, bool]:
+    """(tier, key, whether to delete it) of the copy a journaled move leaves unused."""
+    if move.state == SWITCHED:
+        return move.source_tier, move.source_key, move.delete_source
+    return move.target_tier, move.target_key, True  # copying or abandoned: the index names the source
+
+
+def _study_batches(placements: list[Placement]) -> list[list[Placement]]:
+    """The placements grouped by study (in the order first seen), cut into BATCHes."""
+    by_study: dict[str, list[Placement]] = {}
+    for placement in placements:
+        by_study.setdefault(placement.study_instance_uid, []).append(placement)
+    return [group[i : i + BATCH] for group in by_study.values() for i in range(0, len(group), BATCH)]
 
 
 class MigrationService(Actor):
@@ -195,39 +211,64 @@ class MigrationService(Actor):
             tally.planned += [(p.sop_instance_uid, source, target) for p in chosen]
             tally.bytes += sum(p.size for p in chosen)
             return
-        limiter = trio.CapacityLimiter(self.policy.max_concurrent_migrations)
+        copies = trio.CapacityLimiter(self.policy.max_concurrent_migrations)
+        batches = trio.CapacityLimiter(self.policy.max_concurrent_migrations)
         async with trio.open_nursery() as nursery:
-            for placement in chosen:
-                async with limiter:  # no more tasks than slots at a time
+            for batch in _study_batches(chosen):
+                async with batches:  # no more tasks than slots at a time
                     pass
-                nursery.start_soon(self._migrate_counted, placement, target, tally, limiter)
+                nursery.start_soon(self._batch_counted, batch, target, tally, copies, batches)
 
-    async def _migrate_counted(self, placement: Placement, target: str, tally: _Tally, limiter: trio.CapacityLimiter) -> None:
-        async with limiter:
+    async def _batch_counted(self, batch: list[Placement], target: str, tally: _Tally, copies, batches) -> None:
+        """One study's instances (up to BATCH) under one hold of its MIGRATION lock."""
+        study = batch[0].study_instance_uid
+        async with batches:
             try:
                 async with study_lock(
-                    self.ctx.lookup(LOCKS_PATH), placement.study_instance_uid, LockType.MIGRATION,
+                    self.ctx.lookup(LOCKS_PATH), study, LockType.MIGRATION,
                     reason="HSM migration", holder="migration", wait=self.policy.lock_wait,
                 ):
-                    outcome = await self._migrate(placement, target)
+                    await self._migrate(batch, target, tally, copies)
             except LockError as error:
-                tally.skipped += 1
-                self.ctx.log.info("study locked: instance left for the next cycle", sop_instance_uid=placement.sop_instance_uid, error=str(error))
-                return
-            except (ReplyError, ActorError, AskTimeout, OSError) as error:
-                tally.fail(placement.sop_instance_uid, str(error))
-                return
-        if outcome:
-            tally.migrated += 1
-            tally.bytes += placement.size
-        else:
-            tally.skipped += 1
+                tally.skipped += len(batch)
+                self.ctx.log.info("study locked: left for the next cycle", study_instance_uid=study, error=str(error))
+            except (ReplyError, ActorError, AskTimeout) as error:  # the index failed the batch's journal or switch
+                for placement in batch:
+                    tally.fail(placement.sop_instance_uid, str(error))
 
-    async def _migrate(self, placement: Placement, target: str) -> bool:
-        """Move one instance; True when the index now names the target copy, False when
-        the instance changed meanwhile (the copy is removed again)."""
+    async def _migrate(self, batch: list[Placement], target: str, tally: _Tally, copies: trio.CapacityLimiter) -> None:
+        """Journal the batch (one transaction), copy and check each instance (at most
+        max_concurrent_migrations at once), switch the index rows of the good copies
+        (one transaction), then delete what the index no longer names and drop the
+        journal rows (one transaction). A copy that failed is removed again, or left
+        to the next cycle's recovery when its tier cannot remove it now."""
         index = self.ctx.lookup(INDEX_PATH)
-        move = Move(
+        moves = [self._move_of(placement, target) for placement in batch]
+        await index.ask(BeginMigration(moves=tuple(moves)))
+        copied: list[Move] = []
+        switched: set[str] = set()
+        try:
+            async with trio.open_nursery() as nursery:
+                for move in moves:
+                    nursery.start_soon(self._copy_counted, move, copied, tally, copies)
+            if copied:
+                switched = set((await index.ask(SwitchTier(moves=tuple(copied)))).switched)
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(120):
+                settled = await self._settle(
+                    [attrs.evolve(m, state=SWITCHED if m.sop_instance_uid in switched else ABANDONED) for m in moves]
+                )
+        for move in copied:
+            if move.sop_instance_uid in switched:
+                tally.migrated += 1
+                tally.bytes += move.size
+            else:
+                tally.skipped += 1  # stored again meanwhile: the new copy stays where it is
+        if settled < len(moves):
+            self.ctx.log.warning("copies left for the next recovery", count=len(moves) - settled)
+
+    def _move_of(self, placement: Placement, target: str) -> Move:
+        return Move(
             sop_instance_uid=placement.sop_instance_uid,
             study_instance_uid=placement.study_instance_uid,
             source_tier=placement.tier,
@@ -240,18 +281,15 @@ class MigrationService(Actor):
             sha256=placement.sha256,
             delete_source=self.policy.delete_after_migration,
         )
-        await index.ask(BeginMigration(move=move))
-        switched = False
-        try:
-            await self._copy(move)
-            switched = (await index.ask(SwitchTier(move=move))).switched
-        finally:
-            if not switched:  # the index names the source still: remove the copy (or leave it to recovery)
-                with trio.CancelScope(shield=True), trio.move_on_after(60):
-                    await self._finish(attrs.evolve(move, state=ABANDONED))
-        if switched:
-            await self._finish(attrs.evolve(move, state=SWITCHED))
-        return switched
+
+    async def _copy_counted(self, move: Move, copied: list[Move], tally: _Tally, copies: trio.CapacityLimiter) -> None:
+        async with copies:
+            try:
+                await self._copy(move)
+            except (ReplyError, ActorError, AskTimeout, OSError) as error:
+                tally.fail(move.sop_instance_uid, str(error))
+                return
+        copied.append(move)
 
     async def _copy(self, move: Move) -> None:
         source, target = self.ctx.lookup(tier_path(move.source_tier)), self.ctx.lookup(tier_path(move.target_tier))
@@ -270,36 +308,42 @@ class MigrationService(Actor):
 
     # -- journal -------------------------------------------------------------------------------
 
-    async def _finish(self, move: Move) -> bool:
-        """Delete the copy the index does not name, then the journal row. False (the row
-        stays, for the next recovery) when the tier could not delete it."""
-        index = self.ctx.lookup(INDEX_PATH)
+    async def _settle(self, moves: list[Move]) -> int:
+        """Delete the copies the index does not name (sources after a switch when asked
+        to, targets otherwise), then drop the journal rows of those done, in one
+        transaction; the rows of copies a tier could not delete now stay for the next
+        recovery. Returns how many moves were settled."""
+        unused = [(move, *_unused_copy(move)) for move in moves]
+        # An instance stored again at the same place since is named by its row: keep it.
+        named: set[tuple[str, str]] = set()
+        for tier in {tier for _, tier, _, _ in unused}:
+            keys = tuple(key for _, t, key, remove in unused if t == tier and remove)
+            if keys:
+                found = await self.ctx.lookup(INDEX_PATH).ask(KnownKeys(tier=tier, keys=keys, journal=False))
+                named |= {(tier, key) for key in found.known}
+        done: list[str] = []
+        async with trio.open_nursery() as nursery:
+            for move, tier, key, remove in unused:
+                if remove and (tier, key) not in named:
+                    nursery.start_soon(self._delete, move, tier, key, done)
+                else:
+                    done.append(move.sop_instance_uid)
+        if done:
+            await self.ctx.lookup(INDEX_PATH).ask(EndMigration(sop_instance_uids=tuple(done)))
+        return len(done)
+
+    async def _delete(self, move: Move, tier: str, key: str, done: list[str]) -> None:
         try:
-            if move.state == SWITCHED:
-                if move.delete_source and not await self._named(move.source_tier, move.source_key):
-                    await self.ctx.lookup(tier_path(move.source_tier)).ask(DeleteObject(key=move.source_key), timeout=None)
-            elif not await self._named(move.target_tier, move.target_key):  # copying or abandoned
-                await self.ctx.lookup(tier_path(move.target_tier)).ask(DeleteObject(key=move.target_key), timeout=None)
+            await self.ctx.lookup(tier_path(tier)).ask(DeleteObject(key=key), timeout=None)
         except (ReplyError, ActorError, AskTimeout) as error:
             self.ctx.log.warning("copy not removed yet; the journal keeps it", sop_instance_uid=move.sop_instance_uid, error=str(error))
-            return False
-        await index.ask(EndMigration(sop_instance_uids=(move.sop_instance_uid,)))
-        return True
-
-    async def _named(self, tier: str, key: str) -> bool:
-        """Does an instance row name this object (an instance stored again at the same path)?"""
-        known = await self.ctx.lookup(INDEX_PATH).ask(KnownKeys(tier=tier, keys=(key,), journal=False))
-        return bool(known.known)
+            return
+        done.append(move.sop_instance_uid)
 
     async def _recover(self) -> int:
         journal = await self.ctx.lookup(INDEX_PATH).ask(ListMigrationJournal())
-        recovered = 0
-        for move in journal.moves:
-            if move.state not in (COPYING, SWITCHED, ABANDONED):
-                continue
-            if await self._finish(move):
-                recovered += 1
-        return recovered
+        moves = [move for move in journal.moves if move.state in (COPYING, SWITCHED, ABANDONED)]
+        return await self._settle(moves) if moves else 0
 
     async def _reconcile(self, tier: str) -> int:
         """Delete the objects of `tier` no row names; the number deleted."""

@@ -38,19 +38,22 @@ class Placements:
 
 @message("index.begin-migration")
 class BeginMigration:
-    move: Move
+    """Journal these moves (one transaction)."""
+
+    moves: tuple[Move, ...]
 
 
 @message("index.switch-tier")
 class SwitchTier:
-    """Point the instance at its copy in the target tier, if its row still names the source."""
+    """Point each instance at its copy in the target tier, if its row still names the
+    source (one transaction)."""
 
-    move: Move
+    moves: tuple[Move, ...]
 
 
 @message("index.tier-switched")
 class TierSwitched:
-    switched: bool
+    switched: tuple[str, ...]  # SOP Instance UIDs
 
 
 @message("index.end-migration")
@@ -120,10 +123,10 @@ async def hsm_request(message, read, write):
             return Keys(known=tuple(sorted(await read(known_keys, tier, keys, journal))))
         case GetTierUsage():
             return TierUsageReply(usage=tuple(await read(tier_usage)))
-        case BeginMigration(move=move):
-            await write(begin_migration, move, time.time())
-        case SwitchTier(move=move):
-            return TierSwitched(switched=await write(switch_tier, move))
+        case BeginMigration(moves=moves):
+            await write(begin_migration, moves, time.time())
+        case SwitchTier(moves=moves):
+            return TierSwitched(switched=tuple(await write(switch_tier, moves)))
         case EndMigration(sop_instance_uids=uids):
             await write(end_migration, uids)
         case TouchInstances(sop_instance_uids=uids):

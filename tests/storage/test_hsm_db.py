@@ -68,12 +68,12 @@ def test_candidates_are_least_recently_accessed_first_above_min_size(db):
 def test_a_journaled_instance_is_no_candidate_and_the_switch_moves_its_row(db):
     placement = migration_candidates(db, "local", time.time() + 100, 0, 10)[0]
     move = move_of(placement)
-    in_transaction(db, begin_migration, move, time.time())
+    in_transaction(db, begin_migration, [move], time.time())
     assert placement.sop_instance_uid not in {p.sop_instance_uid for p in migration_candidates(db, "local", time.time() + 100, 0, 10)}
     assert [m.state for m in journal_entries(db)] == [COPYING]
     assert known_keys(db, "cold", [move.target_key]) == {move.target_key}  # the journal names it: not a stray
     assert known_keys(db, "cold", [move.target_key], journal=False) == set()
-    assert in_transaction(db, switch_tier, move) is True
+    assert in_transaction(db, switch_tier, [move]) == [move.sop_instance_uid]
     assert [m.state for m in journal_entries(db)] == [SWITCHED]
     assert known_keys(db, "cold", [move.target_key], journal=False) == {move.target_key}
     assert {u.tier: u.instances for u in tier_usage(db)} == {"local": 2, "cold": 1}
@@ -83,10 +83,10 @@ def test_a_journaled_instance_is_no_candidate_and_the_switch_moves_its_row(db):
 def test_an_instance_stored_again_meanwhile_is_not_switched(db):
     placement = migration_candidates(db, "local", time.time() + 100, 0, 10)[0]
     move = move_of(placement)
-    in_transaction(db, begin_migration, move, time.time())
+    in_transaction(db, begin_migration, [move], time.time())
     n = int(placement.sop_instance_uid.rsplit(".", 1)[1])
     record_instances(db, [make_record(n, sha="f" * 64, path=placement.key)], DuplicatePolicy.REPLACE)  # a C-STORE replaced it
-    assert in_transaction(db, switch_tier, move) is False
+    assert in_transaction(db, switch_tier, [move]) == []
     assert [m.state for m in journal_entries(db)] == [ABANDONED]
     assert {u.tier for u in tier_usage(db)} == {"local"}
 

@@ -67,7 +67,21 @@ def plain_azure(files: list[Path], settings, concurrency: int) -> float:
     return time.perf_counter() - started
 
 
-async def migrate(files: list[Path], tier: TierDefinition, data: Path, concurrency: int) -> tuple[float, int]:
+class Cpu:
+    """CPU seconds of this process (all its threads: the node, the asyncio portal, the
+    plain loop's threads) and of the server process, per lap."""
+
+    def __init__(self, server) -> None:
+        self.server = server
+        self.last = (time.process_time(), server.cpu_seconds())
+
+    def lap(self) -> tuple[float, float]:
+        now = (time.process_time(), self.server.cpu_seconds())
+        lap, self.last = (now[0] - self.last[0], now[1] - self.last[1]), now
+        return lap
+
+
+async def migrate(files: list[Path], tier: TierDefinition, data: Path, concurrency: int, cpu: Cpu) -> tuple[float, int]:
     config = Config(
         node=NodeSettings(port=0, data_dir=str(data)),
         log=LogSettings(level="warning"),
@@ -78,6 +92,7 @@ async def migrate(files: list[Path], tier: TierDefinition, data: Path, concurren
         async with connect("127.0.0.1", node.address.port, called_ae_title=config.node.ae_title, contexts=storage_contexts_for(files[:1])) as association:
             for path in files:
                 assert (await association.store(path)).ok
+        cpu.lap()  # the stores are not the migration's
         started = time.perf_counter()
         report = await node.migration.ask(RunMigration(), timeout=None)
         elapsed = time.perf_counter() - started
@@ -97,24 +112,33 @@ async def main(args) -> None:
                 settings = s3_settings(endpoint, bucket="bench", max_concurrency=args.concurrency)
                 async with AsyncioPortal() as portal:
                     await create_bucket(portal, settings)
+                cpu = Cpu(endpoint.server)
                 plain = await trio.to_thread.run_sync(plain_s3, files, settings, args.concurrency)
+                plain_cpu = cpu.lap()
                 tier = TierDefinition(name="cold", kind="s3", prefix="m/", settings=settings)
-                moved, size = await migrate(files, tier, work / "node-s3", args.concurrency)
+                moved, size = await migrate(files, tier, work / "node-s3", args.concurrency, cpu)
+                moved_cpu = cpu.lap()
         else:
             async with azurite_blob(parent_dir=work) as endpoint:
                 settings = azure_settings(endpoint, container="bench", max_concurrency=args.concurrency,
                                           block_upload_threshold=64 * 1024 * 1024)
                 async with AsyncioPortal() as portal:
                     await create_container(portal, settings)
+                cpu = Cpu(endpoint.server)
                 plain = await trio.to_thread.run_sync(plain_azure, files, settings, args.concurrency)
+                plain_cpu = cpu.lap()
                 tier = TierDefinition(name="cold", kind="azure", prefix="m/", settings=settings)
-                moved, size = await migrate(files, tier, work / "node-azure", args.concurrency)
-        rows.append((target, total / plain / 1e6, size / moved / 1e6))
+                moved, size = await migrate(files, tier, work / "node-azure", args.concurrency, cpu)
+                moved_cpu = cpu.lap()
+        rows.append((target, total / plain / 1e6, size / moved / 1e6, plain_cpu, moved_cpu))
     print(f"{args.count} x {total / args.count / 1024:.0f} KiB, concurrency {args.concurrency}")
-    print("| target | plain loop MB/s | migration MB/s | ratio |")
-    print("|---|---|---|---|")
-    for target, plain_rate, moved_rate in rows:
-        print(f"| {target} | {plain_rate:.1f} | {moved_rate:.1f} | {moved_rate / plain_rate:.2f}x |")
+    print("| target | plain loop MB/s | migration MB/s | ratio | CPU s client/server: plain | migration |")
+    print("|---|---|---|---|---|---|")
+    for target, plain_rate, moved_rate, plain_cpu, moved_cpu in rows:
+        print(
+            f"| {target} | {plain_rate:.1f} | {moved_rate:.1f} | {moved_rate / plain_rate:.2f}x "
+            f"| {plain_cpu[0]:.1f} / {plain_cpu[1]:.1f} | {moved_cpu[0]:.1f} / {moved_cpu[1]:.1f} |"
+        )
 
 
 if __name__ == "__main__":

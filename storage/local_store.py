@@ -89,7 +89,7 @@ class LocalStore:
         if copied.size != size or copied.sha256 != sha256:
             discard(self.path(key))
             raise ObjectStoreError(f"upload {key}: {copied.size} bytes with SHA-256 {copied.sha256} read, {size} bytes {sha256} expected")
-        return StoredObject(key=key, size=size, sha256=sha256)
+        return StoredObject(key=key, size=size, sha256=sha256, checked=True)
 
     def get_file(self, key: str, dest: Path, *, expected_sha256: str | None = None) -> StoredObject:
         copied = copy_hashing(self.path(key), dest, sync=False)  # a staged copy need not survive a crash

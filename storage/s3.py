@@ -29,6 +29,7 @@ from .objects import (
     ObjectMissing,
     ObjectStoreError,
     StoredObject,
+    body_digests,
     file_chunks,
     verify,
 )
@@ -121,7 +122,12 @@ class S3Store:
         try:
             if size < self.settings.multipart_threshold:
                 body = b"".join([chunk async for chunk in file_chunks(path)])  # below the threshold: bounded
-                await self._client.put_object(Bucket=self.settings.bucket, Key=key, Body=body, **self._put_arguments(sha256))
+                sent_sha, sent_md5 = await asyncio.to_thread(body_digests, body)
+                verify(key, sha256, sent_sha)  # the file is what the caller says, before it leaves
+                answer = await self._client.put_object(Bucket=self.settings.bucket, Key=key, Body=body, **self._put_arguments(sha256))
+                # A PUT's ETag is the MD5 of what S3 stored (not so under SSE-KMS: then ask).
+                if self.settings.server_side_encryption != "aws:kms" and answer.get("ETag", "").strip('"') == sent_md5 and len(body) == size:
+                    return StoredObject(key=key, size=size, sha256=sha256, checked=True)
             else:
                 await self._multipart(key, path, size, sha256)
         except (ClientError, BotoCoreError) as error:

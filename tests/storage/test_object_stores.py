@@ -67,8 +67,13 @@ async def test_s3_checksum_mismatch_leaves_no_file(s3_endpoint, tmp_path):
 
         async def session():
             async with S3Store.open(settings) as store:
-                await store.put_file("k.dcm", source, size=1000, sha256="0" * 64)  # what the index would say if the object changed
-                await store.get_file("k.dcm", tmp_path / "out.dcm")
+                stored = await store.put_file("k.dcm", source, size=1000, sha256=sha)
+                assert stored.checked  # the PUT's ETag matched the MD5 of what was sent
+                with pytest.raises(ChecksumMismatch):  # a file that is not what the index says never leaves
+                    await store.put_file("k2.dcm", source, size=1000, sha256="0" * 64)
+                with pytest.raises(ObjectMissing):
+                    await store.head("k2.dcm")
+                await store.get_file("k.dcm", tmp_path / "out.dcm", expected_sha256="1" * 64)  # the index says otherwise
 
         with pytest.raises(ChecksumMismatch):
             await portal.run(session)

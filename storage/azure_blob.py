@@ -23,7 +23,16 @@ from azure.core.exceptions import AzureError, ClientAuthenticationError, Resourc
 from azure.storage.blob import BlobBlock, StandardBlobTier
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
-from .objects import SHA256_METADATA, HashingWriter, ObjectMissing, ObjectStoreError, StoredObject, file_chunks, verify
+from .objects import (
+    SHA256_METADATA,
+    HashingWriter,
+    ObjectMissing,
+    ObjectStoreError,
+    StoredObject,
+    body_digests,
+    file_chunks,
+    verify,
+)
 
 MIB = 1024 * 1024
 ACCESS_TIERS = ("Hot", "Cool", "Cold", "Archive")
@@ -101,7 +110,12 @@ class AzureBlobStore:
         try:
             if size < self.settings.block_upload_threshold:
                 body = b"".join([chunk async for chunk in file_chunks(path)])  # below the threshold: bounded
-                await blob.upload_blob(body, overwrite=True, metadata={SHA256_METADATA: sha256}, standard_blob_tier=tier)
+                sent_sha, sent_md5 = await asyncio.to_thread(body_digests, body)
+                verify(key, sha256, sent_sha)  # the file is what the caller says, before it leaves
+                answer = await blob.upload_blob(body, overwrite=True, metadata={SHA256_METADATA: sha256}, standard_blob_tier=tier)
+                # Put Blob answers the MD5 the service computed of what it stored.
+                if bytes(answer.get("content_md5") or b"").hex() == sent_md5 and len(body) == size:
+                    return StoredObject(key=key, size=size, sha256=sha256, checked=True)
             else:
                 await self._blocks(blob, path, size, sha256, tier)
         except AzureError as error:

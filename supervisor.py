@@ -5,14 +5,13 @@
     │   ├── /node/services/aes         remote AE registry
     │   ├── /node/services/index       the SQLite index of what is stored
     │   ├── /node/services/locks       study locks
-    │   ├── /node/services/scheduler   scheduled tasks (cleanup, verification), unless [scheduler] is off
+    │   ├── /node/services/tiers       storage tiers (one-for-one): local (the data directory) and each [[tier]]
+    │   ├── /node/services/migration   HSM: moves instances between tiers by last access
+    │   ├── /node/services/scheduler   scheduled tasks (cleanup, verification, migration), unless [scheduler] is off
     │   └── /node/services/builtin-tasks   keeps the built-in tasks in line with the configuration
     └── /node/associations             DICOM networking (one-for-one)
         ├── /node/associations/listener    accepts connections
         └── /node/associations/a1, a2, ... one temporary actor per association
-
-    ├── /node/services/tiers           storage tiers (one-for-one): local (the data directory) and each [[tier]]
-    └── /node/services/migration       HSM: moves instances between tiers (when [hsm] names tiers)
 
 Instances arrive in the data directory (the hot tier `local`); the migration service
 moves them to the configured tiers (local paths, S3, Azure Blob) by last access.

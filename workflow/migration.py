@@ -12,18 +12,19 @@ ask for one) does, in order:
    `warm_to_cold` days, at least `min_size` bytes, least recently accessed first, up to
    `max_instances_per_cycle` and `max_bytes_per_cycle`, `max_concurrent_migrations` at once.
 
-One instance, under its study's MIGRATION lock: journal row; a local file of the
-source (the hot or a local tier's own file, hashed and compared with the index; or a
-copy downloaded from an object tier, checked on the way); upload to the target; head
-of the target (size, and the SHA-256 it holds) compared with the index; the index row
-switched in one transaction (only if it still names the source); the source deleted
-(when delete_after_migration); the journal row dropped. A failure anywhere before the
-switch leaves the index naming the source; the copy is removed now or, if its tier is
-down, by the next cycle's recovery. Never is an instance left without a copy the
-index names.
+A batch (up to BATCH instances and BATCH_BYTES of one study) under one hold of the
+study's MIGRATION lock: journal rows (one transaction); each instance copied - a local
+file of the source (a tier's own file, or a checked download) uploaded to the target -
+and checked against the index (size, SHA-256), max_concurrent_migrations at once; the
+rows of the good copies switched in one transaction (each only if it still names the
+source); the copies the index no longer names deleted; the journal rows dropped (one
+transaction). A failure anywhere before the switch leaves the index naming the source;
+the copy is removed now or, if its tier is down, by the next cycle's recovery. Never is
+an instance left without a copy the index names (docs/storage-tiers.md).
 """
 
 import time
+
 import attrs
 import trio
 
@@ -51,6 +52,7 @@ INDEX_PATH = "/node/services/index"
 LOCKS_PATH = "/node/services/locks"
 FAILED_LISTED = 100  # failed UIDs a report lists (all are counted)
 BATCH = 64  # instances of one study journaled, switched and settled together
+BATCH_BYTES = 256 * 1024 * 1024
 
 
 @attrs.frozen(kw_only=True)
@@ -129,11 +131,22 @@ def _unused_copy(move: Move) -> tuple[str, str, bool]:
 
 
 def _study_batches(placements: list[Placement]) -> list[list[Placement]]:
-    """The placements grouped by study (in the order first seen), cut into BATCHes."""
+    """The placements grouped by study (in the order first seen), cut into batches of at
+    most BATCH instances and BATCH_BYTES (one instance may exceed it alone): a batch
+    holds its study's lock, and a C-STORE of that study waits for it."""
     by_study: dict[str, list[Placement]] = {}
     for placement in placements:
         by_study.setdefault(placement.study_instance_uid, []).append(placement)
-    return [group[i : i + BATCH] for group in by_study.values() for i in range(0, len(group), BATCH)]
+    batches: list[list[Placement]] = []
+    for group in by_study.values():
+        batch: list[Placement] = []
+        for placement in group:
+            if batch and (len(batch) == BATCH or sum(p.size for p in batch) + placement.size > BATCH_BYTES):
+                batches.append(batch)
+                batch = []
+            batch.append(placement)
+        batches.append(batch)
+    return batches
 
 
 class MigrationService(Actor):

@@ -70,7 +70,7 @@ from ..runtime.mailbox import Reply
 from ..runtime.messages import message
 from ..runtime.resources import DirectoryResource, FileResource
 from ..runtime.threads import run_sync_in_thread
-from .index_hsm import HSM_READS, HSM_WRITES, TouchInstances, hsm_request
+from .index_hsm import HSM_READS, HSM_WRITES, hsm_request
 
 MAX_BATCH = 256
 
@@ -357,8 +357,6 @@ class IndexActor(Actor):
                 )
             case _ if isinstance(message, MAINTENANCE_READS + MAINTENANCE_WRITES):
                 self.ctx.nursery.start_soon(self._maintain, message, self.ctx.defer_reply())
-            case TouchInstances():  # told, not asked: nobody waits for access times
-                self.ctx.nursery.start_soon(self._touch, message)
             case _ if isinstance(message, HSM_READS + HSM_WRITES):
                 self.ctx.nursery.start_soon(self._hsm, message, self.ctx.defer_reply())
 
@@ -423,12 +421,6 @@ class IndexActor(Actor):
         except Exception as error:
             self.ctx.log.exception("index HSM request failed", request=type(message).__name__)
             reply.fail(IndexFailure(f"index HSM request failed: {error}"))
-
-    async def _touch(self, message: TouchInstances) -> None:
-        try:
-            await hsm_request(message, self._in_reader, self._in_transaction)
-        except Exception as error:
-            self.ctx.log.warning("access times not recorded", instances=len(message.sop_instance_uids), error=str(error))
 
     async def _in_reader(self, fn, *args):
         return await self.reader.run(fn, *args)

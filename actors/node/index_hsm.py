@@ -97,7 +97,7 @@ class TierUsageReply:
 
 @message("index.touch-instances")
 class TouchInstances:
-    """These instances were just retrieved (sent, not asked: batched per request)."""
+    """These instances were just retrieved (one update per retrieve request)."""
 
     sop_instance_uids: tuple[str, ...]
 

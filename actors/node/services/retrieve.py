@@ -135,9 +135,15 @@ class _Retrieve(Service):
             discard_staged(staged)
 
     async def touch(self, session: Session, items: list[RetrieveItem]) -> None:
-        """Record the access (one batched update per request), when access times are tracked."""
+        """Record the access (one batched update per request, before the final response),
+        when access times are tracked. Losing it costs only an earlier migration."""
         if self.track_access_time and items:
-            await session.ctx.lookup(self.index_path).send(TouchInstances(sop_instance_uids=tuple(i.sop_instance_uid for i in items)))
+            try:
+                await session.ctx.lookup(self.index_path).ask(
+                    TouchInstances(sop_instance_uids=tuple(i.sop_instance_uid for i in items)), timeout=TOUCH_TIMEOUT
+                )
+            except (ReplyError, ActorError) as error:
+                session.log.warning("access times not recorded", instances=len(items), error=str(error))
 
     async def handle(self, session: Session, received, operation: RunningOperation | None) -> None:
         assert operation is not None
@@ -208,6 +214,9 @@ class _Retrieve(Service):
             received.context_id,
             dataset,
         )
+
+
+TOUCH_TIMEOUT = 30.0
 
 
 class MoveService(_Retrieve):

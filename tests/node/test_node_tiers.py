@@ -321,3 +321,20 @@ async def test_node_sigkilled_mid_migration_loses_nothing_and_leaves_no_stray(tm
         got = await getscu(peer(node), {"StudyInstanceUID": uid}, received_dir=tmp_path / "got")
     got.check()
     assert received(got.received_files()) == kept
+
+
+async def test_a_retrieve_records_access_times_when_tracked(tmp_path, study):
+    """Access times are what the policy reads: a C-GET updates them (one update per
+    request) when track_access_time is on, and leaves them alone when it is off."""
+    for track in (True, False):
+        data = tmp_path / f"track-{track}"
+        async with open_node(tiered(data, [], track_access_time=track)) as node:
+            await load(node, study)
+            before = dict(index_rows(node, "SELECT sop_instance_uid, last_accessed FROM instance"))
+            got = await getscu(peer(node), {"StudyInstanceUID": study[0].study_instance_uid}, received_dir=data / "got")
+            got.check()
+            after = dict(index_rows(node, "SELECT sop_instance_uid, last_accessed FROM instance"))
+        if track:
+            assert all(after[uid] > before[uid] for uid in before)
+        else:
+            assert after == before

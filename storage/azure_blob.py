@@ -31,6 +31,7 @@ from .objects import (
     StoredObject,
     body_digests,
     file_chunks,
+    read_range,
     verify,
 )
 
@@ -132,7 +133,7 @@ class AzureBlobStore:
 
         async def stage(block_id: str, offset: int) -> None:
             async with slots:
-                body = b"".join([c async for c in file_chunks(path, start=offset, length=block_size)])
+                body = await asyncio.to_thread(read_range, path, offset, block_size)  # one buffer per part in flight
                 await blob.stage_block(block_id, body)
 
         async with asyncio.TaskGroup() as group:

@@ -80,6 +80,14 @@ async def file_chunks(path: Path, *, start: int = 0, length: int | None = None, 
             yield data
 
 
+def read_range(path: Path, start: int, length: int) -> bytes:
+    """`length` bytes of a file from `start` (fewer at its end), in one buffer: a part
+    of a multipart upload is read into exactly one bytes object, not chunks joined."""
+    with open(path, "rb") as file:
+        file.seek(start)
+        return file.read(length)
+
+
 class HashingWriter:
     """Writes downloaded chunks to a file (off the loop's thread), hashing them."""
 

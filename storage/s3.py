@@ -31,6 +31,7 @@ from .objects import (
     StoredObject,
     body_digests,
     file_chunks,
+    read_range,
     verify,
 )
 
@@ -146,7 +147,7 @@ class S3Store:
 
         async def send(number: int, offset: int) -> None:
             async with slots:  # at most max_concurrency parts read and in flight
-                body = b"".join([c async for c in file_chunks(path, start=offset, length=part_size)])
+                body = await asyncio.to_thread(read_range, path, offset, part_size)  # one buffer per part in flight
                 answer = await self._client.upload_part(
                     Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
                 )

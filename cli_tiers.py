@@ -1,10 +1,13 @@
-"""`triopacs tiers` and `triopacs migrate --now [--dry-run]`.
+"""`triopacs tiers`, `triopacs migrate --now [--dry-run]` and `triopacs restore STUDY_UID`.
 
 `tiers` reads the index as a second reader (WAL lets it beside a running node) for
 per-tier instance counts and bytes, and runs each tier's start-up check for its health.
 `migrate --now` runs one migration cycle in a node of its own on the data directory,
 for when the node is stopped (one writer per database: while a node serves, trigger its
-`builtin-migration` task through the scheduler instead).
+`builtin-migration` task through the scheduler instead). `restore` likewise runs a node
+of its own: it fetches the study's archive package (workflow/archive.py) from the
+`[archive] destination` tier, each file checked against the manifest, and stores the
+files into that node over a loopback association, as any C-STORE arrives.
 """
 
 import argparse
@@ -23,6 +26,21 @@ def add_tier_commands(commands) -> None:
     migrate.add_argument("--config", type=Path, help="TOML configuration file")
     migrate.add_argument("--now", action="store_true", required=True, help="run a cycle now")
     migrate.add_argument("--dry-run", action="store_true", help="only list what would move")
+    restore = commands.add_parser("restore", help="bring an archived study back (node stopped)")
+    restore.add_argument("--config", type=Path, help="TOML configuration file")
+    restore.add_argument("study", metavar="STUDY_UID", help="Study Instance UID of the package")
+
+
+def _own_node_config(config: Config) -> Config:
+    """The configuration of a node run by a command: no scheduler (no other task runs),
+    listening on a free loopback port."""
+    import attrs
+
+    return attrs.evolve(
+        config,
+        node=attrs.evolve(config.node, port=0, bind="127.0.0.1"),
+        scheduler=attrs.evolve(config.scheduler, enabled=False),
+    )
 
 
 def _usage(config: Config) -> dict[str, tuple[int, int]]:
@@ -64,20 +82,12 @@ def tiers(args: argparse.Namespace) -> int:
 
 
 def migrate(args: argparse.Namespace) -> int:
-    import attrs
-
     from .log import configure_logging
     from .supervisor import open_node
     from .workflow.migration import RunMigration
 
-    config = load_config(args.config)
+    config = _own_node_config(load_config(args.config))
     configure_logging("warning", "console")
-    # Its own node: no scheduler (no other task runs), listening on a free loopback port.
-    config = attrs.evolve(
-        config,
-        node=attrs.evolve(config.node, port=0, bind="127.0.0.1"),
-        scheduler=attrs.evolve(config.scheduler, enabled=False),
-    )
 
     async def main():
         async with open_node(config) as node:
@@ -92,4 +102,36 @@ def migrate(args: argparse.Namespace) -> int:
     return 0 if report.failures == 0 else 1
 
 
-TIER_COMMANDS = {"tiers": tiers, "migrate": migrate}
+def restore(args: argparse.Namespace) -> int:
+    import shutil
+    import tempfile
+
+    from .client import connect
+    from .client.contexts import storage_contexts_for
+    from .log import configure_logging
+    from .supervisor import open_node
+    from .workflow.archive import restore_study
+
+    config = _own_node_config(load_config(args.config))
+    configure_logging("warning", "console")
+    if not config.archive.destination:
+        from .cli import UsageError
+
+        raise UsageError("restore needs [archive] destination (the tier the packages are in)")
+
+    async def main() -> int:
+        staging = Path(tempfile.mkdtemp(prefix="restore-", dir=config.data_dir))
+        try:
+            async with open_node(config) as node:
+                paths = await restore_study(node.system.lookup, config.archive.destination, args.study, staging)
+                async with connect("127.0.0.1", node.address.port, called_ae_title=config.node.ae_title, contexts=storage_contexts_for(paths)) as association:
+                    stored = sum([(await association.store(path)).ok for path in paths])
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        print(f"restored {stored} of {len(paths)} instances of study {args.study}")
+        return 0 if stored == len(paths) else 1
+
+    return trio.run(main)
+
+
+TIER_COMMANDS = {"tiers": tiers, "migrate": migrate, "restore": restore}

@@ -237,6 +237,16 @@ class HsmSettings:
     track_access_time: bool = setting(True, "Record each C-GET/C-MOVE of an instance as an access (batched per request).")
 
 
+@attrs.frozen(kw_only=True)
+class ArchiveSettings:
+    enabled: bool = setting(False, "Copy old studies to an archive tier as packages (the built-in archive task).")
+    schedule: str = setting(DEFAULT_CLEANUP_SCHEDULE, "When archiving runs: cron in [scheduler] timezone, or an interval.", schedule_text)
+    destination: str = setting("", "The [[tier]] packages are written to (archive/<StudyUID>/ with a manifest).")
+    archive_after: float = setting(365.0, "Days since a study's newest instance arrived after which it is archived.", between(0, 36500))
+    max_archives_per_cycle: int = setting(10, "Studies archived per run at most.", between(1, 1_000_000))
+    delete_after_archive: bool = setting(False, "Delete an archived study here (only a study wholly in the data directory).")
+
+
 def _tier_entries(entries: tuple[TierDefinition, ...]) -> str | None:
     names = [e.name for e in entries]
     if len(set(names)) != len(names):
@@ -269,6 +279,7 @@ class Config:
     cleanup: CleanupSettings = CleanupSettings()
     verification: VerificationSettings = VerificationSettings()
     hsm: HsmSettings = HsmSettings()
+    archive: ArchiveSettings = ArchiveSettings()
     remote: tuple[RemoteAE, ...] = setting(
         (), "Remote AEs we may send to (C-MOVE destinations).", _remote_entries,
         example=[{"ae_title": "VIEWER", "host": "127.0.0.1", "port": 11113}],
@@ -280,10 +291,12 @@ class Config:
 
     def __attrs_post_init__(self) -> None:
         names = {t.name for t in self.tier}
-        for key in ("warm_tier", "cold_tier"):
-            value = getattr(self.hsm, key)
+        for section, key in (("hsm", "warm_tier"), ("hsm", "cold_tier"), ("archive", "destination")):
+            value = getattr(getattr(self, section), key)
             if value and value not in names:
-                raise ConfigError(f"hsm.{key}", value, f"must name a [[tier]] ({', '.join(sorted(names)) or 'none configured'})")
+                raise ConfigError(f"{section}.{key}", value, f"must name a [[tier]] ({', '.join(sorted(names)) or 'none configured'})")
+        if self.archive.enabled and not self.archive.destination:
+            raise ConfigError("archive.destination", "", "must name a [[tier]] when [archive] is enabled")
 
     @property
     def data_dir(self) -> Path:

@@ -183,6 +183,15 @@ def scheduler_config(config: Config) -> SchedulerConfig:
     return from_section(SchedulerConfig, config.scheduler)
 
 
+def archive_params(config: Config) -> dict:
+    archive = config.archive
+    return {
+        "destination": archive.destination, "archive_after": archive.archive_after,
+        "max_archives_per_cycle": archive.max_archives_per_cycle, "delete_after_archive": archive.delete_after_archive,
+        "staging": str(config.data_dir / "staging"),
+    }
+
+
 def builtin_tasks(config: Config) -> list[BuiltinTask]:
     """The built-in maintenance tasks as [cleanup] and [verification] describe them."""
     cleanup, verification = config.cleanup, config.verification
@@ -204,6 +213,15 @@ def builtin_tasks(config: Config) -> list[BuiltinTask]:
             schedule=verification.schedule,
             enabled=verification.enabled,
             params=from_section(VerificationConfig, verification).to_params(),
+        ),
+        BuiltinTask(
+            task_id="builtin-archive",
+            name="archive",
+            kind="archive",
+            description="copy old studies to an archive tier as packages",
+            schedule=config.archive.schedule,
+            enabled=config.archive.enabled,
+            params=archive_params(config),
         ),
         BuiltinTask(
             task_id="builtin-migration",

@@ -115,6 +115,12 @@ def migration_candidates(
     return [_placement(row) for row in rows]
 
 
+def study_placements(connection: sqlite3.Connection, study_instance_uid: str) -> list[Placement]:
+    """Every instance of a study, where it is, in series/instance order."""
+    rows = connection.execute(_PLACEMENT + "WHERE st.study_instance_uid = ? ORDER BY se.pk, i.instance_number, i.pk", (study_instance_uid,))
+    return [_placement(row) for row in rows]
+
+
 def placements(connection: sqlite3.Connection, sop_instance_uids: Sequence[str]) -> dict[str, Placement]:
     found: dict[str, Placement] = {}
     for chunk in chunks(list(sop_instance_uids)):

@@ -78,7 +78,8 @@ def test_components_take_their_settings_from_the_sections_by_name():
     config = Config(locks=LockSettings(max_shared_locks=7, acquire_wait_timeout=2.5))
     assert lock_manager_config(config) == LockManagerConfig(max_shared_locks=7, acquire_wait_timeout=2.5)
     assert scheduler_config(config).history_limit == config.scheduler.history_limit
-    cleanup, verification, migration = builtin_tasks(config)
+    cleanup, verification, archive, migration = builtin_tasks(config)
+    assert archive.kind == "archive" and not archive.enabled
     assert migration.kind == "migration" and not migration.enabled
     assert cleanup.params["max_deletions_per_cycle"] == config.cleanup.max_deletions_per_cycle
     assert verification.params["hash_algorithm"] == "SHA256"

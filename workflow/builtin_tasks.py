@@ -32,11 +32,13 @@ from .tasks.messages import EnableTask, GetTask, RemoveTask, ScheduleTask, Updat
 from .tasks.types import JsonObject, ScheduledTask, TaskError, TaskNotFound, TaskState, TaskType
 from .verification import KIND as VERIFICATION, verification
 from .migration import KIND as MIGRATION, migration
+from .archive import KIND as ARCHIVE, archive
 
 BUILTIN_KINDS = {
     CLEANUP: (cleanup, TaskType.CLEANUP, "delete studies whose retention has run out"),
     VERIFICATION: (verification, TaskType.VERIFICATION, "check stored files against the index"),
     MIGRATION: (migration, TaskType.MIGRATION, "move instances between storage tiers by last access"),
+    ARCHIVE: (archive, TaskType.ARCHIVE, "copy old studies to an archive tier as packages"),
 }
 
 

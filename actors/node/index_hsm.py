@@ -13,6 +13,7 @@ from ...storage.hsm_db import (
     journal_entries,
     known_keys,
     migration_candidates,
+    study_placements,
     switch_tier,
     tier_usage,
     touch_instances,
@@ -29,6 +30,13 @@ class ListMigrationCandidates:
     accessed_before: float
     min_size: int = 0
     limit: int = 1000
+
+
+@message("index.study-placements")
+class ListStudyPlacements:
+    """Every instance of a study, with its tier, key, size and SHA-256."""
+
+    study_instance_uid: str
 
 
 @message("index.placements")
@@ -107,7 +115,7 @@ class Done:
     pass
 
 
-HSM_READS = (ListMigrationCandidates, ListMigrationJournal, KnownKeys, GetTierUsage)
+HSM_READS = (ListMigrationCandidates, ListStudyPlacements, ListMigrationJournal, KnownKeys, GetTierUsage)
 HSM_WRITES = (BeginMigration, SwitchTier, EndMigration, TouchInstances)
 
 
@@ -117,6 +125,8 @@ async def hsm_request(message, read, write):
     match message:
         case ListMigrationCandidates(tier=tier, accessed_before=before, min_size=min_size, limit=limit):
             return Placements(items=tuple(await read(migration_candidates, tier, before, min_size, limit)))
+        case ListStudyPlacements(study_instance_uid=uid):
+            return Placements(items=tuple(await read(study_placements, uid)))
         case ListMigrationJournal():
             return MigrationJournal(moves=tuple(await read(journal_entries)))
         case KnownKeys(tier=tier, keys=keys, journal=journal):

@@ -20,7 +20,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import attrs
 import trio
 
 ROOT = Path(__file__).resolve().parents[1]

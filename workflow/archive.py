@@ -34,7 +34,7 @@ import attrs
 from ..actors import ActorError, AskTimeout, ReplyError
 from ..actors.node.index import DeleteStudy, ListStudiesStoredBefore
 from ..actors.node.index_hsm import ListStudyPlacements
-from ..actors.node.tiers import FetchFile, Head, PutFile, Stage, discard_staged, tier_path
+from ..actors.node.tiers import FetchFile, Head, PutFile, tier_path
 from ..actors.node.tiers.messages import TierFailure
 from ..actors.runtime.threads import run_sync_in_thread
 from ..storage.objects import instance_key
@@ -44,6 +44,7 @@ from .locks.client import study_lock
 from .locks.types import LockError, LockType
 from .maintenance import DAY, INDEX_PATH, LOCKS_PATH, config_from_params, file_report, holder_name
 from .tasks.kinds import TaskContext
+from .tier_copy import copy_checked
 
 KIND = "archive"
 PACKAGE_PREFIX = "archive/"
@@ -77,18 +78,10 @@ async def archive_study(ctx: TaskContext, config: ArchiveConfig, study_uid: str)
     entries = []
     for placement in placements:
         key = instance_key(PACKAGE_PREFIX, study_uid, placement.series_instance_uid, placement.sop_instance_uid)
-        source = ctx.lookup(tier_path(placement.tier))
-        staged = await source.ask(Stage(key=placement.key, expected_sha256=placement.sha256, size=placement.size), timeout=None)
-        try:
-            held = (await tier.ask(PutFile(key=key, path=staged.path, size=placement.size, sha256=placement.sha256), timeout=None)).object
-            if not held.checked and not staged.temporary:
-                found = await run_sync_in_thread(hash_file, staged.path)
-                if (found.size, found.sha256) != (placement.size, placement.sha256):
-                    raise OSError(f"{placement.key}: not what the index says")
-        finally:
-            discard_staged(staged)
-        if (held.size, held.sha256 or placement.sha256) != (placement.size, placement.sha256):
-            raise OSError(f"{key}: the destination holds {held.size} bytes {held.sha256}")
+        await copy_checked(
+            ctx.lookup, source_tier=placement.tier, source_key=placement.key, target_tier=config.destination,
+            target_key=key, size=placement.size, sha256=placement.sha256,
+        )
         entries.append({
             "sop_instance_uid": placement.sop_instance_uid, "series_instance_uid": placement.series_instance_uid,
             "key": key, "size": placement.size, "sha256": placement.sha256,

@@ -37,14 +37,13 @@ from ..actors.node.index_hsm import (
     ListMigrationJournal,
     SwitchTier,
 )
-from ..actors.node.tiers import DeleteObject, ListObjects, PutFile, Stage, discard_staged, tier_path
-from ..actors.runtime.threads import run_sync_in_thread
+from ..actors.node.tiers import DeleteObject, ListObjects, tier_path
 from ..storage.hsm_db import COPYING, ABANDONED, SWITCHED, Move, Placement
-from ..storage.local_store import hash_file
 from ..storage.objects import instance_key
 from ..storage.tier_settings import HOT
 from .locks.client import study_lock
 from .locks.types import LockError, LockType
+from .tier_copy import copy_checked
 
 DAY = 86400.0
 MIGRATION_PATH = "/node/services/migration"
@@ -305,22 +304,10 @@ class MigrationService(Actor):
         copied.append(move)
 
     async def _copy(self, move: Move) -> None:
-        """Copy one instance to its target and check it against the index (size, SHA-256)."""
-        source, target = self.ctx.lookup(tier_path(move.source_tier)), self.ctx.lookup(tier_path(move.target_tier))
-        staged = await source.ask(Stage(key=move.source_key, expected_sha256=move.sha256, size=move.size), timeout=None)
-        try:
-            # What the tier holds after the upload (a head, or the upload's own answer).
-            held = (await target.ask(PutFile(key=move.target_key, path=staged.path, size=move.size, sha256=move.sha256), timeout=None)).object
-            # A staged copy was checked as it was downloaded; a tier's own file is hashed
-            # here unless the upload hashed what it sent (held.checked).
-            if not staged.temporary and not held.checked:
-                found = await run_sync_in_thread(hash_file, staged.path)
-                if (found.size, found.sha256) != (move.size, move.sha256):
-                    raise OSError(f"{move.source_key}: {found.size} bytes {found.sha256} on disk, the index says {move.size} {move.sha256}")
-        finally:
-            discard_staged(staged)
-        if held.size != move.size or (held.sha256 is not None and held.sha256 != move.sha256):
-            raise OSError(f"{move.target_key}: the target holds {held.size} bytes {held.sha256}, expected {move.size} {move.sha256}")
+        await copy_checked(
+            self.ctx.lookup, source_tier=move.source_tier, source_key=move.source_key, target_tier=move.target_tier,
+            target_key=move.target_key, size=move.size, sha256=move.sha256,
+        )
 
     # -- journal -------------------------------------------------------------------------------
 

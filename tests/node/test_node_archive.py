@@ -16,7 +16,6 @@ from triopacs import open_node
 from triopacs.actors import AsyncioPortal
 from triopacs.actors.node.index import GetReports
 from triopacs.config import ArchiveSettings, load_config
-from triopacs.storage.tier_settings import LocalSettings, TierDefinition
 from triopacs.workflow import TriggerTask
 from triopacs.workflow.tasks.messages import TaskExecuted
 

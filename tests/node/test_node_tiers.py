@@ -268,6 +268,7 @@ async def test_node_sigkilled_mid_migration_loses_nothing_and_leaves_no_stray(tm
     """`triopacs serve` migrating hot -> S3 on its schedule is SIGKILLed while a move is
     journaled; the next cycle (`triopacs migrate --now`) finishes or rolls back what it
     left: every instance has exactly the copy its row names, the bucket nothing else."""
+    import os
     import signal
 
     uid = new_uid()
@@ -285,8 +286,11 @@ async def test_node_sigkilled_mid_migration_loses_nothing_and_leaves_no_stray(tm
     )
     from triopacs.config import load_config
 
-    async with open_node(load_config(toml)) as node:
+    storing = load_config(toml)
+    # The storing node must not migrate on its own schedule meanwhile: load() reads the hot files.
+    async with open_node(attrs.evolve(storing, hsm=attrs.evolve(storing.hsm, enabled=False))) as node:
         kept = await load(node, [series])
+    assert len(kept) == 48
 
     def rows(sql):
         import sqlite3
@@ -301,16 +305,19 @@ async def test_node_sigkilled_mid_migration_loses_nothing_and_leaves_no_stray(tm
                 if rows("SELECT count(*) FROM migration_journal")[0][0]:  # a batch is being copied
                     break
                 await trio.sleep(0.002)
+        # Hold moto still so the batch cannot finish before the kill lands, however loaded the machine.
+        os.kill(s3_endpoint.server.pid, signal.SIGSTOP)
         process.send_signal(signal.SIGKILL)
         await process.wait()
     finally:
+        os.kill(s3_endpoint.server.pid, signal.SIGCONT)
         process.kill()
         await process.wait()
     left = rows("SELECT count(*) FROM migration_journal")[0][0]
     assert left, "the cycle finished before the kill: nothing was interrupted"
     result = await trio.run_process([sys.executable, "-m", "triopacs", "migrate", "--now", "--config", str(toml)], capture_stdout=True, capture_stderr=True, check=False)
-    assert result.returncode == 0, result.stderr.decode()
-    assert rows("SELECT count(*) FROM migration_journal") == [(0,)]
+    assert result.returncode == 0, (result.stdout.decode(), result.stderr.decode())
+    assert rows("SELECT count(*) FROM migration_journal") == [(0,)], result.stdout.decode()
     assert rows("SELECT tier, count(*) FROM instance GROUP BY tier") == [("cold", 48)]  # 0 lost
     named = {key for (key,) in rows("SELECT file_path FROM instance")}
     async with AsyncioPortal() as portal:

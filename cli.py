@@ -18,6 +18,7 @@ from .version import __version__
 from .cli_scu import SCU_COMMANDS, add_scu_commands
 from .cli_nservices import NSERVICE_COMMANDS, add_nservice_commands
 from .cli_worklist import add_worklist_commands, worklist
+from .cli_tiers import TIER_COMMANDS, add_tier_commands
 from .config import ConfigError, default_toml, load_config
 from .log import configure_logging
 from .storage.data_lock import DataDirectoryInUse
@@ -64,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     add_scu_commands(commands)
     add_nservice_commands(commands)
     add_worklist_commands(commands)
+    add_tier_commands(commands)
     return parser
 
 
@@ -80,8 +82,20 @@ def _serve_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     return overrides
 
 
+def _first(error: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """`error` or the first `kind` inside an exception group."""
+    if isinstance(error, kind):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = _first(inner, kind)
+            if found is not None:
+                return found
+    return None
+
+
 def _serve(args: argparse.Namespace) -> int:
-    from .supervisor import Node, run_node
+    from .supervisor import Node, TierUnavailable, run_node
 
     config = load_config(args.config, overrides=_serve_overrides(args))
     configure_logging(config.log.level, config.log.format)
@@ -106,16 +120,11 @@ def _serve(args: argparse.Namespace) -> int:
 
     try:
         return trio.run(main)
-    except* DataDirectoryInUse as group:
-        refused = group
-    raise UsageError(str(_first(refused)))
-
-
-def _first(error: BaseException) -> BaseException:
-    """The first exception inside (nested) groups: what a nursery wrapped."""
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error
+    except BaseException as error:  # a refusal at start-up is one line, exit 2
+        refused = _first(error, DataDirectoryInUse) or _first(error, TierUnavailable)
+        if refused is None:
+            raise
+        raise UsageError(str(refused)) from None
 
 
 def _config(args: argparse.Namespace) -> int:
@@ -149,7 +158,10 @@ def _replay(args: argparse.Namespace) -> int:
     return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
-COMMANDS = {"serve": _serve, "config": _config, "replay": _replay, "worklist": worklist, **SCU_COMMANDS, **NSERVICE_COMMANDS}
+COMMANDS = {
+    "serve": _serve, "config": _config, "replay": _replay, "worklist": worklist,
+    **SCU_COMMANDS, **NSERVICE_COMMANDS, **TIER_COMMANDS,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

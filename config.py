@@ -16,6 +16,7 @@ import attrs
 import cattrs
 
 from .actors.node.ae_registry import RemoteAE
+from .storage.tier_settings import TierDefinition, TierSettingError, tier_definition
 
 ENV_PREFIX = "TRIOPACS_"
 
@@ -158,10 +159,11 @@ class SchedulerSettings:
 # start. tests/workflow checks that the defaults parse.
 DEFAULT_CLEANUP_SCHEDULE = "0 2 * * *"  # the seed's cleanup_schedule: daily at 02:00
 DEFAULT_VERIFICATION_SCHEDULE = "0 4 * * 0"  # Sundays at 04:00 (the seed's hour, weekly)
+DEFAULT_MIGRATION_SCHEDULE = "every 1h"
 
 
 def schedule_text(value: str) -> str | None:
-    if value in (DEFAULT_CLEANUP_SCHEDULE, DEFAULT_VERIFICATION_SCHEDULE):
+    if value in (DEFAULT_CLEANUP_SCHEDULE, DEFAULT_VERIFICATION_SCHEDULE, DEFAULT_MIGRATION_SCHEDULE):
         return None
     from .workflow.tasks.schedule_text import parse_schedule_text
 
@@ -237,6 +239,36 @@ class CommitmentSettings:
     )
     retry_max: float = setting(3600.0, "The longest wait between two attempts to deliver a report.", between(0.1, 7 * 86400))
     max_attempts: int = setting(50, "Attempts to deliver a report before it is given up (logged as an error).", between(1, 1_000_000))
+class HsmSettings:
+    enabled: bool = setting(False, "Move instances between storage tiers by last access (the built-in migration task).")
+    schedule: str = setting(DEFAULT_MIGRATION_SCHEDULE, "When a migration cycle runs: cron in [scheduler] timezone, or an interval.", schedule_text)
+    warm_tier: str = setting("", "The [[tier]] instances leave the hot tier (the data directory) for; empty: none.")
+    cold_tier: str = setting("", "The [[tier]] instances leave the warm tier for; empty: none.")
+    hot_to_warm: float = setting(30.0, "Days since last access after which a hot instance moves to warm_tier.", between(0, 36500))
+    warm_to_cold: float = setting(90.0, "Days since last access after which a warm instance moves to cold_tier.", between(0, 36500))
+    min_size: int = setting(0, "Instances smaller than this many bytes stay where they are.", between(0, 2**62))
+    max_instances_per_cycle: int = setting(1000, "Instances moved per cycle at most.", between(1, 10_000_000))
+    max_bytes_per_cycle: int = setting(10 * 1024**3, "Bytes moved per cycle at most.", between(1, 2**62))
+    max_concurrent_migrations: int = setting(4, "Instances copied at once.", between(1, 256))
+    delete_after_migration: bool = setting(True, "Remove the source copy once the index names the new one.")
+    track_access_time: bool = setting(True, "Record each C-GET/C-MOVE of an instance as an access (batched per request).")
+
+
+@attrs.frozen(kw_only=True)
+class ArchiveSettings:
+    enabled: bool = setting(False, "Copy old studies to an archive tier as packages (the built-in archive task).")
+    schedule: str = setting(DEFAULT_CLEANUP_SCHEDULE, "When archiving runs: cron in [scheduler] timezone, or an interval.", schedule_text)
+    destination: str = setting("", "The [[tier]] packages are written to (archive/<StudyUID>/ with a manifest).")
+    archive_after: float = setting(365.0, "Days since a study's newest instance arrived after which it is archived.", between(0, 36500))
+    max_archives_per_cycle: int = setting(10, "Studies archived per run at most.", between(1, 1_000_000))
+    delete_after_archive: bool = setting(False, "Delete an archived study here (only a study wholly in the data directory).")
+
+
+def _tier_entries(entries: tuple[TierDefinition, ...]) -> str | None:
+    names = [e.name for e in entries]
+    if len(set(names)) != len(names):
+        return "each tier name may appear once"
+    return None
 
 
 def _remote_entries(entries: tuple[RemoteAE, ...]) -> str | None:
@@ -265,10 +297,25 @@ class Config:
     verification: VerificationSettings = VerificationSettings()
     worklist: WorklistSettings = WorklistSettings()
     commitment: CommitmentSettings = CommitmentSettings()
+    hsm: HsmSettings = HsmSettings()
+    archive: ArchiveSettings = ArchiveSettings()
     remote: tuple[RemoteAE, ...] = setting(
         (), "Remote AEs we may send to (C-MOVE destinations, storage commitment requestors).", _remote_entries,
         example=[{"ae_title": "VIEWER", "host": "127.0.0.1", "port": 11113}],
     )
+    tier: tuple[TierDefinition, ...] = setting(
+        (), "Storage tiers besides the data directory (kind local, s3 or azure).", _tier_entries,
+        example=[{"name": "warm", "kind": "local", "path": "/mnt/warm"}, {"name": "cold", "kind": "s3", "bucket": "pacs-cold", "prefix": "cold/"}],
+    )
+
+    def __attrs_post_init__(self) -> None:
+        names = {t.name for t in self.tier}
+        for section, key in (("hsm", "warm_tier"), ("hsm", "cold_tier"), ("archive", "destination")):
+            value = getattr(getattr(self, section), key)
+            if value and value not in names:
+                raise ConfigError(f"{section}.{key}", value, f"must name a [[tier]] ({', '.join(sorted(names)) or 'none configured'})")
+        if self.archive.enabled and not self.archive.destination:
+            raise ConfigError("archive.destination", "", "must name a [[tier]] when [archive] is enabled")
 
     @property
     def data_dir(self) -> Path:
@@ -348,7 +395,7 @@ def _structure_section(name: str, cls: type, data: Any) -> Any:
 
 def from_mapping(data: Mapping[str, Any]) -> Config:
     """Build a Config from parsed TOML (sections as tables, `remote` as an array of tables)."""
-    known = set(SECTIONS) | {"remote"}
+    known = set(SECTIONS) | {"remote", "tier"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(unknown[0], data[unknown[0]], f"unknown section; known sections are {', '.join(sorted(known))}")
@@ -369,8 +416,17 @@ def from_mapping(data: Mapping[str, Any]) -> Config:
                 port=_structure_field(f"remote[{index}].port", entry["port"], int),
             )
         )
+    tiers = data.get("tier", [])
+    if not isinstance(tiers, list) or not all(isinstance(t, Mapping) for t in tiers):
+        raise ConfigError("tier", tiers, "must be an array of tables ([[tier]])")
+    definitions = []
+    for index, entry in enumerate(tiers):
+        try:
+            definitions.append(tier_definition(f"tier[{index}]", entry))
+        except TierSettingError as error:
+            raise ConfigError(error.key, error.value, error.allowed) from None
     try:
-        return Config(**sections, remote=tuple(entries))
+        return Config(**sections, remote=tuple(entries), tier=tuple(definitions))
     except ConfigError as error:
         raise error from None
 
@@ -487,5 +543,10 @@ def default_toml() -> str:
     lines.append(f"# {remote.metadata['help']} One [[remote]] table per AE, for example:")
     for example in remote.metadata["example"]:
         lines.append("# [[remote]]")
+        lines.extend(f"# {key} = {_toml_value(value)}" for key, value in example.items())
+    tier = attrs.fields(Config).tier
+    lines.append(f"# {tier.metadata['help']} One [[tier]] table each, for example:")
+    for example in tier.metadata["example"]:
+        lines.append("# [[tier]]")
         lines.extend(f"# {key} = {_toml_value(value)}" for key, value in example.items())
     return "\n".join(lines) + "\n"

@@ -6,14 +6,16 @@
     │   ├── /node/services/commitment  storage commitment: checks referenced instances, sends the reports
     │   ├── /node/services/index       the SQLite index of what is stored
     │   ├── /node/services/locks       study locks
-    │   ├── /node/services/scheduler   scheduled tasks (cleanup, verification), unless [scheduler] is off
+    │   ├── /node/services/tiers       storage tiers (one-for-one): local (the data directory) and each [[tier]]
+    │   ├── /node/services/migration   HSM: moves instances between tiers by last access
+    │   ├── /node/services/scheduler   scheduled tasks (cleanup, verification, migration), unless [scheduler] is off
     │   └── /node/services/builtin-tasks   keeps the built-in tasks in line with the configuration
     └── /node/associations             DICOM networking (one-for-one)
         ├── /node/associations/listener    accepts connections
         └── /node/associations/a1, a2, ... one temporary actor per association
 
-Instances are files under the data directory on the local filesystem; there are no other
-storage tiers yet (no S3, no Azure Blob).
+Instances arrive in the data directory (the hot tier `local`); the migration service
+moves them to the configured tiers (local paths, S3, Azure Blob) by last access.
 
 `open_node(config)` embeds a node in any Trio program; `run_node(config)` runs one until
 cancelled. Both own the node's asyncio portal and trace file and close them on exit.
@@ -56,6 +58,9 @@ from .actors.node.services.retrieve import GetService, MoveService
 from .actors.node.services.worklist import WorklistService
 from .actors.node.services.storage import StorageService
 from .actors.node.services.storage import StoreSettings
+from .actors.node.tiers import TIERS_PATH, TierActor, check_tier
+from .storage.objects import ObjectStoreError
+from .storage.tier_settings import TierDefinition, hot_tier
 from .config import Config, from_section
 from .version import __version__
 from .protocol.catalog import transfer_syntaxes
@@ -74,6 +79,7 @@ from .workflow import (
 from .workflow.builtin_tasks import BuiltinTask, BuiltinTasks, register_builtin_kinds
 from .workflow.tasks.legacy_index import move_out_of_index
 from .workflow.cleanup import CleanupConfig
+from .workflow.migration import MIGRATION_PATH, MigrationService, migration_policy
 from .workflow.verification import VerificationConfig
 
 log = structlog.get_logger()
@@ -122,6 +128,13 @@ class Node:
     def commitment(self) -> ActorRef:
         """The storage commitment actor (RequestCommitment)."""
         return self.system.lookup(COMMITMENT)
+    def migration(self) -> ActorRef:
+        """The HSM migration service: RunMigration (triopacs.workflow.migration)."""
+        return self.system.lookup(MIGRATION_PATH)
+
+    def tier(self, name: str) -> ActorRef:
+        """A storage tier actor (triopacs.actors.node.tiers): local, or a [[tier]] name."""
+        return self.system.lookup(f"{TIERS_PATH}/{name}")
 
     @property
     def listener(self) -> ActorRef:
@@ -191,8 +204,17 @@ def scheduler_config(config: Config) -> SchedulerConfig:
     return from_section(SchedulerConfig, config.scheduler)
 
 
+def archive_params(config: Config) -> dict:
+    archive = config.archive
+    return {
+        "destination": archive.destination, "archive_after": archive.archive_after,
+        "max_archives_per_cycle": archive.max_archives_per_cycle, "delete_after_archive": archive.delete_after_archive,
+        "staging": str(config.data_dir / "staging"),
+    }
+
+
 def builtin_tasks(config: Config) -> list[BuiltinTask]:
-    """The built-in maintenance tasks as [cleanup], [verification] and [worklist] describe them."""
+    """The built-in tasks as [cleanup], [verification], [worklist], [archive] and [hsm] describe them."""
     cleanup, verification, worklist = config.cleanup, config.verification, config.worklist
     return [
         BuiltinTask(
@@ -221,6 +243,24 @@ def builtin_tasks(config: Config) -> list[BuiltinTask]:
             schedule=worklist.expiry_schedule,
             enabled=worklist.expiry_enabled,
         ),
+        BuiltinTask(
+            task_id="builtin-archive",
+            name="archive",
+            kind="archive",
+            description="copy old studies to an archive tier as packages",
+            schedule=config.archive.schedule,
+            enabled=config.archive.enabled,
+            params=archive_params(config),
+        ),
+        BuiltinTask(
+            task_id="builtin-migration",
+            name="migration",
+            kind="migration",
+            description="move instances between storage tiers by last access",
+            schedule=config.hsm.schedule,
+            enabled=config.hsm.enabled,
+            params={},
+        ),
     ]
 
 
@@ -236,6 +276,40 @@ def index_spec(config: Config) -> ActorSpec:
             "worklist_expire_after": config.worklist.expire_after_hours * 3600.0,
         },
         capacity=1024,
+class TierUnavailable(Exception):
+    """A configured storage tier failed its start-up check; the node does not start."""
+
+
+TIER_CHECK_TIMEOUT = 60.0
+
+
+def tier_definitions(config: Config) -> list[TierDefinition]:
+    return [hot_tier(config.data_dir, fsync=config.storage.durability == "fsync"), *config.tier]
+
+
+async def check_tiers(config: Config, portal: AsyncioPortal) -> None:
+    """Each tier reachable, its credentials good, writable: else TierUnavailable naming it."""
+    for definition in tier_definitions(config):
+        try:
+            with trio.fail_after(TIER_CHECK_TIMEOUT):
+                await check_tier(definition, portal)
+        except ObjectStoreError as error:  # one line: an SDK's message may carry a whole XML answer
+            raise TierUnavailable(f"tier {definition.name!r} ({definition.kind}): {str(error).strip().splitlines()[0]}") from None
+        except trio.TooSlowError:
+            raise TierUnavailable(f"tier {definition.name!r} ({definition.kind}): no answer within {TIER_CHECK_TIMEOUT:.0f} s") from None
+        except Exception as error:  # an SDK's own error (a malformed endpoint, a bad connection string)
+            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise TierUnavailable(f"tier {definition.name!r} ({definition.kind}): {type(error).__name__}: {first}") from None
+
+
+def tier_specs(config: Config) -> SupervisorSpec:
+    staging = str(config.data_dir / "staging")
+    return SupervisorSpec(
+        name="tiers",
+        children=[
+            ActorSpec(name=d.name, actor=TierActor, args={"definition": d, "staging": staging}, capacity=256)
+            for d in tier_definitions(config)
+        ],
     )
 
 
@@ -254,6 +328,12 @@ def service_specs(config: Config) -> list[ActorSpec | SupervisorSpec]:
                 "index_path": INDEX,
                 "aes_path": AES,
             },
+        tier_specs(config),
+        # After the index, the locks and the tiers: at start it finishes interrupted moves.
+        ActorSpec(
+            name="migration",
+            actor=MigrationService,
+            args={"policy": migration_policy(config.hsm, config.locks.acquire_wait_timeout), "prefixes": {t.name: t.prefix for t in config.tier}},
         ),
     ]
     if not config.scheduler.enabled:
@@ -313,12 +393,16 @@ def dicom_services(config: Config) -> ServiceSet:
                 ae_title=config.node.ae_title,
                 dimse_timeout=config.network.dimse_timeout,
                 patient_level_in_study_root=config.query.patient_level_in_study_root,
+                tiers_path=TIERS_PATH,
+                track_access_time=config.hsm.track_access_time,
             ),
             GetService(
                 index_path=INDEX,
                 root=config.data_dir,
                 dimse_timeout=config.network.dimse_timeout,
                 patient_level_in_study_root=config.query.patient_level_in_study_root,
+                tiers_path=TIERS_PATH,
+                track_access_time=config.hsm.track_access_time,
             ),
             WorklistService(index_path=INDEX),
             PerformedStepService(index_path=INDEX),
@@ -395,6 +479,7 @@ async def open_node(config: Config | None = None) -> AsyncIterator[Node]:
         await _move_tasks_out_of_index(config)
         recorder = stack.enter_context(_trace_recorder(config))
         async with AsyncioPortal() as portal:
+            await check_tiers(config, portal)
             system = ActorSystem(recorder=recorder, portal=portal, shutdown_grace=config.node.shutdown_grace)
             tree = [
                 SupervisorSpec(name="services", children=service_specs(config)),

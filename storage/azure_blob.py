@@ -23,7 +23,17 @@ from azure.core.exceptions import AzureError, ClientAuthenticationError, Resourc
 from azure.storage.blob import BlobBlock, StandardBlobTier
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
-from .objects import SHA256_METADATA, HashingWriter, ObjectMissing, ObjectStoreError, StoredObject, file_chunks, verify
+from .objects import (
+    SHA256_METADATA,
+    HashingWriter,
+    ObjectMissing,
+    ObjectStoreError,
+    StoredObject,
+    body_digests,
+    file_chunks,
+    read_range,
+    verify,
+)
 
 MIB = 1024 * 1024
 ACCESS_TIERS = ("Hot", "Cool", "Cold", "Archive")
@@ -48,6 +58,10 @@ def _error(key: str, action: str, error: Exception) -> ObjectStoreError:
     status = getattr(error, "status_code", None)
     transient = status is None or status in (408, 429) or status >= 500
     return ObjectStoreError(f"{action} {key}: {error}", transient=transient)
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
 
 
 class AzureBlobStore:
@@ -75,9 +89,12 @@ class AzureBlobStore:
         except ResourceNotFoundError:
             raise ObjectStoreError(f"container {name!r} does not exist") from None
         except ClientAuthenticationError as error:
-            raise ObjectStoreError(f"access to container {name!r} denied (credentials?): {error.message}") from None
+            raise ObjectStoreError(f"access to container {name!r} denied (credentials?): {_first_line(error.message)}") from None
         except AzureError as error:
-            raise ObjectStoreError(f"container {name!r} unreachable: {error}", transient=True) from None
+            if getattr(error, "status_code", None) in (401, 403):  # Azurite answers a bad key with 403 AuthorizationFailure
+                code = getattr(error, "error_code", None) or _first_line(str(error))
+                raise ObjectStoreError(f"access to container {name!r} denied (credentials?): {code}") from None
+            raise ObjectStoreError(f"container {name!r} unreachable: {_first_line(str(error))}", transient=True) from None
         probe = self._container.get_blob_client(".triopacs-write-check")
         try:
             await probe.upload_blob(b"ok", overwrite=True)
@@ -94,7 +111,12 @@ class AzureBlobStore:
         try:
             if size < self.settings.block_upload_threshold:
                 body = b"".join([chunk async for chunk in file_chunks(path)])  # below the threshold: bounded
-                await blob.upload_blob(body, overwrite=True, metadata={SHA256_METADATA: sha256}, standard_blob_tier=tier)
+                sent_sha, sent_md5 = await asyncio.to_thread(body_digests, body)
+                verify(key, sha256, sent_sha)  # the file is what the caller says, before it leaves
+                answer = await blob.upload_blob(body, overwrite=True, metadata={SHA256_METADATA: sha256}, standard_blob_tier=tier)
+                # Put Blob answers the MD5 the service computed of what it stored.
+                if bytes(answer.get("content_md5") or b"").hex() == sent_md5 and len(body) == size:
+                    return StoredObject(key=key, size=size, sha256=sha256, checked=True)
             else:
                 await self._blocks(blob, path, size, sha256, tier)
         except AzureError as error:
@@ -111,7 +133,7 @@ class AzureBlobStore:
 
         async def stage(block_id: str, offset: int) -> None:
             async with slots:
-                body = b"".join([c async for c in file_chunks(path, start=offset, length=block_size)])
+                body = await asyncio.to_thread(read_range, path, offset, block_size)  # one buffer per part in flight
                 await blob.stage_block(block_id, body)
 
         async with asyncio.TaskGroup() as group:

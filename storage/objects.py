@@ -38,6 +38,15 @@ class StoredObject:
     key: str
     size: int
     sha256: str | None  # None for an object we did not write (a stray)
+    # An upload's answer: the bytes sent were hashed and matched the SHA-256 asked for,
+    # and the store confirmed it holds them (a local copy hashed as written; an S3 PUT's
+    # ETag is the MD5 of the bytes sent). False: only the size was confirmed.
+    checked: bool = False
+
+
+def body_digests(body: bytes) -> tuple[str, str]:
+    """(SHA-256, MD5) of an upload's body, hex: what it must be, what the store answers."""
+    return hashlib.sha256(body).hexdigest(), hashlib.md5(body, usedforsecurity=False).hexdigest()
 
 
 class ObjectStoreError(StorageError):
@@ -69,6 +78,14 @@ async def file_chunks(path: Path, *, start: int = 0, length: int | None = None, 
             if remaining is not None:
                 remaining -= len(data)
             yield data
+
+
+def read_range(path: Path, start: int, length: int) -> bytes:
+    """`length` bytes of a file from `start` (fewer at its end), in one buffer: a part
+    of a multipart upload is read into exactly one bytes object, not chunks joined."""
+    with open(path, "rb") as file:
+        file.seek(start)
+        return file.read(length)
 
 
 class HashingWriter:

@@ -483,6 +483,7 @@ class RetrieveItem:
     transfer_syntax_uid: str
     file_size: int
     tier: str
+    sha256: str = ""  # what a copy fetched from another tier is checked against
 
 
 def plan_retrieve(identifier: Dataset, model: InformationModel) -> RetrievePlan:
@@ -521,7 +522,7 @@ def retrieve_items(connection: sqlite3.Connection, plan: RetrievePlan) -> list[R
     """Every instance under the entities the plan names, in study/series/instance order."""
     with _sqlite_refusals():
         rows = connection.execute(
-            "SELECT i.sop_class_uid, i.sop_instance_uid, i.file_path, i.transfer_syntax_uid, i.file_size, i.tier "
+            "SELECT i.sop_class_uid, i.sop_instance_uid, i.file_path, i.transfer_syntax_uid, i.file_size, i.tier, i.sha256 "
             f"FROM {FROM[Level.IMAGE]} WHERE {plan.where} "
             "ORDER BY st.pk, se.series_number, se.pk, i.instance_number, i.pk",
             plan.params,
@@ -529,7 +530,7 @@ def retrieve_items(connection: sqlite3.Connection, plan: RetrievePlan) -> list[R
     return [
         RetrieveItem(
             sop_class_uid=r[0], sop_instance_uid=r[1], file_path=r[2], transfer_syntax_uid=r[3],
-            file_size=r[4], tier=r[5],
+            file_size=r[4], tier=r[5], sha256=r[6],
         )
         for r in rows
     ]

@@ -29,7 +29,9 @@ from .objects import (
     ObjectMissing,
     ObjectStoreError,
     StoredObject,
+    body_digests,
     file_chunks,
+    read_range,
     verify,
 )
 
@@ -121,7 +123,12 @@ class S3Store:
         try:
             if size < self.settings.multipart_threshold:
                 body = b"".join([chunk async for chunk in file_chunks(path)])  # below the threshold: bounded
-                await self._client.put_object(Bucket=self.settings.bucket, Key=key, Body=body, **self._put_arguments(sha256))
+                sent_sha, sent_md5 = await asyncio.to_thread(body_digests, body)
+                verify(key, sha256, sent_sha)  # the file is what the caller says, before it leaves
+                answer = await self._client.put_object(Bucket=self.settings.bucket, Key=key, Body=body, **self._put_arguments(sha256))
+                # A PUT's ETag is the MD5 of what S3 stored (not so under SSE-KMS: then ask).
+                if self.settings.server_side_encryption != "aws:kms" and answer.get("ETag", "").strip('"') == sent_md5 and len(body) == size:
+                    return StoredObject(key=key, size=size, sha256=sha256, checked=True)
             else:
                 await self._multipart(key, path, size, sha256)
         except (ClientError, BotoCoreError) as error:
@@ -140,7 +147,7 @@ class S3Store:
 
         async def send(number: int, offset: int) -> None:
             async with slots:  # at most max_concurrency parts read and in flight
-                body = b"".join([c async for c in file_chunks(path, start=offset, length=part_size)])
+                body = await asyncio.to_thread(read_range, path, offset, part_size)  # one buffer per part in flight
                 answer = await self._client.upload_part(
                     Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
                 )

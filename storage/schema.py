@@ -28,6 +28,7 @@ import sqlite3
 
 import attrs
 
+from .hsm_db import JOURNAL_TABLE as MIGRATION_JOURNAL
 from .sql import in_transaction
 
 
@@ -255,11 +256,14 @@ _V3_DIMSE_N = (
     """,
     "CREATE INDEX commitment_request_by_state ON commitment_request (state, received_at)",
 )
+# HSM (storage/hsm_db.py): the journal of instances moving between storage tiers.
+_V4_MIGRATION_JOURNAL = MIGRATION_JOURNAL
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("patient/study/series/instance with files, tiers and pruning", _V1_TABLES + _V1_INDEXES + _V1_TRIGGERS),
     Migration("file check status, deletion journal, released files, maintenance reports", _V2_MAINTENANCE),
     Migration("worklist items, performed procedure steps, storage commitment requests", _V3_DIMSE_N),
+    Migration("migration journal of instances moving between storage tiers", _V4_MIGRATION_JOURNAL),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -78,7 +78,9 @@ def test_components_take_their_settings_from_the_sections_by_name():
     config = Config(locks=LockSettings(max_shared_locks=7, acquire_wait_timeout=2.5))
     assert lock_manager_config(config) == LockManagerConfig(max_shared_locks=7, acquire_wait_timeout=2.5)
     assert scheduler_config(config).history_limit == config.scheduler.history_limit
-    cleanup, verification, expiry = builtin_tasks(config)
+    cleanup, verification, expiry, archive, migration = builtin_tasks(config)
+    assert archive.kind == "archive" and not archive.enabled
+    assert migration.kind == "migration" and not migration.enabled
     assert cleanup.params["max_deletions_per_cycle"] == config.cleanup.max_deletions_per_cycle
     assert verification.params["hash_algorithm"] == "SHA256"
     assert expiry.kind == "worklist-expiry" and expiry.schedule == config.worklist.expiry_schedule and expiry.enabled
@@ -88,3 +90,34 @@ def test_components_take_their_settings_from_the_sections_by_name():
 
     with pytest.raises(TypeError, match="LockManagerConfig.acquire_wait_timeout has no setting in Partial"):
         from_section(LockManagerConfig, Partial())
+
+
+def test_tier_tables_are_read_strictly():
+    from triopacs.config import from_mapping
+    from triopacs.storage.s3 import S3Settings
+
+    config = from_mapping({
+        "hsm": {"warm_tier": "warm", "cold_tier": "cold"},
+        "tier": [
+            {"name": "warm", "kind": "local", "path": "/mnt/warm"},
+            {"name": "cold", "kind": "s3", "prefix": "cold/", "bucket": "b", "part_size": 8388608, "read_timeout": 5},
+        ],
+    })
+    assert [t.name for t in config.tier] == ["warm", "cold"]
+    assert isinstance(config.tier[1].settings, S3Settings) and config.tier[1].settings.read_timeout == 5.0
+    bad = {
+        "tier[0].buckett": [{"name": "c", "kind": "s3", "bucket": "b", "buckett": "x"}],
+        "tier[0].bucket": [{"name": "c", "kind": "s3"}],
+        "tier[0].name": [{"name": "local", "kind": "local", "path": "/x"}],
+        "tier[0].kind": [{"name": "c", "kind": "tape"}],
+        "tier[0].prefix": [{"name": "c", "kind": "local", "path": "/x", "prefix": "../up/"}],
+        "tier[0].part_size": [{"name": "c", "kind": "s3", "bucket": "b", "part_size": "big"}],
+    }
+    for key, tiers in bad.items():
+        with pytest.raises(ConfigError) as error:
+            from_mapping({"tier": tiers})
+        assert error.value.key == key, str(error.value)
+    with pytest.raises(ConfigError, match="hsm.warm_tier"):
+        from_mapping({"hsm": {"warm_tier": "nowhere"}})
+    with pytest.raises(ConfigError, match="once"):
+        from_mapping({"tier": [{"name": "a", "kind": "local", "path": "/x"}] * 2})

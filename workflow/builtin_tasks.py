@@ -8,7 +8,8 @@ first keeps its own.
 
 `BuiltinTasks` is a small actor started after the scheduler. When it starts (and on
 `ApplyBuiltinTasks`) it makes the scheduler hold what the configuration says, under
-fixed task ids (`builtin-cleanup`, `builtin-verification`, `builtin-worklist-expiry`):
+fixed task ids (`builtin-cleanup`, `builtin-verification`, `builtin-worklist-expiry`,
+`builtin-archive`, `builtin-migration`):
 
 - enabled in the configuration: the task is scheduled if missing; a changed schedule
   is updated in place; changed parameters replace the task (its execution history
@@ -32,11 +33,15 @@ from .tasks.messages import EnableTask, GetTask, RemoveTask, ScheduleTask, Updat
 from .tasks.types import JsonObject, ScheduledTask, TaskError, TaskNotFound, TaskState, TaskType
 from .verification import KIND as VERIFICATION, verification
 from .worklist_expiry import KIND as WORKLIST_EXPIRY, worklist_expiry
+from .migration import KIND as MIGRATION, migration
+from .archive import KIND as ARCHIVE, archive
 
 BUILTIN_KINDS = {
     CLEANUP: (cleanup, TaskType.CLEANUP, "delete studies whose retention has run out"),
     VERIFICATION: (verification, TaskType.VERIFICATION, "check stored files against the index"),
     WORKLIST_EXPIRY: (worklist_expiry, TaskType.CLEANUP, "delete worklist items past their time"),
+    MIGRATION: (migration, TaskType.MIGRATION, "move instances between storage tiers by last access"),
+    ARCHIVE: (archive, TaskType.ARCHIVE, "copy old studies to an archive tier as packages"),
 }
 
 

@@ -71,6 +71,7 @@ from ..runtime.messages import message
 from ..runtime.resources import DirectoryResource, FileResource
 from ..runtime.threads import run_sync_in_thread
 from .index_dimse_n import DEFAULT_EXPIRE_AFTER, DIMSE_N_REQUESTS, dimse_n_reply
+from .index_hsm import HSM_READS, HSM_WRITES, hsm_request
 
 MAX_BATCH = 256
 
@@ -287,7 +288,7 @@ class QueryRefused(ReplyError):
 class IndexActor(Actor):
     accepts = (
         RecordInstance, CountIndex, FindMatches, ListInstances, ListHeldSyntaxes, GetStorageRoot,
-        *MAINTENANCE_READS, *MAINTENANCE_WRITES, *DIMSE_N_REQUESTS,
+        *MAINTENANCE_READS, *MAINTENANCE_WRITES, *DIMSE_N_REQUESTS, *HSM_READS, *HSM_WRITES,
     )
     # A replay runs the index on copies: the database with its WAL or rollback journal
     # (committed rows may live there), and the data directory, whose files it deletes.
@@ -362,6 +363,8 @@ class IndexActor(Actor):
                 self.ctx.nursery.start_soon(self._maintain, message, self.ctx.defer_reply())
             case _ if isinstance(message, DIMSE_N_REQUESTS):
                 self.ctx.nursery.start_soon(self._dimse_n, message, self.ctx.defer_reply())
+            case _ if isinstance(message, HSM_READS + HSM_WRITES):
+                self.ctx.nursery.start_soon(self._hsm, message, self.ctx.defer_reply())
 
     async def _read(self, message: FindMatches | ListInstances, reply: Reply) -> None:
         try:
@@ -434,6 +437,13 @@ class IndexActor(Actor):
         except Exception as error:
             self.ctx.log.exception("index maintenance failed", request=type(message).__name__)
             reply.fail(IndexFailure(f"index maintenance failed: {error}"))
+
+    async def _hsm(self, message, reply: Reply) -> None:
+        try:
+            reply.send(await hsm_request(message, self._in_reader, self._in_transaction))
+        except Exception as error:
+            self.ctx.log.exception("index HSM request failed", request=type(message).__name__)
+            reply.fail(IndexFailure(f"index HSM request failed: {error}"))
 
     async def _in_reader(self, fn, *args):
         return await self.reader.run(fn, *args)

@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 import trio
 
+from peers.buckets import azure_settings, create_bucket, create_container, s3_settings
+
 from triopacs.actors import AsyncioPortal
-from triopacs.storage.azure_blob import AzureBlobStore, AzureSettings
+from triopacs.storage.azure_blob import AzureBlobStore
 from triopacs.storage.objects import ChecksumMismatch, ObjectMissing, ObjectStoreError, instance_key
-from triopacs.storage.s3 import S3Settings, S3Store
+from triopacs.storage.s3 import S3Store
 
 MIB = 1024 * 1024
 
@@ -22,43 +24,6 @@ def sample_file(path: Path, size: int) -> tuple[Path, str]:
     data = os.urandom(size)
     path.write_bytes(data)
     return path, hashlib.sha256(data).hexdigest()
-
-
-def s3_settings(endpoint, **overrides) -> S3Settings:
-    kwargs = endpoint.client_kwargs()
-    values = dict(
-        bucket="archive",
-        region=kwargs["region_name"],
-        endpoint_url=kwargs["endpoint_url"],
-        access_key_id=kwargs["aws_access_key_id"],
-        secret_access_key=kwargs["aws_secret_access_key"],
-        multipart_threshold=5 * MIB,
-        part_size=5 * MIB,
-    )
-    values.update(overrides)
-    return S3Settings(**values)
-
-
-async def create_bucket(portal: AsyncioPortal, settings: S3Settings) -> None:
-    async def create():
-        async with S3Store.open(settings) as store:
-            await store._client.create_bucket(Bucket=settings.bucket)
-
-    await portal.run(create)
-
-
-async def create_container(portal: AsyncioPortal, settings: AzureSettings) -> None:
-    async def create():
-        async with AzureBlobStore.open(settings) as store:
-            await store._container.create_container()
-
-    await portal.run(create)
-
-
-def azure_settings(endpoint, **overrides) -> AzureSettings:
-    values = dict(connection_string=endpoint.connection_string, container="archive", block_upload_threshold=2 * MIB, block_size=1 * MIB)
-    values.update(overrides)
-    return AzureSettings(**values)
 
 
 def test_keys_are_made_of_checked_uids():
@@ -102,8 +67,13 @@ async def test_s3_checksum_mismatch_leaves_no_file(s3_endpoint, tmp_path):
 
         async def session():
             async with S3Store.open(settings) as store:
-                await store.put_file("k.dcm", source, size=1000, sha256="0" * 64)  # what the index would say if the object changed
-                await store.get_file("k.dcm", tmp_path / "out.dcm")
+                stored = await store.put_file("k.dcm", source, size=1000, sha256=sha)
+                assert stored.checked  # the PUT's ETag matched the MD5 of what was sent
+                with pytest.raises(ChecksumMismatch):  # a file that is not what the index says never leaves
+                    await store.put_file("k2.dcm", source, size=1000, sha256="0" * 64)
+                with pytest.raises(ObjectMissing):
+                    await store.head("k2.dcm")
+                await store.get_file("k.dcm", tmp_path / "out.dcm", expected_sha256="1" * 64)  # the index says otherwise
 
         with pytest.raises(ChecksumMismatch):
             await portal.run(session)

@@ -19,6 +19,7 @@ from .schedule import OneTimeSchedule, Schedule
 class TaskType(enum.Enum):
     CLEANUP = "cleanup"  # remove old studies by retention policy
     ARCHIVE = "archive"  # move studies to secondary storage
+    MIGRATION = "migration"  # move instances between storage tiers (HSM)
     VERIFICATION = "verification"  # integrity and consistency checks
     CUSTOM = "custom"
 

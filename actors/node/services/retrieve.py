@@ -18,6 +18,8 @@ or warned; Failure A702 when all of them failed; Cancel FE00 after a C-CANCEL. E
 Success carries the Failed SOP Instance UID List when there are failures.
 """
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import attrs
@@ -30,6 +32,7 @@ from ....protocol.datasets import encode_dataset
 from ....protocol.negotiation import AcceptedContext, SupportedContext
 from ....protocol.status import QueryRetrieveStatus, Status, StatusClass, status_class
 from ....storage.query import InformationModel, RetrieveItem
+from ....storage.tier_settings import HOT
 from ....storage.transcoding import TranscodeError, transcode
 from ..ae_registry import LookupAE, UnknownAE
 from ....client.connection import connect, storage_contexts_for
@@ -38,6 +41,8 @@ from ....client.errors import ClientError, NoPresentationContext
 from ....client.results import MoveOriginator
 from ...runtime.errors import ActorError, ReplyError
 from ..index import HeldSyntaxes, InstanceList, ListHeldSyntaxes, ListInstances, QueryRefused
+from ..index_hsm import TouchInstances
+from ..tiers import Stage, Staged, discard_staged
 from ....client.link import LinkClosed
 from .base import RunningOperation, Service, Session
 from .identifiers import BadIdentifier, read_identifier
@@ -100,10 +105,45 @@ class _Retrieve(Service):
     operation = True
     response_type: type[CMoveRSP] | type[CGetRSP]
 
-    def __init__(self, *, index_path: str, root: Path, patient_level_in_study_root: bool = True) -> None:
+    def __init__(
+        self, *, index_path: str, root: Path, patient_level_in_study_root: bool = True,
+        tiers_path: str = "/node/services/tiers", track_access_time: bool = False,
+    ) -> None:
         self.index_path = index_path
         self.root = root
         self.patient_level_in_study_root = patient_level_in_study_root
+        self.tiers_path = tiers_path
+        self.track_access_time = track_access_time
+
+    @asynccontextmanager
+    async def local_file(self, session: Session, item: RetrieveItem) -> AsyncIterator[Path]:
+        """A local file holding the instance: in the data directory itself, or a checked
+        copy the instance's tier staged (streamed to disk, never whole in memory),
+        removed once sent. Raises OSError when the tier cannot provide it."""
+        if item.tier == HOT:
+            yield self.root / item.file_path
+            return
+        try:
+            staged: Staged = await session.ctx.lookup(f"{self.tiers_path}/{item.tier}").ask(
+                Stage(key=item.file_path, expected_sha256=item.sha256 or None, size=item.file_size), timeout=None
+            )
+        except (ReplyError, ActorError) as error:
+            raise OSError(f"tier {item.tier}: {error}") from None
+        try:
+            yield Path(staged.path)
+        finally:
+            discard_staged(staged)
+
+    async def touch(self, session: Session, items: list[RetrieveItem]) -> None:
+        """Record the access (one batched update per request, before the final response),
+        when access times are tracked. Losing it costs only an earlier migration."""
+        if self.track_access_time and items:
+            try:
+                await session.ctx.lookup(self.index_path).ask(
+                    TouchInstances(sop_instance_uids=tuple(i.sop_instance_uid for i in items)), timeout=TOUCH_TIMEOUT
+                )
+            except (ReplyError, ActorError) as error:
+                session.log.warning("access times not recorded", instances=len(items), error=str(error))
 
     async def handle(self, session: Session, received, operation: RunningOperation | None) -> None:
         assert operation is not None
@@ -120,6 +160,7 @@ class _Retrieve(Service):
         counts = SubOperations(remaining=len(items))
         session.log.info(f"{self.verb} started", instances=len(items), destination=getattr(request, "move_destination", None))
         await self.run_sub_operations(session, received, operation, items, counts, destination)
+        await self.touch(session, items)
         status = counts.final_status(operation.cancel_requested)
         failed = counts.failed_list()
         session.log.info(f"{self.verb} finished", status=hex(status), completed=counts.completed, failed=counts.failed, warning=counts.warning)
@@ -175,6 +216,9 @@ class _Retrieve(Service):
         )
 
 
+TOUCH_TIMEOUT = 30.0
+
+
 class MoveService(_Retrieve):
     requests = (CMoveRQ,)
     response_type = CMoveRSP
@@ -182,9 +226,9 @@ class MoveService(_Retrieve):
 
     def __init__(
         self, *, index_path: str, root: Path, aes_path: str, ae_title: str, dimse_timeout: float,
-        patient_level_in_study_root: bool = True,
+        patient_level_in_study_root: bool = True, **tiers,
     ) -> None:
-        super().__init__(index_path=index_path, root=root, patient_level_in_study_root=patient_level_in_study_root)
+        super().__init__(index_path=index_path, root=root, patient_level_in_study_root=patient_level_in_study_root, **tiers)
         self.aes_path = aes_path
         self.ae_title = ae_title
         self.dimse_timeout = dimse_timeout
@@ -216,8 +260,12 @@ class MoveService(_Retrieve):
                 while queue and not operation.cancel_requested:
                     item = queue.pop(0)
                     try:
-                        result = await association.store(self.root / item.file_path, move_originator=originator)
+                        async with self.local_file(session, item) as path:
+                            result = await association.store(path, move_originator=originator)
                         status: int | None = result.status
+                    except OSError as error:
+                        session.log.warning("move sub-operation impossible", sop_instance_uid=item.sop_instance_uid, error=str(error))
+                        status = None
                     except ClientError as error:
                         session.log.warning("move sub-operation failed", sop_instance_uid=item.sop_instance_uid, error=str(error))
                         status = None
@@ -233,8 +281,11 @@ class GetService(_Retrieve):
     response_type = CGetRSP
     verb = "get"
 
-    def __init__(self, *, index_path: str, root: Path, dimse_timeout: float, patient_level_in_study_root: bool = True) -> None:
-        super().__init__(index_path=index_path, root=root, patient_level_in_study_root=patient_level_in_study_root)
+    def __init__(
+        self, *, index_path: str, root: Path, dimse_timeout: float, patient_level_in_study_root: bool = True, **tiers
+    ) -> None:
+        """`tiers`: tiers_path and track_access_time, as _Retrieve takes them."""
+        super().__init__(index_path=index_path, root=root, patient_level_in_study_root=patient_level_in_study_root, **tiers)
         self.dimse_timeout = dimse_timeout
 
     def contexts(self) -> list[SupportedContext]:
@@ -264,7 +315,13 @@ class GetService(_Retrieve):
     async def _store_back(self, session: Session, operation: RunningOperation, item: RetrieveItem) -> int | None:
         """One C-STORE to the requestor on this association, the file as stored when a
         context in its syntax was accepted, else converted (see _context_for); its status."""
-        path = self.root / item.file_path
+        try:
+            async with self.local_file(session, item) as path:
+                return await self._send_file(session, operation, path)
+        except OSError as error:
+            raise SubOperationImpossible(str(error)) from None
+
+    async def _send_file(self, session: Session, operation: RunningOperation, path: Path) -> int | None:
         try:
             file = await trio.to_thread.run_sync(locate, path)
         except (ClientError, OSError) as error:

@@ -1,0 +1,176 @@
+"""A storage tier actor: the one owner of a tier's bytes (a directory, an S3 bucket, an
+Azure container). Placing, reading, removing and listing objects go through its mailbox.
+
+Each operation runs beside the mailbox in the actor's nursery (an upload of a large
+instance must not hold up a small fetch), at most `max_concurrency` at a time, and
+answers when done. Bytes move between local files and the tier in bounded chunks.
+
+Health: a transient failure (unreachable, 5xx, timeouts after the SDK's retries) marks
+the tier unhealthy - an event (TierHealthChanged) and its statistics say so - and the
+next success marks it healthy again. Stores never depend on it: they go to the hot tier.
+"""
+
+import contextlib
+import uuid
+from pathlib import Path
+
+import trio
+
+from ...runtime.actor import Actor
+from ...runtime.mailbox import Reply
+from ....storage.files import discard
+from ....storage.objects import ObjectMissing, ObjectStoreError
+from ....storage.tier_settings import TierDefinition
+from .backends import Backend, backend_for
+from .messages import (
+    DeleteObject,
+    Deleted,
+    FetchFile,
+    GetTierStatistics,
+    Head,
+    ListObjects,
+    ObjectPage,
+    PutFile,
+    Stage,
+    Staged,
+    Stored,
+    TierFailure,
+    TierHealthChanged,
+    TierStatistics,
+)
+
+
+MIN_RATE = 1024 * 1024  # bytes/s an upload may not fall below before it is given up
+
+
+class TierActor(Actor):
+    accepts = (PutFile, FetchFile, Stage, Head, DeleteObject, ListObjects, GetTierStatistics)
+    # Its bytes are outside any scratch copy a replay could make.
+    replayable = False
+
+    def __init__(self, definition: TierDefinition, staging: str, max_concurrency: int = 8) -> None:
+        """`staging`: a local directory for checked copies a retrieve reads (Stage)."""
+        self.definition = definition
+        self.staging = Path(staging)
+        self.limiter = trio.CapacityLimiter(max_concurrency)
+        self.counts = {"puts": 0, "fetches": 0, "deletes": 0, "failures": 0, "bytes_in": 0, "bytes_out": 0}
+        self.healthy, self.problem = True, ""
+
+    async def on_start(self) -> None:
+        self.backend: Backend = backend_for(self.definition, self.ctx.system.portal)
+        await self.backend.open()
+        try:
+            await self.backend.check()
+        except ObjectStoreError as error:  # checked at node start already: it failed since
+            self._health(False, str(error))
+
+    async def on_stop(self) -> None:
+        backend = getattr(self, "backend", None)
+        if backend is not None:
+            with trio.CancelScope(shield=True):
+                await backend.close()
+
+    async def handle(self, message):
+        match message:
+            case GetTierStatistics():
+                return TierStatistics(
+                    name=self.definition.name, kind=self.definition.kind, prefix=self.definition.prefix,
+                    healthy=self.healthy, problem=self.problem, **self.counts,
+                )
+            case _:
+                self.ctx.nursery.start_soon(self._operate, message, self.ctx.defer_reply())
+
+    def _time_limit(self, message) -> float | None:
+        """How long one operation on an object store may take, whatever the SDK does:
+        its own read timeout did not fire against a server that stopped answering
+        (aiobotocore 3.10 against a SIGSTOPped moto), so the tier bounds each operation
+        itself - the timeouts plus a second per MIN_RATE bytes moved."""
+        settings = self.definition.settings
+        if self.definition.kind == "local":
+            return None
+        size = getattr(message, "size", None) or 0
+        if size == 0 and isinstance(message, (FetchFile, Stage)):
+            size = 4 * 1024**3  # not told: as much as any instance may be
+        return settings.connect_timeout + settings.read_timeout * 2 + size / MIN_RATE
+
+    async def _operate(self, message, reply: Reply) -> None:
+        try:
+            async with self.limiter:
+                limit = self._time_limit(message)
+                with trio.fail_after(limit) if limit is not None else contextlib.nullcontext():
+                    answer = await self._do(message)
+        except trio.TooSlowError:
+            self.counts["failures"] += 1
+            problem = f"no answer within {limit:.0f} s"
+            self._health(False, problem)
+            reply.fail(TierFailure(f"tier {self.definition.name}: {type(message).__name__}: {problem}", transient=True))
+            return
+        except ObjectStoreError as error:
+            self.counts["failures"] += 1
+            if error.transient:
+                self._health(False, str(error))
+            reply.fail(TierFailure(f"tier {self.definition.name}: {error}", missing=isinstance(error, ObjectMissing), transient=error.transient))
+            return
+        except OSError as error:
+            self.counts["failures"] += 1
+            self._health(False, str(error))
+            reply.fail(TierFailure(f"tier {self.definition.name}: {error}", transient=True))
+            return
+        self._health(True, "")
+        reply.send(answer)
+
+    async def _do(self, message):
+        backend = self.backend
+        match message:
+            case PutFile(key=key, path=path, size=size, sha256=sha256):
+                stored = await backend.put_file(key, Path(path), size=size, sha256=sha256)
+                self.counts["puts"] += 1
+                self.counts["bytes_in"] += size
+                return Stored(object=stored)
+            case FetchFile(key=key, dest=dest, expected_sha256=expected):
+                fetched = await backend.get_file(key, Path(dest), expected_sha256=expected)
+                self._fetched(fetched.size)
+                return Stored(object=fetched)
+            case Stage(key=key, expected_sha256=expected):
+                local = backend.local_path(key)
+                if local is not None:
+                    if not local.is_file():
+                        raise ObjectMissing(f"{key}: no such file")
+                    return Staged(path=str(local), temporary=False)
+                self.staging.mkdir(parents=True, exist_ok=True)
+                dest = self.staging / f"{self.definition.name}-{uuid.uuid4().hex}.dcm"
+                fetched = await backend.get_file(key, dest, expected_sha256=expected)
+                self._fetched(fetched.size)
+                return Staged(path=str(dest), temporary=True)
+            case Head(key=key):
+                return Stored(object=await backend.head(key))
+            case DeleteObject(key=key):
+                try:
+                    await backend.delete(key)
+                except ObjectMissing:
+                    pass  # gone already: what was asked
+                self.counts["deletes"] += 1
+                return Deleted(key=key)
+            case ListObjects(prefix=prefix, cursor=cursor, limit=limit):
+                found, next_cursor = await backend.list(self.definition.prefix + prefix, cursor, limit)
+                return ObjectPage(objects=tuple(found), cursor=next_cursor)
+
+    def _fetched(self, size: int) -> None:
+        self.counts["fetches"] += 1
+        self.counts["bytes_out"] += size
+
+    def _health(self, healthy: bool, problem: str) -> None:
+        if healthy == self.healthy:
+            return
+        self.healthy, self.problem = healthy, problem
+        if healthy:
+            self.ctx.log.info("storage tier works again", tier=self.definition.name)
+        else:
+            self.ctx.log.warning("storage tier failing", tier=self.definition.name, problem=problem)
+        self.ctx.publish(TierHealthChanged(tier=self.definition.name, healthy=healthy, problem=problem))
+
+
+def discard_staged(staged: Staged) -> None:
+    """Remove a staged copy once read (a local tier's own file is left alone)."""
+    if staged.temporary:
+        discard(staged.path)

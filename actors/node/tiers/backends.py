@@ -1,0 +1,126 @@
+"""One interface over the three kinds of tier: a directory (storage/local_store.py, run
+on a worker thread), an S3 bucket and an Azure container (their asyncio clients, run on
+the node's asyncio portal, one crossing per whole operation)."""
+
+from __future__ import annotations
+
+import contextlib
+from functools import partial
+from pathlib import Path
+from typing import Any, Protocol
+
+from ...runtime.portal import AsyncioPortal
+from ...runtime.threads import run_sync_in_thread
+from ....storage.local_store import LocalStore
+from ....storage.objects import StoredObject
+from ....storage.tier_settings import TierDefinition
+
+
+class Backend(Protocol):
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def check(self) -> None: ...
+    async def put_file(self, key: str, path: Path, *, size: int, sha256: str) -> StoredObject: ...
+    async def get_file(self, key: str, dest: Path, *, expected_sha256: str | None) -> StoredObject: ...
+    async def head(self, key: str) -> StoredObject: ...
+    async def delete(self, key: str) -> None: ...
+    async def list(self, prefix: str, cursor: str | None, limit: int) -> tuple[list[StoredObject], str | None]: ...
+    def local_path(self, key: str) -> Path | None: ...
+
+
+class LocalBackend:
+    def __init__(self, definition: TierDefinition) -> None:
+        settings = definition.settings
+        self.store = LocalStore(Path(settings.path), sync=settings.fsync)
+
+    async def open(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def check(self) -> None:
+        await run_sync_in_thread(self.store.check)
+
+    async def put_file(self, key: str, path: Path, *, size: int, sha256: str) -> StoredObject:
+        return await run_sync_in_thread(partial(self.store.put_file, key, path, size=size, sha256=sha256))
+
+    async def get_file(self, key: str, dest: Path, *, expected_sha256: str | None) -> StoredObject:
+        return await run_sync_in_thread(partial(self.store.get_file, key, dest, expected_sha256=expected_sha256))
+
+    async def head(self, key: str) -> StoredObject:
+        return await run_sync_in_thread(self.store.head, key)
+
+    async def delete(self, key: str) -> None:
+        await run_sync_in_thread(self.store.delete, key)
+
+    async def list(self, prefix: str, cursor: str | None, limit: int) -> tuple[list[StoredObject], str | None]:
+        return await run_sync_in_thread(partial(self.store.list, prefix, cursor=cursor, limit=limit))
+
+    def local_path(self, key: str) -> Path | None:
+        return self.store.path(key)
+
+
+class ObjectBackend:
+    """S3Store or AzureBlobStore, opened once on the portal's loop and kept for the
+    actor's incarnation (one HTTP connection pool)."""
+
+    def __init__(self, definition: TierDefinition, portal: AsyncioPortal) -> None:
+        self.definition = definition
+        self.portal = portal
+        self._context: Any = None
+        self.store: Any = None
+
+    async def open(self) -> None:
+        if self.definition.kind == "s3":
+            from ....storage.s3 import S3Store as opener
+        else:
+            from ....storage.azure_blob import AzureBlobStore as opener
+        self._context = opener.open(self.definition.settings)
+        self.store = await self.portal.run(self._context.__aenter__)
+
+    async def close(self) -> None:
+        if self._context is not None:
+            context, self._context = self._context, None
+            with contextlib.suppress(Exception):
+                await self.portal.run(context.__aexit__, None, None, None)
+
+    async def check(self) -> None:
+        await self.portal.run(self.store.check)
+
+    async def put_file(self, key: str, path: Path, *, size: int, sha256: str) -> StoredObject:
+        return await self.portal.run(partial(self.store.put_file, key, path, size=size, sha256=sha256))
+
+    async def get_file(self, key: str, dest: Path, *, expected_sha256: str | None) -> StoredObject:
+        return await self.portal.run(partial(self.store.get_file, key, dest, expected_sha256=expected_sha256))
+
+    async def head(self, key: str) -> StoredObject:
+        return await self.portal.run(self.store.head, key)
+
+    async def delete(self, key: str) -> None:
+        await self.portal.run(self.store.delete, key)
+
+    async def list(self, prefix: str, cursor: str | None, limit: int) -> tuple[list[StoredObject], str | None]:
+        return await self.portal.run(partial(self.store.list, prefix, cursor=cursor, limit=limit))
+
+    def local_path(self, key: str) -> Path | None:
+        return None
+
+
+def backend_for(definition: TierDefinition, portal: AsyncioPortal | None) -> Backend:
+    if definition.kind == "local":
+        return LocalBackend(definition)
+    if portal is None:
+        raise RuntimeError(f"tier {definition.name}: an {definition.kind} tier needs the node's asyncio portal")
+    return ObjectBackend(definition, portal)
+
+
+async def check_tier(definition: TierDefinition, portal: AsyncioPortal | None) -> None:
+    """Open the tier and run its start-up check (reachable, credentials, writable);
+    raises ObjectStoreError saying what is wrong."""
+    backend = backend_for(definition, portal)
+    try:
+        await backend.open()
+        await backend.check()
+    finally:
+        await backend.close()

@@ -1,0 +1,148 @@
+"""HSM migration speed: hot -> S3 (moto) and hot -> Azure Blob (Azurite) by the node's
+migration service, against a plain upload loop of the same files with the same
+concurrency in the same run (boto3's upload_file with its TransferConfig; azure's
+upload_blob), printing MB/s (10^6 bytes) and the ratio.
+
+    .venv/bin/python bench/migration.py [--count 1000] [--concurrency 4] [--targets s3,azure]
+
+The instances are 512x512 CT images (~514 KiB), stored into a fresh node over one
+association first (not timed). The migration is timed as one cycle (RunMigration): per
+instance the study lock, journal, hash of the source, upload, head, index switch and
+deletion of the hot file - everything the plain loop does not do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import trio
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from dicom_samples import SeriesSpec, new_uid, write_series  # noqa: E402
+from peers.buckets import azure_settings, create_bucket, create_container, s3_settings  # noqa: E402
+from peers.object_stores import azurite_blob, moto_s3  # noqa: E402
+
+from triopacs import connect, open_node  # noqa: E402
+from triopacs.actors import AsyncioPortal  # noqa: E402
+from triopacs.client.contexts import storage_contexts_for  # noqa: E402
+from triopacs.config import Config, HsmSettings, NodeSettings, LogSettings  # noqa: E402
+from triopacs.storage.tier_settings import TierDefinition  # noqa: E402
+from triopacs.workflow.migration import RunMigration  # noqa: E402
+
+
+def plain_s3(files: list[Path], settings, concurrency: int) -> float:
+    import boto3
+    from boto3.s3.transfer import TransferConfig
+
+    client = boto3.client(
+        "s3", endpoint_url=settings.endpoint_url, region_name=settings.region,
+        aws_access_key_id=settings.access_key_id, aws_secret_access_key=settings.secret_access_key,
+    )
+    transfer = TransferConfig(multipart_threshold=settings.multipart_threshold, max_concurrency=1)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(lambda p: client.upload_file(str(p), settings.bucket, f"plain/{p.name}", Config=transfer), files))
+    return time.perf_counter() - started
+
+
+def plain_azure(files: list[Path], settings, concurrency: int) -> float:
+    from azure.storage.blob import ContainerClient
+
+    container = ContainerClient.from_connection_string(settings.connection_string, settings.container)
+
+    def upload(path: Path) -> None:
+        with open(path, "rb") as data:
+            container.upload_blob(f"plain/{path.name}", data, overwrite=True)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(upload, files))
+    return time.perf_counter() - started
+
+
+class Cpu:
+    """CPU seconds of this process (all its threads: the node, the asyncio portal, the
+    plain loop's threads) and of the server process, per lap."""
+
+    def __init__(self, server) -> None:
+        self.server = server
+        self.last = (time.process_time(), server.cpu_seconds())
+
+    def lap(self) -> tuple[float, float]:
+        now = (time.process_time(), self.server.cpu_seconds())
+        lap, self.last = (now[0] - self.last[0], now[1] - self.last[1]), now
+        return lap
+
+
+async def migrate(files: list[Path], tier: TierDefinition, data: Path, concurrency: int, cpu: Cpu) -> tuple[float, int]:
+    config = Config(
+        node=NodeSettings(port=0, data_dir=str(data)),
+        log=LogSettings(level="warning"),
+        hsm=HsmSettings(warm_tier=tier.name, hot_to_warm=0.0, max_concurrent_migrations=concurrency, max_instances_per_cycle=len(files)),
+        tier=(tier,),
+    )
+    async with open_node(config) as node:
+        async with connect("127.0.0.1", node.address.port, called_ae_title=config.node.ae_title, contexts=storage_contexts_for(files[:1])) as association:
+            for path in files:
+                assert (await association.store(path)).ok
+        cpu.lap()  # the stores are not the migration's
+        started = time.perf_counter()
+        report = await node.migration.ask(RunMigration(), timeout=None)
+        elapsed = time.perf_counter() - started
+    assert report.failures == 0 and report.migrated == len(files), report.summary()
+    return elapsed, report.bytes
+
+
+async def main(args) -> None:
+    work = Path(tempfile.mkdtemp(prefix="bench-migration-"))
+    series = write_series(work / "source", SeriesSpec(count=args.count, modality="CT", study_instance_uid=new_uid()))
+    files = list(series.paths)
+    total = sum(p.stat().st_size for p in files)
+    rows = []
+    for target in args.targets.split(","):
+        if target == "s3":
+            async with moto_s3(parent_dir=work) as endpoint:
+                settings = s3_settings(endpoint, bucket="bench", max_concurrency=args.concurrency)
+                async with AsyncioPortal() as portal:
+                    await create_bucket(portal, settings)
+                cpu = Cpu(endpoint.server)
+                plain = await trio.to_thread.run_sync(plain_s3, files, settings, args.concurrency)
+                plain_cpu = cpu.lap()
+                tier = TierDefinition(name="cold", kind="s3", prefix="m/", settings=settings)
+                moved, size = await migrate(files, tier, work / "node-s3", args.concurrency, cpu)
+                moved_cpu = cpu.lap()
+        else:
+            async with azurite_blob(parent_dir=work) as endpoint:
+                settings = azure_settings(endpoint, container="bench", max_concurrency=args.concurrency,
+                                          block_upload_threshold=64 * 1024 * 1024)
+                async with AsyncioPortal() as portal:
+                    await create_container(portal, settings)
+                cpu = Cpu(endpoint.server)
+                plain = await trio.to_thread.run_sync(plain_azure, files, settings, args.concurrency)
+                plain_cpu = cpu.lap()
+                tier = TierDefinition(name="cold", kind="azure", prefix="m/", settings=settings)
+                moved, size = await migrate(files, tier, work / "node-azure", args.concurrency, cpu)
+                moved_cpu = cpu.lap()
+        rows.append((target, total / plain / 1e6, size / moved / 1e6, plain_cpu, moved_cpu))
+    print(f"{args.count} x {total / args.count / 1024:.0f} KiB, concurrency {args.concurrency}")
+    print("| target | plain loop MB/s | migration MB/s | ratio | CPU s client/server: plain | migration |")
+    print("|---|---|---|---|---|---|")
+    for target, plain_rate, moved_rate, plain_cpu, moved_cpu in rows:
+        print(
+            f"| {target} | {plain_rate:.1f} | {moved_rate:.1f} | {moved_rate / plain_rate:.2f}x "
+            f"| {plain_cpu[0]:.1f} / {plain_cpu[1]:.1f} | {moved_cpu[0]:.1f} / {moved_cpu[1]:.1f} |"
+        )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--targets", default="s3,azure")
+    trio.run(main, parser.parse_args())

@@ -121,7 +121,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         return trio.run(main)
     except BaseException as error:  # a refusal at start-up is one line, exit 2
-        refused = _first(error, DataDirectoryInUse) or _first(error, TierUnavailable)
+        refused = _first(error, TierUnavailable)
         if refused is None:
             raise
         raise UsageError(str(refused)) from None
@@ -170,6 +170,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except (ConfigError, UsageError) as error:
         print(f"triopacs {args.command}: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except BaseException as error:  # a node of its own refused: another runs on the data
+        refused = _first(error, DataDirectoryInUse)
+        if refused is None:
+            raise
+        print(f"triopacs {args.command}: {refused}", file=sys.stderr)
         return EXIT_USAGE
 
 

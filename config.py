@@ -239,6 +239,9 @@ class CommitmentSettings:
     )
     retry_max: float = setting(3600.0, "The longest wait between two attempts to deliver a report.", between(0.1, 7 * 86400))
     max_attempts: int = setting(50, "Attempts to deliver a report before it is given up (logged as an error).", between(1, 1_000_000))
+
+
+@attrs.frozen(kw_only=True)
 class HsmSettings:
     enabled: bool = setting(False, "Move instances between storage tiers by last access (the built-in migration task).")
     schedule: str = setting(DEFAULT_MIGRATION_SCHEDULE, "When a migration cycle runs: cron in [scheduler] timezone, or an interval.", schedule_text)

@@ -276,6 +276,9 @@ def index_spec(config: Config) -> ActorSpec:
             "worklist_expire_after": config.worklist.expire_after_hours * 3600.0,
         },
         capacity=1024,
+    )
+
+
 class TierUnavailable(Exception):
     """A configured storage tier failed its start-up check; the node does not start."""
 
@@ -328,6 +331,7 @@ def service_specs(config: Config) -> list[ActorSpec | SupervisorSpec]:
                 "index_path": INDEX,
                 "aes_path": AES,
             },
+        ),
         tier_specs(config),
         # After the index, the locks and the tiers: at start it finishes interrupted moves.
         ActorSpec(

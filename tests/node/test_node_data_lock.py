@@ -3,7 +3,6 @@ lock goes with the process that held it, however that process ends."""
 
 import os
 import signal
-import subprocess
 
 import pytest
 import trio
@@ -49,3 +48,16 @@ async def test_a_killed_node_leaves_no_lock_behind(tmp_path):
         await node.process.wait()
     async with open_node(node_config(tmp_path / "data")):
         pass
+
+
+async def test_a_command_that_runs_a_node_of_its_own_refuses_while_one_serves(tmp_path):
+    config = tmp_path / "node.toml"
+    config.write_text(f'[node]\ndata_dir = "{tmp_path / "data"}"\n')
+    async with served_node(tmp_path) as node:
+        done = await trio.run_process([*TRIOPACS, "migrate", "--now", "--config", str(config)],
+                                      capture_stdout=True, capture_stderr=True, check=False)
+        assert node.alive()
+    assert done.returncode == 2
+    assert done.stderr.decode().splitlines() == [
+        f"triopacs migrate: the data directory {tmp_path / 'data'} is in use by another node (pid {node.process.pid})"
+    ]

@@ -128,6 +128,8 @@ class Node:
     def commitment(self) -> ActorRef:
         """The storage commitment actor (RequestCommitment)."""
         return self.system.lookup(COMMITMENT)
+
+    @property
     def migration(self) -> ActorRef:
         """The HSM migration service: RunMigration (triopacs.workflow.migration)."""
         return self.system.lookup(MIGRATION_PATH)

@@ -117,7 +117,8 @@ class TierActor(Actor):
             reply.fail(TierFailure(f"tier {self.definition.name}: {error}", transient=True))
             return
         self._health(True, "")
-        reply.send(answer)
+        if not reply.done:  # an ask failed by the actor's stop meanwhile has its answer
+            reply.send(answer)
 
     async def _do(self, message):
         backend = self.backend

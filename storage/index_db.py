@@ -26,7 +26,7 @@ import attrs
 from .attributes import InstanceRecord
 from .normalize import fold_name, normalize_date, normalize_time
 from .schema import migrate
-from .sql import chunks, connect, in_transaction, marks
+from .sql import chunks, connect, in_transaction, marks, select_in
 
 
 def open_index(path: str | os.PathLike[str], *, synchronous: str = "FULL", query_only: bool = False) -> sqlite3.Connection:
@@ -234,7 +234,7 @@ def _record(
     connection: sqlite3.Connection, records: list[InstanceRecord], policy: DuplicatePolicy, now: float
 ) -> list[RecordOutcome]:
     uids = list(dict.fromkeys(r.sop_instance_uid for r in records))
-    existing_rows = _select_in(
+    existing_rows = select_in(
         connection, "SELECT sop_instance_uid, file_path, sha256, series_pk FROM instance WHERE sop_instance_uid IN ({})", uids
     )
     existing = {uid: (path, sha) for uid, path, sha, _ in existing_rows}
@@ -244,12 +244,6 @@ def _record(
     return outcomes
 
 
-def _select_in(connection: sqlite3.Connection, sql: str, values: Sequence[object]) -> list[tuple]:
-    """Run ``sql`` (with one ``IN ({})`` placeholder) over ``values`` in bounded lists."""
-    rows: list[tuple] = []
-    for chunk in chunks(values):
-        rows.extend(connection.execute(sql.format(marks(len(chunk))), tuple(chunk)).fetchall())
-    return rows
 
 
 def _write(connection: sqlite3.Connection, records: list[InstanceRecord], old_series: set[int], now: float) -> None:
@@ -257,12 +251,12 @@ def _write(connection: sqlite3.Connection, records: list[InstanceRecord], old_se
     series = _last_per_key(records, lambda r: r.series_instance_uid)
     # Parents the batch's studies/series hang from now: pruned afterwards if a move emptied them.
     old_patients = {
-        pk for (pk,) in _select_in(
+        pk for (pk,) in select_in(
             connection, "SELECT patient_pk FROM study WHERE study_instance_uid IN ({})", [r.study_instance_uid for r in studies]
         )
     }
     old_studies = {
-        pk for (pk,) in _select_in(
+        pk for (pk,) in select_in(
             connection, "SELECT study_pk FROM series WHERE series_instance_uid IN ({})", [r.series_instance_uid for r in series]
         )
     }

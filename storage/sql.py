@@ -66,3 +66,11 @@ def chunks(values: Sequence[V], size: int = MAX_LIST) -> Iterator[Sequence[V]]:
 def marks(count: int) -> str:
     """`count` placeholders for an IN (...) list: "?,?,?"."""
     return ",".join("?" * count)
+
+
+def select_in(connection: sqlite3.Connection, sql: str, values: Sequence[object]) -> list[tuple]:
+    """Run `sql` (with one ``IN ({})`` placeholder) over `values` in lists SQLite accepts."""
+    rows: list[tuple] = []
+    for chunk in chunks(values):
+        rows.extend(connection.execute(sql.format(marks(len(chunk))), tuple(chunk)).fetchall())
+    return rows

@@ -21,6 +21,7 @@ import attrs
 from pydicom import Dataset
 
 from .errors import QueryError
+from .sql import select_in
 from .worklist import WorklistItem
 from .worklist_query import WorklistPlan, worklist_response
 
@@ -84,7 +85,7 @@ def add_items(connection: sqlite3.Connection, items: Sequence[WorklistItem], now
     """Add or replace items (by Scheduled Procedure Step ID); a replaced item is scheduled
     again. Expired items are deleted first."""
     purge_expired(connection, now, expire_after)
-    known = {row[0] for row in _select_in(connection, "SELECT item_id FROM worklist_item WHERE item_id IN ({})", [i.item_id for i in items])}
+    known = {row[0] for row in select_in(connection, "SELECT item_id FROM worklist_item WHERE item_id IN ({})", [i.item_id for i in items])}
     connection.executemany(_UPSERT, [{**item.columns(), "now": now} for item in items])
     return [ItemAdded(item_id=item.item_id, replaced=item.item_id in known) for item in items]
 
@@ -109,7 +110,7 @@ def set_status(connection: sqlite3.Connection, item_ids: Iterable[str], status: 
     """Set the status of the items named that exist; the IDs changed."""
     assert status in STATUSES
     ids = list(dict.fromkeys(item_ids))
-    found = [row[0] for row in _select_in(connection, "SELECT item_id FROM worklist_item WHERE item_id IN ({})", ids)]
+    found = [row[0] for row in select_in(connection, "SELECT item_id FROM worklist_item WHERE item_id IN ({})", ids)]
     connection.executemany(
         "UPDATE worklist_item SET status = ? WHERE item_id = ?", [(status, item_id) for item_id in found]
     )
@@ -182,9 +183,3 @@ def find_page(
     return WorklistPage(matches=tuple(matches), cursor=position if len(rows) == max_scanned else None)
 
 
-def _select_in(connection: sqlite3.Connection, sql: str, values: Sequence[object], chunk: int = 500) -> list[tuple]:
-    rows: list[tuple] = []
-    for start in range(0, len(values), chunk):
-        part = values[start : start + chunk]
-        rows.extend(connection.execute(sql.format(",".join("?" * len(part))), tuple(part)).fetchall())
-    return rows

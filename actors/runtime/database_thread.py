@@ -18,8 +18,9 @@ Cancellation never leaves the thread half way through a call:
 - a call already running runs to its end on the thread (a transaction commits or rolls
   back there); its result is dropped and the caller's Cancelled is raised once it has
   ended, so when `run` returns or raises the thread is done with that call.
-  `interrupt_on_cancel` (for threads that only read) also interrupts the statement
-  running (sqlite3.Connection.interrupt), so a long read ends early, with an error
+  `interrupt_on_cancel` (for threads that only read) also interrupts its statements
+  (sqlite3.Connection.interrupt, again every few milliseconds until the call ends: an
+  interrupt between two statements is lost), so a long read ends early, with an error
   nobody sees.
 
 While a call is out it is counted as a wait on another thread (threads.py): a mock
@@ -30,6 +31,7 @@ import enum
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -38,6 +40,8 @@ import trio
 from .threads import waiting_on_another_thread
 
 T = TypeVar("T")
+
+INTERRUPT_EVERY = 0.005  # seconds between interrupts of a cancelled read
 
 
 class DatabaseClosed(RuntimeError):
@@ -141,8 +145,7 @@ class DatabaseThread:
                         call.state = _State.WITHDRAWN
                         raise
                     if call.state is _State.RUNNING and self._interrupt_on_cancel:
-                        assert self._connection is not None
-                        self._connection.interrupt()
+                        threading.Thread(target=self._interrupt_until_done, args=(call,), daemon=True).start()
                 with trio.CancelScope(shield=True):
                     await call.done.wait()
                 raise
@@ -150,6 +153,16 @@ class DatabaseThread:
             error, call.error = call.error, None  # no cycle through the frame holding `call`
             raise error
         return call.value
+
+    def _interrupt_until_done(self, call: _Call) -> None:
+        """Interrupt the call's statements until it ends. One interrupt is not enough: it
+        is lost when it comes between two statements, or before the first one starts."""
+        while True:
+            with self._lock:
+                if call.state is not _State.RUNNING or self._connection is None:
+                    return
+                self._connection.interrupt()
+            time.sleep(INTERRUPT_EVERY)
 
     # -- the thread ------------------------------------------------------------------------
 

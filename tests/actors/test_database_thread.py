@@ -3,6 +3,7 @@ own, one crossing per call, in order, and cancellation never leaves a call half 
 
 import sqlite3
 import threading
+import time
 
 import pytest
 import trio
@@ -234,3 +235,25 @@ async def test_virtual_time_stands_still_while_a_call_is_out(tmp_path, autojump_
             await trio.testing.wait_all_tasks_blocked()
             committed = True
     assert seen == [True], "virtual time ran on while the database thread was working"
+
+
+async def test_an_interrupt_that_comes_between_statements_is_not_lost(tmp_path):
+    # The cancellation arrives while the call runs Python between two statements: an
+    # interrupt then reaches no statement, and the long one that follows would run on.
+    entered = threading.Event()
+
+    def pause_then_count_forever(connection):
+        entered.set()
+        time.sleep(0.2)  # no statement running: the first interrupt falls here
+        return connection.execute(FOREVER).fetchone()
+
+    async with DatabaseThread(connector(tmp_path / "db"), name="reader", interrupt_on_cancel=True) as thread:
+        with trio.fail_after(20):  # real seconds: without repeated interrupts it never ends
+            with trio.CancelScope() as scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(thread.run, pause_then_count_forever)
+                    with waiting_on_another_thread():
+                        await trio.to_thread.run_sync(entered.wait)
+                    scope.cancel()
+        assert scope.cancelled_caught
+        assert await thread.run(lambda c: c.execute("SELECT 7").fetchone()) == (7,)

@@ -226,7 +226,7 @@ async def test_database_only_keeps_the_files_and_verification_knows_them(tmp_pat
 
 CRASHING_NODE = textwrap.dedent(
     """
-    import sys, time
+    import sys, threading
     import trio
     import triopacs.actors.node.index as index_actor
     from triopacs import open_node
@@ -241,7 +241,7 @@ CRASHING_NODE = textwrap.dedent(
         # here until the test kills the process.
         real_remove(root, paths[: int(removed_first)])
         print("crash point", len(paths), flush=True)
-        time.sleep(3600)
+        threading.Event().wait()  # never set: held here until the kill
 
     index_actor.remove_files = remove_then_hang
 

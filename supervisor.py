@@ -60,7 +60,7 @@ from .actors.node.services.storage import StorageService
 from .actors.node.services.storage import StoreSettings
 from .actors.node.tiers import TIERS_PATH, TierActor, check_tier
 from .storage.objects import ObjectStoreError
-from .storage.tier_settings import TierDefinition, hot_tier
+from .storage.tier_settings import HOT, TierDefinition, hot_tier
 from .config import Config, from_section
 from .version import __version__
 from .protocol.catalog import transfer_syntaxes
@@ -274,7 +274,6 @@ def index_spec(config: Config) -> ActorSpec:
             "database": index_database(config),
             "duplicate_policy": DuplicatePolicy(config.storage.duplicates),
             "synchronous": "FULL" if config.storage.durability == "fsync" else "NORMAL",
-            "root": str(config.data_dir),
             "worklist_expire_after": config.worklist.expire_after_hours * 3600.0,
         },
         capacity=1024,
@@ -312,7 +311,13 @@ def tier_specs(config: Config) -> SupervisorSpec:
     return SupervisorSpec(
         name="tiers",
         children=[
-            ActorSpec(name=d.name, actor=TierActor, args={"definition": d, "staging": staging}, capacity=256)
+            ActorSpec(
+                name=d.name,
+                actor=TierActor,
+                # The hot tier places every store of every association: more at a time.
+                args={"definition": d, "staging": staging, "max_concurrency": 64 if d.name == HOT else 8},
+                capacity=256,
+            )
             for d in tier_definitions(config)
         ],
     )
@@ -321,6 +326,8 @@ def tier_specs(config: Config) -> SupervisorSpec:
 def service_specs(config: Config) -> list[ActorSpec | SupervisorSpec]:
     specs: list[ActorSpec | SupervisorSpec] = [
         ActorSpec(name="aes", actor=AERegistry, args={"remotes": config.remote}),
+        # Before the index and commitment: at start they ask the tiers (finishing deletions, checks).
+        tier_specs(config),
         index_spec(config),
         ActorSpec(name="locks", actor=StudyLockManager, args={"config": lock_manager_config(config)}, capacity=1024),
         # After the index and the AE registry: at start it resumes unfinished requests.
@@ -329,12 +336,10 @@ def service_specs(config: Config) -> list[ActorSpec | SupervisorSpec]:
             actor=CommitmentActor,
             args={
                 "settings": commitment_settings(config),
-                "root": str(config.data_dir),
                 "index_path": INDEX,
                 "aes_path": AES,
             },
         ),
-        tier_specs(config),
         # After the index, the locks and the tiers: at start it finishes interrupted moves.
         ActorSpec(
             name="migration",
@@ -378,12 +383,10 @@ def study_guard(config: Config):
 
 def dicom_services(config: Config) -> ServiceSet:
     storage = StoreSettings(
-        root=config.data_dir,
         layout=Layout(config.storage.layout),
         duplicates=DuplicatePolicy(config.storage.duplicates),
         index_path=INDEX,
         guard=study_guard(config),
-        fsync=config.storage.durability == "fsync",
         max_sequence_depth=config.network.max_sequence_depth,
         max_inflated_bytes=config.network.max_inflated_bytes,
     )
@@ -394,7 +397,6 @@ def dicom_services(config: Config) -> ServiceSet:
             FindService(index_path=INDEX, ae_title=config.node.ae_title),
             MoveService(
                 index_path=INDEX,
-                root=config.data_dir,
                 aes_path=f"{SERVICES}/aes",
                 ae_title=config.node.ae_title,
                 dimse_timeout=config.network.dimse_timeout,
@@ -404,7 +406,6 @@ def dicom_services(config: Config) -> ServiceSet:
             ),
             GetService(
                 index_path=INDEX,
-                root=config.data_dir,
                 dimse_timeout=config.network.dimse_timeout,
                 patient_level_in_study_root=config.query.patient_level_in_study_root,
                 tiers_path=TIERS_PATH,

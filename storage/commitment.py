@@ -2,22 +2,22 @@
 commit, instance by instance.
 
 An instance is committed when the index knows it under the SOP class the requestor
-names, its file is on local storage and readable, and the file's SHA-256 is the one
-recorded when it was stored. Anything else is a failure with the Failure Reason
-(0008,1197) PS3.4 J.3.3.1 gives: 0112 no such object instance (not in the index), 0119
-class/instance conflict (another SOP class), 0110 processing failure (the file is gone,
-unreadable, altered, or on a tier this check cannot read).
+names and the tier holding it confirms its object: present with the size and SHA-256
+recorded when it was stored (a local tier hashes the file; an object store answers
+with the checksum it keeps with the object). Anything else is a failure with the
+Failure Reason (0008,1197) PS3.4 J.3.3.1 gives: 0112 no such object instance (not in
+the index), 0119 class/instance conflict (another SOP class), 0110 processing failure
+(the object is gone, unreadable or altered, or its tier could not be asked).
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import attrs
 
-from .file_scan import digest
+from .object_checks import OK, ExpectedObject, ObjectCheck
 
 
 class FailureReason(enum.IntEnum):
@@ -53,20 +53,24 @@ class StoredCopy:
     """What the index knows of one instance's copy."""
 
     sop_class_uid: str
-    file_path: str  # relative to the data directory
+    file_path: str  # its key in its tier
     sha256: str
+    file_size: int = 0
     tier: str = "local"
+
+    def expected(self) -> ExpectedObject:
+        return ExpectedObject(key=self.file_path, size=self.file_size, sha256=self.sha256)
 
 
 def check_instances(
-    root: Path, referenced: Sequence[ReferencedInstance], copies: Mapping[str, StoredCopy]
+    referenced: Sequence[ReferencedInstance], copies: Mapping[str, StoredCopy], checks: Mapping[str, ObjectCheck | str]
 ) -> tuple[CommitmentResult, dict[str, str]]:
-    """The outcome for each referenced instance (reads and hashes the files: call it in a
-    thread), and why each failure failed, by SOP Instance UID, for the log."""
+    """The outcome for each referenced instance, from what the index knows (`copies`) and
+    what the tiers found (`checks`: by SOP Instance UID, an ObjectCheck or why the tier
+    could not be asked); and why each failure failed, by SOP Instance UID, for the log."""
     success: list[ReferencedInstance] = []
     failed: list[FailedInstance] = []
     why: dict[str, str] = {}
-    verdicts: dict[str, tuple[int, str] | None] = {}  # a file is read once, however often it is named
     for instance in referenced:
         copy = copies.get(instance.sop_instance_uid)
         if copy is None:
@@ -74,25 +78,12 @@ def check_instances(
         elif copy.sop_class_uid != instance.sop_class_uid:
             reason, text = FailureReason.CLASS_INSTANCE_CONFLICT, f"stored as SOP class {copy.sop_class_uid}"
         else:
-            if instance.sop_instance_uid not in verdicts:
-                verdicts[instance.sop_instance_uid] = _file_problem(root, copy)
-            verdict = verdicts[instance.sop_instance_uid]
-            if verdict is None:
+            check = checks.get(instance.sop_instance_uid, "not checked")
+            if isinstance(check, ObjectCheck) and check.outcome == OK:
                 success.append(instance)
                 continue
-            reason, text = verdict
+            reason = FailureReason.PROCESSING_FAILURE
+            text = f"{copy.file_path} on tier {copy.tier}: " + (f"{check.outcome} {check.detail}".strip() if isinstance(check, ObjectCheck) else check)
         failed.append(FailedInstance(instance.sop_class_uid, instance.sop_instance_uid, int(reason)))
         why[instance.sop_instance_uid] = text
     return CommitmentResult(success=tuple(success), failed=tuple(failed)), why
-
-
-def _file_problem(root: Path, copy: StoredCopy) -> tuple[int, str] | None:
-    if copy.tier != "local":
-        return FailureReason.PROCESSING_FAILURE, f"on tier {copy.tier}, which this check cannot read"
-    try:
-        found = digest(root / copy.file_path)
-    except OSError as error:
-        return FailureReason.PROCESSING_FAILURE, f"file {copy.file_path} unreadable: {error.strerror or error}"
-    if found.sha256 != copy.sha256:
-        return FailureReason.PROCESSING_FAILURE, f"file {copy.file_path} does not have its recorded SHA-256"
-    return None

@@ -158,10 +158,10 @@ def stored_copies(connection: sqlite3.Connection, sop_instance_uids: Sequence[st
     for start in range(0, len(uids), 500):
         part = uids[start : start + 500]
         rows = connection.execute(
-            "SELECT sop_instance_uid, sop_class_uid, file_path, sha256, tier FROM instance "
+            "SELECT sop_instance_uid, sop_class_uid, file_path, file_size, sha256, tier FROM instance "
             f"WHERE sop_instance_uid IN ({','.join('?' * len(part))})",
             tuple(part),
         ).fetchall()
-        for uid, sop_class, path, sha, tier in rows:
-            copies[uid] = StoredCopy(sop_class_uid=sop_class, file_path=path, sha256=sha, tier=tier)
+        for uid, sop_class, path, size, sha, tier in rows:
+            copies[uid] = StoredCopy(sop_class_uid=sop_class, file_path=path, file_size=size, sha256=sha, tier=tier)
     return copies

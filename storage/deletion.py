@@ -7,8 +7,9 @@ steps, ordered so that any crash leaves something the next start can finish:
    triggers prune the emptied series, study and patient) and every file they named is
    written to the `file_deletion` journal. From this commit on no query sees the study,
    and its files belong to the journal.
-2. remove: the journaled files are unlinked, their directories fsynced (so a power cut
-   cannot bring a file back once its entry is gone) and emptied folders removed.
+2. remove: the hot tier, owner of the files, unlinks them (`RemoveObjects`,
+   storage/local_store.py), fsyncs their directories (so a power cut cannot bring a
+   file back once its entry is gone) and removes emptied folders.
 3. forget (one transaction): the entries of the removed files are dropped.
 
 A crash before step 1 commits changes nothing. After it, the remaining files are listed
@@ -25,23 +26,19 @@ With `keep_files` (cleanup's database_only) step 1 records the files in `release
 instead: out of the index, left on disk, and known to verification as released rather
 than orphaned.
 
-The SQL functions take a plain `sqlite3.Connection`; the index actor runs each step on
-its database thread in one call. `remove_files` is blocking file work for a worker
-thread.
+The SQL functions take a plain `sqlite3.Connection`; the index actor runs steps 1 and 3
+on its database thread in one call each, and asks the hot tier for step 2.
 """
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import attrs
 
-from .errors import UnsafePath
 from .files import fsync_directory
-from .layout import confined
 from .sql import chunks, marks
 
 _STUDY_INSTANCES = (
@@ -145,36 +142,6 @@ def forget_deletions(connection: sqlite3.Connection, paths: Sequence[str]) -> in
 class Removal:
     done: tuple[str, ...]  # removed, or already gone: their entries may be forgotten
     failed: tuple[tuple[str, str], ...]  # (path, why): they stay journaled for the next try
-
-
-def remove_files(root: Path, paths: Sequence[str]) -> Removal:
-    """Step 2 (blocking): unlink files given relative to `root`, make that durable, and
-    remove folders under root/files that it emptied."""
-    done: list[str] = []
-    failed: list[tuple[str, str]] = []
-    folders: set[Path] = set()
-    for relative in paths:
-        try:
-            path = confined(root, Path(relative))
-        except UnsafePath as error:  # only a tampered journal names such a path: never follow it
-            failed.append((relative, str(error)))
-            continue
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-        except OSError as error:
-            failed.append((relative, f"{type(error).__name__}: {error.strerror or error}"))
-            continue
-        done.append(relative)
-        folders.add(path.parent)
-    for folder in folders:
-        if folder.is_dir():
-            fsync_directory(folder)
-    files_root = root / "files"
-    for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
-        remove_empty_folders(folder, files_root)
-    return Removal(done=tuple(done), failed=tuple(failed))
 
 
 def remove_empty_folders(folder: Path, stop: Path) -> None:

@@ -1,16 +1,13 @@
-"""Looking at stored files the way verification does: finding them, hashing them,
-parsing them. Blocking functions for a worker thread; no index access here.
+"""Looking at stored files the way a local tier checks them: which names are a store's
+temp files, hashing, parsing. Blocking functions for a worker thread; no index access.
 
-What counts as a stored file: a regular file under `<data>/files`, except the temp
-files a store in progress writes beside its destination (hidden, `.part`). Files under
-`<data>/incoming` are never stored files: the walk does not go there.
+A temp file (hidden, or ending `.part`) is never an object: a store in progress writes
+one beside its destination.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
@@ -27,24 +24,6 @@ UNDEFINED_LENGTH = 0xFFFFFFFF
 def is_temp_name(name: str) -> bool:
     """A store's temp file (`.<sop>.dcm.<hex>.part`), or anything hidden."""
     return name.startswith(".") or name.endswith(TEMP_SUFFIX)
-
-
-def walk_stored_files(root: Path) -> Iterator[str]:
-    """Paths, relative to the data directory `root` and with '/' separators, of the
-    stored files under root/files; symbolic links are not followed."""
-    top = root / "files"
-    stack = [top]
-    while stack:
-        folder = stack.pop()
-        try:
-            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
-        except FileNotFoundError:  # removed while we walked (a cleanup emptied it)
-            continue
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                stack.append(Path(entry.path))
-            elif entry.is_file(follow_symlinks=False) and not is_temp_name(entry.name):
-                yield Path(entry.path).relative_to(root).as_posix()
 
 
 @attrs.frozen

@@ -14,8 +14,18 @@ import hashlib
 import os
 from pathlib import Path, PurePosixPath
 
-from .files import TEMP_SUFFIX, discard, ensure_directory, fsync_directory, temp_path_beside
+from collections.abc import Iterator, Sequence
+
+from .attributes import InstanceRecord
+from .deletion import Removal, remove_empty_folders
+from .file_scan import is_temp_name
+from .files import discard, ensure_directory, fsync_directory, temp_path_beside
+from .object_checks import ExpectedObject, ObjectCheck, check_local, read_record
+from .object_writer import ObjectWriter
 from .objects import CHUNK, ObjectMissing, ObjectStoreError, StoredObject, verify
+from .part10 import WrittenFile
+
+INCOMING = "incoming"  # a local tier's area for writers whose key is not known yet
 
 
 def key_path(root: Path, key: str) -> Path:
@@ -67,14 +77,18 @@ def hash_file(path: Path) -> StoredObject:
 class LocalStore:
     """One directory; the same operations as S3Store and AzureBlobStore, synchronous."""
 
-    def __init__(self, root: Path, *, sync: bool = True) -> None:
+    def __init__(self, root: Path, *, sync: bool = True, areas: tuple[str, ...] = ()) -> None:
+        """`areas`: folders under the root made by `check` (the hot tier's files/ and incoming/)."""
         self.root = root
         self.sync = sync
+        self.areas = areas
 
     def check(self) -> None:
         """The root exists (or can be made) and is writable: a probe file is written and removed."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
+            for area in self.areas:
+                (self.root / area).mkdir(exist_ok=True)
             probe = self.root / ".triopacs-write-check"
             probe.write_bytes(b"ok")
             probe.unlink()
@@ -110,30 +124,79 @@ class LocalStore:
         discard(path)
 
     def list(self, prefix: str, *, cursor: str | None = None, limit: int = 1000) -> tuple[list[StoredObject], str | None]:
-        """Files whose key starts with `prefix`, in key order, one page after key `cursor`
-        (temp files of copies in progress are not objects)."""
-        keys = sorted(self._keys(prefix))
-        if cursor is not None:
-            keys = [k for k in keys if k > cursor]
-        page = keys[:limit]
-        found = []
-        for key in page:
-            try:
-                found.append(StoredObject(key=key, size=self.path(key).stat().st_size, sha256=None))
-            except FileNotFoundError:
-                continue
-        return found, (page[-1] if len(keys) > limit else None)
+        """Files whose key starts with `prefix`, one page after key `cursor`, in the order
+        of their path components (temp files of copies in progress are not objects).
+        A page walks only what it returns: folders wholly before the cursor are skipped."""
+        found: list[StoredObject] = []
+        for key, size in self._walk(prefix, tuple(cursor.split("/")) if cursor else None):
+            if len(found) == limit:
+                return found, found[-1].key
+            found.append(StoredObject(key=key, size=size, sha256=None))
+        return found, None
 
-    def _keys(self, prefix: str):
-        # Walk only the directory the prefix names, not the whole root.
+    def _walk(self, prefix: str, after: tuple[str, ...] | None) -> Iterator[tuple[str, int]]:
+        # Only the directory the prefix names, not the whole root.
         base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         start = key_path(self.root, base) if base else self.root
-        if not start.is_dir():
+        yield from self._walk_folder(start, tuple(base.split("/")) if base else (), prefix, after)
+
+    def _walk_folder(self, folder: Path, parts: tuple[str, ...], prefix: str, after: tuple[str, ...] | None):
+        try:
+            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+        except (FileNotFoundError, NotADirectoryError):  # removed meanwhile, or never made
             return
-        for directory, _, names in os.walk(start):
-            for name in names:
-                if name.endswith(TEMP_SUFFIX) or name.startswith(".triopacs-"):
-                    continue
-                key = Path(directory, name).relative_to(self.root).as_posix()
-                if key.startswith(prefix):
-                    yield key
+        for entry in entries:
+            here = (*parts, entry.name)
+            if entry.is_dir(follow_symlinks=False):
+                if after is None or here >= after[: len(here)]:
+                    yield from self._walk_folder(Path(entry.path), here, prefix, after)
+            elif entry.is_file(follow_symlinks=False) and not is_temp_name(entry.name):
+                key = "/".join(here)
+                if (after is None or here > after) and key.startswith(prefix):
+                    try:
+                        yield key, entry.stat(follow_symlinks=False).st_size
+                    except FileNotFoundError:
+                        continue
+
+    # -- what only a local tier does: a writer handed out, placing, bulk removal, checks
+
+    def writer(self, key: str | None) -> ObjectWriter:
+        """A writer for a new object (its temp file is created on first write)."""
+        return ObjectWriter(self.path(key) if key is not None else None, self.root / INCOMING, sync=self.sync)
+
+    def place(self, writer: ObjectWriter, key: str, *, overwrite: bool) -> tuple[bool, WrittenFile]:
+        return writer.place(self.path(key), overwrite=overwrite)
+
+    def remove(self, keys: Sequence[str]) -> Removal:
+        """Unlink the files, make that durable, and remove the folders it emptied (never a
+        key's top folder). A file already gone counts as removed."""
+        done: list[str] = []
+        failed: list[tuple[str, str]] = []
+        folders: dict[Path, Path] = {}
+        for key in keys:
+            try:
+                path = self.path(key)
+            except ObjectStoreError as error:  # only a tampered journal names such a key: never follow it
+                failed.append((key, str(error)))
+                continue
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as error:
+                failed.append((key, f"{type(error).__name__}: {error.strerror or error}"))
+                continue
+            done.append(key)
+            folders[path.parent] = self.root / PurePosixPath(key).parts[0]
+        for folder in folders:
+            if folder.is_dir():
+                fsync_directory(folder)
+        for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+            remove_empty_folders(folder, folders[folder])
+        return Removal(done=tuple(done), failed=tuple(failed))
+
+    def check_objects(self, expected: Sequence[ExpectedObject]) -> list[ObjectCheck]:
+        return check_local(self.root, expected)
+
+    def read_record(self, key: str) -> InstanceRecord:
+        return read_record(self.root, key)

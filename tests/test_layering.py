@@ -121,3 +121,23 @@ def test_protocol_is_sans_io(relative):
         top = target.split(".")[0]
         assert top not in FORBIDDEN_IN_PROTOCOL, f"{relative}:{line} imports {target}"
         assert area_of(target) in (None, "protocol"), f"{relative}:{line} imports {target}"
+
+
+# The storage tiers own their bytes (DESIGN.md; docs/storage-tiers.md): outside storage/
+# and the tier actors, nothing of the node places, removes, walks or checks stored files
+# itself - it asks a tier. (The client's own receive folder is not a tier.)
+FILE_MODULES = {"triopacs.storage.files", "triopacs.storage.file_scan", "triopacs.storage.deletion.remove_empty_folders"}
+NODE_AREAS = ("actors/node/", "workflow/", "supervisor.py", "cli.py", "cli_")
+
+
+@pytest.mark.parametrize(
+    "relative",
+    [m for m in MODULES if str(m).startswith(NODE_AREAS) and m.parts[:3] != ("actors", "node", "tiers")],
+    ids=str,
+)
+def test_only_the_tiers_touch_stored_files(relative):
+    for line, target in imported_modules(relative):
+        assert not any(target == name or target.startswith(name + ".") for name in FILE_MODULES), (
+            f"{relative}:{line} imports {target}: ask the tier that owns the bytes"
+        )
+        assert "LocalStore" not in target, f"{relative}:{line} imports {target}: ask the tier that owns the bytes"

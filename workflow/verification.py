@@ -37,31 +37,26 @@ behind - corrupt, missing or unparseable files, orphans not re-indexed - fails w
 summary as its error, so the scheduler's history and TaskFailed event say so.
 """
 
-import itertools
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
-import trio
 
 from ..actors import ActorError, AskTimeout
 from ..actors.node.index import (
     ClassifyPaths,
     FilesToCheck,
-    GetStorageRoot,
     IndexFailure,
     ListIndexedFiles,
     LookupInstanceFiles,
     RecordChecks,
     RecordInstance,
 )
-from ..storage.attributes import InstanceRecord, extract_record
-from ..storage.errors import StorageError, UnsafePath
-from ..storage.file_scan import digest, structure_problem, walk_stored_files
+from ..actors.node.tiers import HOT_TIER_PATH, CheckObjects, ListObjects, ReadRecord, TierFailure
+from ..storage.attributes import InstanceRecord
 from ..storage.index_db import Outcome
-from ..storage.layout import confined
+from ..storage.object_checks import MISSING, ExpectedObject
 from ..storage.maintenance import (
     FILE_CORRUPT,
     FILE_MISSING,
@@ -89,6 +84,7 @@ KIND = "verification"
 CONTENT_BATCH = 32  # files hashed per worker-thread call: a cancellation waits for one batch at most
 ROW_PAGE = 1000  # rows looked for per page
 WALK_BATCH = 500  # files found on disk looked up per question to the index
+FILES = "files/"  # the hot tier's stored instances (not its incoming area)
 SUPPORTED_HASHES = ("SHA256", "SHA-256")
 
 
@@ -125,72 +121,16 @@ class VerificationConfig:
         return attrs.asdict(self)
 
 
-# -- blocking file work (worker threads) ----------------------------------------------------
-
-
-@attrs.frozen
-class ContentCheck:
-    file: IndexedFile
-    outcome: str  # ok, missing, corrupt, structure, unreadable
-    detail: str = ""
-
-
-def check_contents(root: Path, files: Sequence[IndexedFile], checksums: bool, structure: bool) -> list[ContentCheck]:
-    results = []
-    for file in files:
-        try:
-            path = confined(root, Path(file.file_path))
-            if checksums:
-                found = digest(path)
-                if (found.size, found.sha256) != (file.file_size, file.sha256):
-                    detail = f"size {found.size}, sha256 {found.sha256}; the index has size {file.file_size}, sha256 {file.sha256}"
-                    results.append(ContentCheck(file, FILE_CORRUPT, detail))
-                    continue
-            elif not path.is_file():
-                raise FileNotFoundError(path)
-            if structure:
-                expected = {
-                    "SOPInstanceUID": file.sop_instance_uid,
-                    "SOPClassUID": file.sop_class_uid,
-                    "StudyInstanceUID": file.study_instance_uid,
-                    "SeriesInstanceUID": file.series_instance_uid,
-                }
-                problem = structure_problem(path, expected)
-                if problem is not None:
-                    results.append(ContentCheck(file, "structure", problem))
-                    continue
-            results.append(ContentCheck(file, FILE_OK))
-        except FileNotFoundError:
-            results.append(ContentCheck(file, FILE_MISSING))
-        except (OSError, UnsafePath) as error:
-            results.append(ContentCheck(file, "unreadable", f"{type(error).__name__}: {error}"))
-    return results
-
-
-def missing_files(root: Path, files: Sequence[IndexedFile]) -> list[IndexedFile]:
-    gone = []
-    for file in files:
-        try:
-            if not confined(root, Path(file.file_path)).is_file():
-                gone.append(file)
-        except UnsafePath:
-            gone.append(file)
-    return gone
-
-
-def read_orphan(root: Path, relative: str) -> InstanceRecord:
-    """The record to index an orphan file under, as it lies (StorageError if it is not a
-    DICOM file we can index)."""
-    path = confined(root, Path(relative))
-    found = digest(path)
-    return extract_record(path, file_size=found.size, sha256=found.sha256, file_path=relative)
-
-
-def _next_batch(walk: Iterator[str], size: int) -> list[str]:
-    return list(itertools.islice(walk, size))
-
-
 # -- one run ----------------------------------------------------------------------------------
+
+
+def _uids(file: IndexedFile) -> tuple[tuple[str, str], ...]:
+    return (
+        ("SOPInstanceUID", file.sop_instance_uid),
+        ("SOPClassUID", file.sop_class_uid),
+        ("StudyInstanceUID", file.study_instance_uid),
+        ("SeriesInstanceUID", file.series_instance_uid),
+    )
 
 
 def _file(file: IndexedFile, **extra: Any) -> dict[str, Any]:
@@ -201,7 +141,6 @@ def _file(file: IndexedFile, **extra: Any) -> dict[str, Any]:
 class VerificationRun:
     config: VerificationConfig
     ctx: TaskContext
-    root: Path = Path(".")
     started_at: float = attrs.field(factory=time.time)
     content_checked: int = 0
     rows_checked: int = 0
@@ -222,8 +161,11 @@ class VerificationRun:
     def index(self):
         return self.ctx.lookup(INDEX_PATH)
 
+    @property
+    def tier(self):
+        return self.ctx.lookup(HOT_TIER_PATH)
+
     async def go(self) -> None:
-        self.root = Path((await self.index.ask(GetStorageRoot())).root)
         if self.config.check_checksums or self.config.check_dicom_structure:
             await self._check_contents()
         if self.config.check_db_consistency:
@@ -242,29 +184,37 @@ class VerificationRun:
         files = (await self.index.ask(FilesToCheck(limit=self.config.max_verifications_per_cycle))).files
         for start in range(0, len(files), CONTENT_BATCH):
             batch = files[start : start + CONTENT_BATCH]
-            results = await trio.to_thread.run_sync(
-                check_contents, self.root, batch, self.config.check_checksums, self.config.check_dicom_structure
-            )
             checks = []
-            for result in results:
+            for file, result in zip(batch, await self._ask_tier(batch, self.config.check_checksums, self.config.check_dicom_structure)):
                 self.content_checked += 1
                 status = None
                 match result.outcome:
                     case "corrupt":
-                        self.corrupt.add(_file(result.file, problem=result.detail))
+                        self.corrupt.add(_file(file, problem=result.detail))
                         status = FILE_CORRUPT
                     case "missing":
-                        self.missing_files[result.file.file_path] = result.file
+                        self.missing_files[file.file_path] = file
                         continue  # marked (or not) with the other missing files
                     case "structure":
-                        self.structure_errors.add(_file(result.file, problem=result.detail))
+                        self.structure_errors.add(_file(file, problem=result.detail))
                     case "unreadable":
-                        self.unreadable.add(_file(result.file, problem=result.detail))
+                        self.unreadable.add(_file(file, problem=result.detail))
                         continue  # not checked: try again next time
                     case _:
                         status = FILE_OK
-                checks.append(self._check(result.file, status))
+                checks.append(self._check(file, status))
             await self._record(checks)
+
+    async def _ask_tier(self, files: Sequence[IndexedFile], checksums: bool, structure: bool):
+        """The hot tier's checks of these files, in their order."""
+        expected = tuple(
+            ExpectedObject(
+                key=file.file_path, size=file.file_size, sha256=file.sha256, checksum=checksums,
+                uids=_uids(file) if structure else (),
+            )
+            for file in files
+        )
+        return (await self.tier.ask(CheckObjects(expected=expected), timeout=None)).checks
 
     def _check(self, file: IndexedFile, status: str | None) -> FileCheck:
         if not self.config.repair_on_failure:
@@ -286,20 +236,28 @@ class VerificationRun:
             if not page:
                 break
             self.rows_checked += len(page)
-            for file in await trio.to_thread.run_sync(missing_files, self.root, page):
-                self.missing_files.setdefault(file.file_path, file)
+            for file, result in zip(page, await self._ask_tier(page, checksums=False, structure=False)):
+                if result.outcome == MISSING:
+                    self.missing_files.setdefault(file.file_path, file)
             after = page[-1].pk
 
     async def _find_orphans(self) -> None:
-        walk = walk_stored_files(self.root)
-        while batch := await trio.to_thread.run_sync(_next_batch, walk, WALK_BATCH):
+        """Every stored file the hot tier lists, looked up in the index: those it does
+        not know are orphans. (A store's temp files are not objects the tier lists.)"""
+        cursor = None
+        while True:
+            page = await self.tier.ask(ListObjects(prefix=FILES, cursor=cursor, limit=WALK_BATCH), timeout=None)
+            batch = [found.key for found in page.objects]
             self.files_found += len(batch)
-            classes = (await self.index.ask(ClassifyPaths(paths=tuple(batch)))).classes
-            known = classes.known()
-            for path in batch:
-                if path not in known:
-                    self.orphan_paths.append(path)
-                    self.orphans.add({"file_path": path})
+            if batch:
+                known = (await self.index.ask(ClassifyPaths(paths=tuple(batch)))).classes.known()
+                for path in batch:
+                    if path not in known:
+                        self.orphan_paths.append(path)
+                        self.orphans.add({"file_path": path})
+            if page.cursor is None:
+                return
+            cursor = page.cursor
 
     # 3. repair
 
@@ -308,12 +266,11 @@ class VerificationRun:
 
     async def _reindex(self, path: str) -> None:
         try:
-            record = await trio.to_thread.run_sync(read_orphan, self.root, path)
-        except FileNotFoundError:
-            return  # gone meanwhile (a cleanup finished removing it): nothing to repair
-        except (StorageError, OSError) as error:
-            self.not_repaired.add({"file_path": path, "reason": f"cannot be indexed: {error}"})
-            return
+            record = (await self.tier.ask(ReadRecord(key=path), timeout=None)).record
+        except TierFailure as error:
+            if not error.missing:
+                self.not_repaired.add({"file_path": path, "reason": f"cannot be indexed: {error}"})
+            return  # else gone meanwhile (a cleanup finished removing it): nothing to repair
         try:
             async with study_lock(
                 self.ctx.lookup(LOCKS_PATH),

@@ -21,7 +21,7 @@ back with messages (`Checked`, `DeliveryDue`); the mailbox never waits on them.
 
 import math
 import time
-from pathlib import Path
+from collections.abc import Mapping
 
 import attrs
 import trio
@@ -32,13 +32,12 @@ from ...client.errors import ClientError
 from ...protocol.catalog import STORAGE_COMMITMENT_PUSH_MODEL, STORAGE_COMMITMENT_PUSH_MODEL_INSTANCE
 from ...protocol.commands import NEventReportRQ
 from ...protocol.status import Status
-from ...storage.commitment import CommitmentResult, check_instances
+from ...storage.commitment import CommitmentResult, StoredCopy, check_instances
+from ...storage.object_checks import ObjectCheck
 from ...storage.commitment_db import CHECKING, CommitmentRequest
 from ..runtime.actor import Actor
 from ..runtime.errors import ActorError, ReplyError
 from ..runtime.mailbox import Reply
-from ..runtime.resources import DirectoryResource
-from ..runtime.threads import run_sync_in_thread
 from .ae_registry import LookupAE
 from .commitment_messages import Checked, CommitmentAccepted, DeliveryDue, RequestCommitment
 from .dimse_n_events import StorageCommitmentAbandoned, StorageCommitmentReported, StorageCommitmentRetrying
@@ -51,6 +50,7 @@ from .index_dimse_n import (
     SaveCommitmentRequest,
 )
 from .outgoing import PeerUnavailable, SendRequest
+from .tiers import CheckObjects, tier_path
 
 
 @attrs.frozen(kw_only=True)
@@ -73,12 +73,11 @@ class Undelivered(Exception):
 
 class CommitmentActor(Actor):
     accepts = (RequestCommitment, Checked, DeliveryDue)
-    # It reads (hashes) the files under the data directory; a replay gives it a copy.
-    resources = {"root": DirectoryResource()}
+    # No files of its own: the tiers check the instances (a replay has no tiers).
+    resources: dict = {}
 
-    def __init__(self, *, settings: CommitmentSettings, root: str, index_path: str, aes_path: str) -> None:
+    def __init__(self, *, settings: CommitmentSettings, index_path: str, aes_path: str) -> None:
         self.settings = settings
-        self.root = root
         self.index_path = index_path
         self.aes_path = aes_path
         self._requests: dict[str, CommitmentRequest] = {}  # unfinished, by Transaction UID
@@ -137,11 +136,29 @@ class CommitmentActor(Actor):
         self._requests[request.transaction_uid] = request
         await self._check(request)
 
+    async def _check_objects(self, copies: Mapping[str, StoredCopy]) -> dict[str, ObjectCheck | str]:
+        """Each copy checked by the tier holding it (one question per tier); a tier that
+        cannot be asked fails its instances, with why."""
+        by_tier: dict[str, list[str]] = {}
+        for uid, copy in copies.items():
+            by_tier.setdefault(copy.tier, []).append(uid)
+        found: dict[str, ObjectCheck | str] = {}
+        for tier, uids in by_tier.items():
+            try:
+                checked = await self.ctx.lookup(tier_path(tier)).ask(
+                    CheckObjects(expected=tuple(copies[uid].expected() for uid in uids)), timeout=None
+                )
+            except (ActorError, ReplyError) as error:
+                found.update((uid, f"its tier could not check it: {error}") for uid in uids)
+                continue
+            found.update(zip(uids, checked.checks))
+        return found
+
     async def _check(self, request: CommitmentRequest) -> None:
         uids = tuple(dict.fromkeys(i.sop_instance_uid for i in request.referenced))
         try:
             copies = (await self._index(LookupStoredCopies(sop_instance_uids=uids))).copies
-            result, why = await run_sync_in_thread(check_instances, Path(self.root), request.referenced, copies)
+            result, why = check_instances(request.referenced, copies, await self._check_objects(copies))
             await self._index(RecordCommitmentResult(transaction_uid=request.transaction_uid, result=result))
         except (ActorError, ReplyError) as error:
             # The index is restarting or failing: try again later (DeliveryDue re-checks).

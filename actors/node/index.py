@@ -34,7 +34,7 @@ import trio
 from pydicom import Dataset
 
 from ...storage.attributes import InstanceRecord
-from ...storage.deletion import Removal, RetiredStudy, forget_deletions, pending_deletions, remove_files, retire_study
+from ...storage.deletion import Removal, RetiredStudy, forget_deletions, pending_deletions, retire_study
 from ...storage.errors import QueryError
 from ...storage.index_db import DuplicatePolicy, IndexCounts, RecordOutcome, index_counts, open_index, record_instances
 from ...storage.maintenance import (
@@ -65,13 +65,13 @@ from ...storage.query import (
 from ...storage.sql import in_transaction
 from ..runtime.actor import Actor
 from ..runtime.database_thread import DatabaseThread
-from ..runtime.errors import ReplyError
+from ..runtime.errors import ActorError, ReplyError
 from ..runtime.mailbox import Reply
 from ..runtime.messages import message
-from ..runtime.resources import DirectoryResource, FileResource
-from ..runtime.threads import run_sync_in_thread
+from ..runtime.resources import FileResource
 from .index_dimse_n import DEFAULT_EXPIRE_AFTER, DIMSE_N_REQUESTS, dimse_n_reply
 from .index_hsm import HSM_READS, HSM_WRITES, hsm_request
+from .tiers import HOT_TIER_PATH, RemoveObjects
 
 MAX_BATCH = 256
 
@@ -140,16 +140,6 @@ class HeldSyntaxes:
 
 
 # -- maintenance (cleanup and verification tasks) ------------------------------------------
-
-
-@message("index.get-storage-root")
-class GetStorageRoot:
-    """Where the files the index names live (their paths are relative to it)."""
-
-
-@message("index.storage-root")
-class StorageRoot:
-    root: str
 
 
 @message("index.list-studies-stored-before")
@@ -287,28 +277,29 @@ class QueryRefused(ReplyError):
 
 class IndexActor(Actor):
     accepts = (
-        RecordInstance, CountIndex, FindMatches, ListInstances, ListHeldSyntaxes, GetStorageRoot,
+        RecordInstance, CountIndex, FindMatches, ListInstances, ListHeldSyntaxes,
         *MAINTENANCE_READS, *MAINTENANCE_WRITES, *DIMSE_N_REQUESTS, *HSM_READS, *HSM_WRITES,
     )
-    # A replay runs the index on copies: the database with its WAL or rollback journal
-    # (committed rows may live there), and the data directory, whose files it deletes.
-    resources = {"database": FileResource(companions=("-wal", "-journal")), "root": DirectoryResource()}
+    # A replay runs the index on a copy of the database with its WAL or rollback journal
+    # (committed rows may live there). Files it never touches: the hot tier removes
+    # them when asked, and a replay has no tier actors, so the journal keeps them.
+    resources = {"database": FileResource(companions=("-wal", "-journal"))}
 
     def __init__(
         self,
         database: str,
         duplicate_policy: DuplicatePolicy = DuplicatePolicy.REPLACE,
         synchronous: str = "FULL",
-        root: str | None = None,
+        tier_path: str = HOT_TIER_PATH,
         worklist_expire_after: float = DEFAULT_EXPIRE_AFTER,
     ) -> None:
-        """`root`: the data directory the index's file paths are relative to (default:
-        the database's folder, where the node keeps it). `worklist_expire_after`: seconds
-        after its scheduled start a worklist item is no longer offered."""
+        """`tier_path`: the hot tier, owner of the files the index's paths name (it
+        removes those of deleted studies). `worklist_expire_after`: seconds after its
+        scheduled start a worklist item is no longer offered."""
         self.database = database
         self.worklist_expire_after = worklist_expire_after
         self.duplicate_policy = duplicate_policy
-        self.root = Path(root) if root is not None else Path(database).parent
+        self.tier_path = tier_path
         self.synchronous = synchronous  # FULL: a commit is on disk before it returns; NORMAL: the OS flushes it
         self.commits = 0
         self._pending: list[tuple[InstanceRecord, Reply]] = []
@@ -353,8 +344,6 @@ class IndexActor(Actor):
             case FindMatches() | ListInstances():
                 # Reads run beside the mailbox, so a long query never holds up a store.
                 self.ctx.nursery.start_soon(self._read, message, self.ctx.defer_reply())
-            case GetStorageRoot():
-                return StorageRoot(root=str(self.root))
             case ListHeldSyntaxes(sop_classes=sop_classes):
                 return HeldSyntaxes(
                     by_class={uid: tuple(sorted(self._held[uid])) for uid in sop_classes if uid in self._held}
@@ -479,13 +468,21 @@ class IndexActor(Actor):
                 await self._in_transaction(save_report, report, keep_last)
         return None
 
+    async def _remove_files(self, paths: tuple[str, ...]) -> Removal:
+        """Step 2, by the files' owner; if it cannot be asked they stay journaled."""
+        try:
+            removed = await self.ctx.lookup(self.tier_path).ask(RemoveObjects(keys=paths), timeout=None)
+        except (ReplyError, ActorError) as error:
+            return Removal(done=(), failed=tuple((path, str(error)) for path in paths))
+        return Removal(done=removed.done, failed=removed.failed)
+
     async def _finish_deletions(self, paths: Sequence[str] | None) -> DeletionsFinished:
         """Steps 2 and 3 of a deletion (storage/deletion.py) for the journaled `paths`,
         or for the whole journal. Files a row names again are kept."""
         pending = await self._in_reader(pending_deletions, paths)
         removal = Removal(done=(), failed=())
         if pending.remove:
-            removal = await run_sync_in_thread(remove_files, self.root, pending.remove)
+            removal = await self._remove_files(pending.remove)
         settled = [*removal.done, *pending.in_use]
         if settled:
             await self._in_transaction(forget_deletions, settled)

@@ -20,6 +20,7 @@ from ...client.link import DatasetSink, MemorySink
 from ...protocol.commands import DimseMessage, decode
 from ...protocol.decoder import decode_pdus
 from ...protocol.pdu import AAssociateRQ
+from ...storage.object_writer import ObjectWriter
 from ..runtime.codec import converter
 
 _INLINE_EVERYTHING = 2**62  # large enough that no value is moved out to a bulk data URI
@@ -97,3 +98,5 @@ converter.register_unstructure_hook_func(
     lambda cls: cls in (MemorySink, RecordedDataset) or hasattr(cls, "describe"), describe_dataset
 )
 converter.register_structure_hook(DatasetSink, lambda value, _: RecordedDataset(value))
+# A hot tier's writer in a trace (tiers' OpenWriter/Place) is its description too.
+converter.register_structure_hook(ObjectWriter, lambda value, _: RecordedDataset(value))

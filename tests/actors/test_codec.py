@@ -22,6 +22,7 @@ from triopacs.protocol.commands import (
 from triopacs.protocol.negotiation import ProposedContext, build_request
 from triopacs.protocol.pdu import AAssociateRQ
 from triopacs.storage.dicom_json import JsonDataset
+from triopacs.storage.object_writer import ObjectWriter
 from triopacs.storage.worklist import WorklistItem
 
 
@@ -78,6 +79,8 @@ st.register_type_strategy(
         st.just(RecordedDataset({"received": 10, "temp": "/tmp/x.part", "refused": None})),
     ),
 )
+# A hot tier's writer travels as its description, like a received dataset.
+st.register_type_strategy(ObjectWriter, st.just(RecordedDataset({"dest": "/data/files/1.dcm", "temp": None})))
 # NaN is never equal to itself, so it cannot show a round trip; everything else can.
 st.register_type_strategy(float, st.floats(allow_nan=False))
 

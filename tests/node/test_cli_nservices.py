@@ -59,7 +59,9 @@ async def test_commit_takes_the_report_on_a_new_association(tmp_path):
             port = int(found.group(1))
             # The node knows the CLI only now: a report it tried before is tried again.
             await node.aes.ask(RegisterAE(entry=remote("MODALITY", port)))
-            output = await process.stdout.receive_some(65536)
+            output = b""
+            while chunk := await process.stdout.receive_some(65536):  # to the end: lines may come apart
+                output += chunk
             assert await process.wait() == 0
     assert sorted(output.decode().split()) == sorted(word for uid in sent.sop_instance_uids for word in ("committed", uid))
 

@@ -146,3 +146,26 @@ async def test_a_pending_report_survives_a_restart_and_reaches_the_requestor_onc
             report = json.loads(await lines.next())
         await process.wait()
     assert report["event_type"] == 1 and listed(report, REFERENCED) == {series.sop_instance_uids[0]: None}
+
+
+async def test_instances_on_another_tier_are_checked_by_that_tier(tmp_path, series):
+    """Migrated to a warm tier, the instances are committed from there; one altered in the
+    warm tier's folder fails with 0110."""
+    from triopacs import open_node
+
+    from .test_node_tiers import migrate, tiered, tiers_of, warm_tier
+
+    ok1, ok2, altered = series.sop_instance_uids
+    transaction = new_uid()
+    config = tiered(tmp_path, [warm_tier(tmp_path)], warm_tier="warm", hot_to_warm=0, warm_to_cold=36500.0)
+    async with open_node(config) as node:
+        await store(node, series)
+        report = await migrate(node)
+        assert report.migrated == 3 and tiers_of(node) == {"warm": 3}
+        (key,) = index_rows(node, "SELECT file_path FROM instance WHERE sop_instance_uid = ?", altered)[0]
+        tampered = tmp_path / "warm" / key
+        tampered.write_bytes(tampered.read_bytes()[:-4] + b"XXXX")
+        result = await steps(node, tmp_path, [{"op": "commit", "wait": 30, "dataset": action(transaction, [(CT, ok1), (CT, ok2), (CT, altered)])}])
+    (report,) = result["reports"]
+    assert listed(report, REFERENCED) == {ok1: None, ok2: None}
+    assert listed(report, FAILED) == {altered: 0x0110}

@@ -4,9 +4,9 @@ The recorded session stores two studies, finds one and deletes it (DeleteStudy, 
 cleanup task asks). Afterwards the node runs again, untraced, and the deleted study is
 stored once more: a replay that ran the index on the live files would now bring rows
 back and, replaying the deletion, remove that study's files for good. A replay runs the
-index in a scratch directory instead - on copies of the live database and data directory,
-or on empty ones - and the live index.sqlite and data directory stay byte-for-byte as they
-were.
+index on a scratch copy of the live database, or on an empty one; the files are the hot
+tier's, which a replay never runs (a stand-in gives the recorded answers), and the live
+index.sqlite and data directory stay byte-for-byte as they were.
 """
 
 import hashlib
@@ -98,12 +98,12 @@ async def test_a_default_replay_leaves_the_live_data_unchanged(session, autojump
     before = fingerprint(session.data)
     result = await replay(session.trace)
     assert fingerprint(session.data) == before
-    assert set(result.actors) == {INDEX, AES, "/node/services/commitment"}  # the commitment actor reads the data directory too
-    # It ran on copies of the live database and data directory, as the report says.
+    assert set(result.actors) == {INDEX, AES, "/node/services/commitment"}  # not the tiers: they own live bytes
+    # It ran on a copy of the live database, as the report says.
     used = {use.argument: use for use in result.resources}
-    assert used["root"].how == "copy" and used["root"].live == str(session.data.resolve())
-    assert used["database"].how == "inside" and Path(used["database"].used).is_relative_to(used["root"].used)
-    assert f"a copy of {session.data.resolve()}" in result.report()
+    live_database = session.data.resolve() / "index.sqlite"
+    assert set(used) == {"database"} and used["database"].how == "copy" and used["database"].live == str(live_database)
+    assert f"a copy of {live_database}" in result.report()
     assert not result.scratch_kept and not Path(result.scratch).exists()
 
 
@@ -116,7 +116,7 @@ async def test_a_replay_from_empty_resources_is_faithful_and_leaves_the_live_dat
     assert fingerprint(session.data) == before
     assert result.inputs >= 5 + 1 + 1  # the records, a find page, the deletion
     # The replayed index wrote a database of its own, kept where the caller asked.
-    assert (tmp_path / "scratch" / "1-node" / "index.sqlite").is_file() and result.scratch_kept
+    assert (tmp_path / "scratch" / "1-index.sqlite").is_file() and result.scratch_kept
 
 
 async def test_a_replay_on_a_copy_sees_the_live_state_of_now(session, autojump_clock):
@@ -143,11 +143,12 @@ async def test_the_cli_says_where_it_ran_and_leaves_the_live_data_unchanged(sess
     lines = done.stdout.splitlines()
     assert "identical" in lines[0]
     assert lines[1] == f"ran in the scratch directory {scratch.resolve()} (kept), not on live data:"
-    assert f"  {INDEX} root: {scratch.resolve()}/1-node, empty (live: {session.data.resolve()})" in lines
+    live_database = session.data.resolve() / "index.sqlite"
+    assert f"  {INDEX} database: {scratch.resolve()}/1-index.sqlite, empty (live: {live_database})" in lines
     # The default: copies in a temporary directory, named, then removed.
     done = await trio.to_thread.run_sync(run_cli, "replay", str(session.trace))
     assert fingerprint(session.data) == before
-    assert f", a copy of {session.data.resolve()}" in done.stdout
+    assert f", a copy of {session.data.resolve() / 'index.sqlite'}" in done.stdout
     assert "(removed afterwards), not on live data:" in done.stdout
 
 

@@ -228,22 +228,22 @@ CRASHING_NODE = textwrap.dedent(
     """
     import sys, threading
     import trio
-    import triopacs.actors.node.index as index_actor
     from triopacs import open_node
     from triopacs.config import load_config
+    from triopacs.storage.local_store import LocalStore
     from triopacs.workflow import TriggerTask
 
     config_file, removed_first = sys.argv[1], sys.argv[2]
-    real_remove = index_actor.remove_files
+    real_remove = LocalStore.remove
 
-    def remove_then_hang(root, paths):
-        # Step 1 (rows out, files journaled) has committed; remove some files, then hang
-        # here until the test kills the process.
-        real_remove(root, paths[: int(removed_first)])
-        print("crash point", len(paths), flush=True)
+    def remove_then_hang(store, keys):
+        # Step 1 (rows out, files journaled) has committed; the hot tier removes some
+        # files, then hangs here until the test kills the process.
+        real_remove(store, keys[: int(removed_first)])
+        print("crash point", len(keys), flush=True)
         threading.Event().wait()  # never set: held here until the kill
 
-    index_actor.remove_files = remove_then_hang
+    LocalStore.remove = remove_then_hang
 
     async def main():
         async with open_node(load_config(config_file, environ={})) as node:

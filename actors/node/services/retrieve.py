@@ -32,7 +32,6 @@ from ....protocol.datasets import encode_dataset
 from ....protocol.negotiation import AcceptedContext, SupportedContext
 from ....protocol.status import QueryRetrieveStatus, Status, StatusClass, status_class
 from ....storage.query import InformationModel, RetrieveItem
-from ....storage.tier_settings import HOT
 from ....storage.transcoding import TranscodeError, transcode
 from ..ae_registry import LookupAE, UnknownAE
 from ....client.connection import connect, storage_contexts_for
@@ -106,23 +105,19 @@ class _Retrieve(Service):
     response_type: type[CMoveRSP] | type[CGetRSP]
 
     def __init__(
-        self, *, index_path: str, root: Path, patient_level_in_study_root: bool = True,
+        self, *, index_path: str, patient_level_in_study_root: bool = True,
         tiers_path: str = "/node/services/tiers", track_access_time: bool = False,
     ) -> None:
         self.index_path = index_path
-        self.root = root
         self.patient_level_in_study_root = patient_level_in_study_root
         self.tiers_path = tiers_path
         self.track_access_time = track_access_time
 
     @asynccontextmanager
     async def local_file(self, session: Session, item: RetrieveItem) -> AsyncIterator[Path]:
-        """A local file holding the instance: in the data directory itself, or a checked
-        copy the instance's tier staged (streamed to disk, never whole in memory),
-        removed once sent. Raises OSError when the tier cannot provide it."""
-        if item.tier == HOT:
-            yield self.root / item.file_path
-            return
+        """A local file holding the instance, from its tier: a local tier's own file, or
+        a checked copy an object store's tier staged (streamed to disk, never whole in
+        memory), removed once sent. Raises OSError when the tier cannot provide it."""
         try:
             staged: Staged = await session.ctx.lookup(f"{self.tiers_path}/{item.tier}").ask(
                 Stage(key=item.file_path, expected_sha256=item.sha256 or None, size=item.file_size), timeout=None
@@ -225,10 +220,10 @@ class MoveService(_Retrieve):
     verb = "move"
 
     def __init__(
-        self, *, index_path: str, root: Path, aes_path: str, ae_title: str, dimse_timeout: float,
+        self, *, index_path: str, aes_path: str, ae_title: str, dimse_timeout: float,
         patient_level_in_study_root: bool = True, **tiers,
     ) -> None:
-        super().__init__(index_path=index_path, root=root, patient_level_in_study_root=patient_level_in_study_root, **tiers)
+        super().__init__(index_path=index_path, patient_level_in_study_root=patient_level_in_study_root, **tiers)
         self.aes_path = aes_path
         self.ae_title = ae_title
         self.dimse_timeout = dimse_timeout
@@ -282,10 +277,10 @@ class GetService(_Retrieve):
     verb = "get"
 
     def __init__(
-        self, *, index_path: str, root: Path, dimse_timeout: float, patient_level_in_study_root: bool = True, **tiers
+        self, *, index_path: str, dimse_timeout: float, patient_level_in_study_root: bool = True, **tiers
     ) -> None:
         """`tiers`: tiers_path and track_access_time, as _Retrieve takes them."""
-        super().__init__(index_path=index_path, root=root, patient_level_in_study_root=patient_level_in_study_root, **tiers)
+        super().__init__(index_path=index_path, patient_level_in_study_root=patient_level_in_study_root, **tiers)
         self.dimse_timeout = dimse_timeout
 
     def contexts(self) -> list[SupportedContext]:

@@ -4,6 +4,7 @@
 from .actor import TierActor, discard_staged
 from .backends import check_tier
 from .messages import (
+    CheckObjects,
     DeleteObject,
     Deleted,
     FetchFile,
@@ -11,14 +12,24 @@ from .messages import (
     Head,
     ListObjects,
     ObjectPage,
+    ObjectsChecked,
+    OpenWriter,
+    Place,
+    Placed,
     PutFile,
+    ReadRecord,
+    RecordRead,
+    RemoveObjects,
+    Removed,
     Stage,
     Staged,
     Stored,
     TierFailure,
     TierHealthChanged,
     TierStatistics,
+    WriterOpened,
 )
+from ....storage.tier_settings import HOT
 
 TIERS_PATH = "/node/services/tiers"
 
@@ -27,8 +38,12 @@ def tier_path(name: str) -> str:
     return f"{TIERS_PATH}/{name}"
 
 
+HOT_TIER_PATH = tier_path(HOT)  # the data directory: where every instance arrives
+
+
 __all__ = [
-    "DeleteObject", "Deleted", "FetchFile", "GetTierStatistics", "Head", "ListObjects", "ObjectPage", "PutFile",
-    "Stage", "Staged", "Stored", "TIERS_PATH", "TierActor", "TierFailure", "TierHealthChanged", "TierStatistics",
-    "check_tier", "discard_staged", "tier_path",
+    "CheckObjects", "DeleteObject", "Deleted", "FetchFile", "GetTierStatistics", "HOT_TIER_PATH", "Head",
+    "ListObjects", "ObjectPage", "ObjectsChecked", "OpenWriter", "Place", "Placed", "PutFile", "ReadRecord",
+    "RecordRead", "RemoveObjects", "Removed", "Stage", "Staged", "Stored", "TIERS_PATH", "TierActor", "TierFailure",
+    "TierHealthChanged", "TierStatistics", "WriterOpened", "check_tier", "discard_staged", "tier_path",
 ]

@@ -18,11 +18,13 @@ import trio
 
 from ...runtime.actor import Actor
 from ...runtime.mailbox import Reply
+from ....storage.errors import StorageError
 from ....storage.files import discard
 from ....storage.objects import ObjectMissing, ObjectStoreError
 from ....storage.tier_settings import TierDefinition
 from .backends import Backend, backend_for
 from .messages import (
+    CheckObjects,
     DeleteObject,
     Deleted,
     FetchFile,
@@ -30,13 +32,22 @@ from .messages import (
     Head,
     ListObjects,
     ObjectPage,
+    ObjectsChecked,
+    OpenWriter,
+    Place,
+    Placed,
     PutFile,
+    ReadRecord,
+    RecordRead,
+    RemoveObjects,
+    Removed,
     Stage,
     Staged,
     Stored,
     TierFailure,
     TierHealthChanged,
     TierStatistics,
+    WriterOpened,
 )
 
 
@@ -44,7 +55,10 @@ MIN_RATE = 1024 * 1024  # bytes/s an upload may not fall below before it is give
 
 
 class TierActor(Actor):
-    accepts = (PutFile, FetchFile, Stage, Head, DeleteObject, ListObjects, GetTierStatistics)
+    accepts = (
+        PutFile, FetchFile, Stage, Head, DeleteObject, ListObjects, GetTierStatistics,
+        OpenWriter, Place, RemoveObjects, CheckObjects, ReadRecord,
+    )
     # Its bytes are outside any scratch copy a replay could make.
     replayable = False
 
@@ -77,6 +91,11 @@ class TierActor(Actor):
                     name=self.definition.name, kind=self.definition.kind, prefix=self.definition.prefix,
                     healthy=self.healthy, problem=self.problem, **self.counts,
                 )
+            case OpenWriter(key=key):
+                try:
+                    return WriterOpened(writer=self.backend.open_writer(key))  # no I/O yet
+                except ObjectStoreError as error:
+                    raise TierFailure(f"tier {self.definition.name}: {error}") from None
             case _:
                 self.ctx.nursery.start_soon(self._operate, message, self.ctx.defer_reply())
 
@@ -91,7 +110,8 @@ class TierActor(Actor):
         size = getattr(message, "size", None) or 0
         if size == 0 and isinstance(message, (FetchFile, Stage)):
             size = 4 * 1024**3  # not told: as much as any instance may be
-        return settings.connect_timeout + settings.read_timeout * 2 + size / MIN_RATE
+        objects = len(message.keys) if isinstance(message, RemoveObjects) else len(message.expected) if isinstance(message, CheckObjects) else 1
+        return (settings.connect_timeout + settings.read_timeout * 2) * max(objects, 1) + size / MIN_RATE
 
     async def _operate(self, message, reply: Reply) -> None:
         try:
@@ -111,10 +131,17 @@ class TierActor(Actor):
                 self._health(False, str(error))
             reply.fail(TierFailure(f"tier {self.definition.name}: {error}", missing=isinstance(error, ObjectMissing), transient=error.transient))
             return
+        except FileNotFoundError as error:  # an object asked for is not there: the tier is fine
+            reply.fail(TierFailure(f"tier {self.definition.name}: {error.filename or error}: no such object", missing=True))
+            return
+        except StorageError as error:  # the object is not what was asked for (ReadRecord: not DICOM)
+            reply.fail(TierFailure(f"tier {self.definition.name}: {error}"))
+            return
         except OSError as error:
             self.counts["failures"] += 1
             self._health(False, str(error))
-            reply.fail(TierFailure(f"tier {self.definition.name}: {error}", transient=True))
+            # The reason first and short: a C-STORE's error comment holds 64 characters.
+            reply.fail(TierFailure(f"tier {self.definition.name}: {error.strerror or error}", transient=True))
             return
         self._health(True, "")
         if not reply.done:  # an ask failed by the actor's stop meanwhile has its answer
@@ -152,6 +179,20 @@ class TierActor(Actor):
                     pass  # gone already: what was asked
                 self.counts["deletes"] += 1
                 return Deleted(key=key)
+            case Place(writer=writer, key=key, overwrite=overwrite):
+                placed, written = await backend.place(writer, key, overwrite=overwrite)
+                if placed:
+                    self.counts["puts"] += 1
+                    self.counts["bytes_in"] += written.size
+                return Placed(placed=placed, size=written.size, sha256=written.sha256)
+            case RemoveObjects(keys=keys):
+                removal = await backend.remove(keys)
+                self.counts["deletes"] += len(removal.done)
+                return Removed(done=removal.done, failed=removal.failed)
+            case CheckObjects(expected=expected):
+                return ObjectsChecked(checks=tuple(await backend.check_objects(expected)))
+            case ReadRecord(key=key):
+                return RecordRead(record=await backend.read_record(key))
             case ListObjects(prefix=prefix, cursor=cursor, limit=limit):
                 found, next_cursor = await backend.list(self.definition.prefix + prefix, cursor, limit)
                 return ObjectPage(objects=tuple(found), cursor=next_cursor)

@@ -11,9 +11,14 @@ from typing import Any, Protocol
 
 from ...runtime.portal import AsyncioPortal
 from ...runtime.threads import run_sync_in_thread
-from ....storage.local_store import LocalStore
-from ....storage.objects import StoredObject
-from ....storage.tier_settings import TierDefinition
+from ....storage.attributes import InstanceRecord
+from ....storage.deletion import Removal
+from ....storage.local_store import INCOMING, LocalStore
+from ....storage.object_checks import CORRUPT, MISSING, OK, ExpectedObject, ObjectCheck, mismatch
+from ....storage.object_writer import ObjectWriter
+from ....storage.objects import ObjectMissing, ObjectStoreError, StoredObject
+from ....storage.part10 import WrittenFile
+from ....storage.tier_settings import HOT, TierDefinition
 
 
 class Backend(Protocol):
@@ -26,12 +31,19 @@ class Backend(Protocol):
     async def delete(self, key: str) -> None: ...
     async def list(self, prefix: str, cursor: str | None, limit: int) -> tuple[list[StoredObject], str | None]: ...
     def local_path(self, key: str) -> Path | None: ...
+    def open_writer(self, key: str | None) -> ObjectWriter: ...
+    async def place(self, writer: ObjectWriter, key: str, *, overwrite: bool) -> tuple[bool, WrittenFile]: ...
+    async def remove(self, keys: tuple[str, ...]) -> Removal: ...
+    async def check_objects(self, expected: tuple[ExpectedObject, ...]) -> list[ObjectCheck]: ...
+    async def read_record(self, key: str) -> InstanceRecord: ...
 
 
 class LocalBackend:
     def __init__(self, definition: TierDefinition) -> None:
         settings = definition.settings
-        self.store = LocalStore(Path(settings.path), sync=settings.fsync)
+        # The data directory: stored instances, and writers whose key is not known yet.
+        areas = ("files", INCOMING) if definition.name == HOT else ()
+        self.store = LocalStore(Path(settings.path), sync=settings.fsync, areas=areas)
 
     async def open(self) -> None:
         pass
@@ -59,6 +71,21 @@ class LocalBackend:
 
     def local_path(self, key: str) -> Path | None:
         return self.store.path(key)
+
+    def open_writer(self, key: str | None) -> ObjectWriter:
+        return self.store.writer(key)  # no I/O until its first write
+
+    async def place(self, writer: ObjectWriter, key: str, *, overwrite: bool) -> tuple[bool, WrittenFile]:
+        return await run_sync_in_thread(partial(self.store.place, writer, key, overwrite=overwrite))
+
+    async def remove(self, keys: tuple[str, ...]) -> Removal:
+        return await run_sync_in_thread(self.store.remove, keys)
+
+    async def check_objects(self, expected: tuple[ExpectedObject, ...]) -> list[ObjectCheck]:
+        return await run_sync_in_thread(self.store.check_objects, expected)
+
+    async def read_record(self, key: str) -> InstanceRecord:
+        return await run_sync_in_thread(self.store.read_record, key)
 
 
 class ObjectBackend:
@@ -105,6 +132,42 @@ class ObjectBackend:
 
     def local_path(self, key: str) -> Path | None:
         return None
+
+    def open_writer(self, key: str | None) -> ObjectWriter:
+        raise ObjectStoreError(f"an {self.definition.kind} tier takes whole objects (PutFile), not a stream")
+
+    async def place(self, writer: ObjectWriter, key: str, *, overwrite: bool) -> tuple[bool, WrittenFile]:
+        raise ObjectStoreError(f"an {self.definition.kind} tier takes whole objects (PutFile), not a stream")
+
+    async def read_record(self, key: str) -> InstanceRecord:
+        raise ObjectStoreError(f"an {self.definition.kind} tier's objects are parsed from a staged copy")
+
+    async def remove(self, keys: tuple[str, ...]) -> Removal:
+        done, failed = [], []
+        for key in keys:
+            try:
+                await self.delete(key)
+            except ObjectMissing:
+                pass
+            except ObjectStoreError as error:
+                failed.append((key, str(error)))
+                continue
+            done.append(key)
+        return Removal(done=tuple(done), failed=tuple(failed))
+
+    async def check_objects(self, expected: tuple[ExpectedObject, ...]) -> list[ObjectCheck]:
+        """From the size and SHA-256 the store keeps with each object (written by the tier
+        and checked then); a full parse needs a staged copy and is not done here."""
+        checks = []
+        for item in expected:
+            try:
+                found = await self.head(item.key)
+            except ObjectMissing:
+                checks.append(ObjectCheck(key=item.key, outcome=MISSING))
+                continue
+            problem = mismatch(found.size, found.sha256, item) if item.checksum else ""
+            checks.append(ObjectCheck(key=item.key, outcome=CORRUPT if problem else OK, detail=problem))
+        return checks
 
 
 def backend_for(definition: TierDefinition, portal: AsyncioPortal | None) -> Backend:

@@ -6,6 +6,9 @@ import attrs
 
 from ...runtime.errors import ReplyError
 from ...runtime.messages import message
+from ....storage.attributes import InstanceRecord
+from ....storage.object_checks import ExpectedObject, ObjectCheck
+from ....storage.object_writer import ObjectWriter
 from ....storage.objects import StoredObject
 
 
@@ -66,6 +69,77 @@ class ListObjects:
     prefix: str = ""
     cursor: str | None = None
     limit: int = 1000
+
+
+# -- what only a local tier does --------------------------------------------------------
+
+
+@message("tier.open-writer")
+class OpenWriter:
+    """A writer for a new object, to stream its bytes into on the caller's worker threads
+    while they arrive (a C-STORE). `key` None: not known yet (the temp file goes to the
+    tier's incoming area). Nothing is under any key until `Place`."""
+
+    key: str | None = None
+
+
+@message("tier.writer-opened")
+class WriterOpened:
+    writer: ObjectWriter
+
+
+@message("tier.place")
+class Place:
+    """Write the writer's tail, make it durable and put it under `key`. Placed.placed is
+    False when `key` exists and `overwrite` is False (the writer may be placed again)."""
+
+    writer: ObjectWriter
+    key: str
+    overwrite: bool
+
+
+@message("tier.placed")
+class Placed:
+    placed: bool
+    size: int
+    sha256: str
+
+
+@message("tier.remove")
+class RemoveObjects:
+    """Remove these objects durably (a deletion journal's step 2); gone already is done."""
+
+    keys: tuple[str, ...]
+
+
+@message("tier.removed")
+class Removed:
+    done: tuple[str, ...]
+    failed: tuple[tuple[str, str], ...]  # (key, why): still there
+
+
+@message("tier.check")
+class CheckObjects:
+    """Are these objects what the index says (storage/object_checks.py)?"""
+
+    expected: tuple[ExpectedObject, ...]
+
+
+@message("tier.checked")
+class ObjectsChecked:
+    checks: tuple[ObjectCheck, ...]
+
+
+@message("tier.read-record")
+class ReadRecord:
+    """Parse an object the index does not know, for re-indexing it."""
+
+    key: str
+
+
+@message("tier.record-read")
+class RecordRead:
+    record: InstanceRecord
 
 
 @message("tier.stored")

@@ -5,12 +5,14 @@ or configuration (one line on stderr saying which key is wrong and what it may b
 """
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 import structlog
 import trio
 
@@ -43,6 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--bind", help="address to listen on")
     serve.add_argument("--data", help="data directory")
     serve.add_argument("--trace", help="record every message to this JSON-lines file")
+    serve.add_argument(
+        "--workers", type=int, metavar="N",
+        help="association worker processes (default: [node] workers if set, else one per core; 0: none)",
+    )
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error", "critical"])
     serve.add_argument("--log-format", choices=["auto", "console", "json"])
 
@@ -71,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _serve_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     node = {key: value for key, value in {
-        "ae_title": args.ae_title, "port": args.port, "bind": args.bind, "data_dir": args.data,
+        "ae_title": args.ae_title, "port": args.port, "bind": args.bind, "data_dir": args.data, "workers": args.workers,
     }.items() if value is not None}
     overrides: dict[str, dict[str, Any]] = {"node": node}
     if args.trace is not None:
@@ -98,6 +104,9 @@ def _serve(args: argparse.Namespace) -> int:
     from .supervisor import Node, TierUnavailable, run_node
 
     config = load_config(args.config, overrides=_serve_overrides(args))
+    if args.workers is None and not config.node.workers:
+        # A standalone node uses every core; an embedded one stays in its program's process.
+        config = attrs.evolve(config, node=attrs.evolve(config.node, workers=os.cpu_count() or 1))
     configure_logging(config.log.level, config.log.format)
     log = structlog.get_logger()
 

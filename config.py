@@ -72,6 +72,9 @@ class NodeSettings:
     port: int = setting(11112, "DICOM port; 0 picks a free one (printed in the ready line).", between(0, 65535))
     data_dir: str = setting("./triopacs-data", "Where the index database and the stored files live.")
     shutdown_grace: float = setting(5.0, "Seconds actors get to finish their work on shutdown.", between(0, 600))
+    workers: int = setting(
+        0, "Association worker processes (all cores for DICOM networking); 0: associations run in the node's own process. `triopacs serve` defaults to one per core.", between(0, 256)
+    )
 
 
 @attrs.frozen(kw_only=True)

@@ -10,9 +10,11 @@
     │   ├── /node/services/migration   HSM: moves instances between tiers by last access
     │   ├── /node/services/scheduler   scheduled tasks (cleanup, verification, migration), unless [scheduler] is off
     │   └── /node/services/builtin-tasks   keeps the built-in tasks in line with the configuration
+    ├── /node/workers                  association worker processes, [node] workers of them (one-for-one)
+    │   └── /node/workers/w1, w2, ...  each runs its process's associations (actors/node/workers.py)
     └── /node/associations             DICOM networking (one-for-one)
-        ├── /node/associations/listener    accepts connections
-        └── /node/associations/a1, a2, ... one temporary actor per association
+        ├── /node/associations/listener    accepts connections, hands them to the workers (if any)
+        └── /node/associations/a1, a2, ... one temporary actor per association (in a worker's process, if any)
 
 Instances arrive in the data directory (the hot tier `local`); the migration service
 moves them to the configured tiers (local paths, S3, Azure Blob) by last access.
@@ -59,6 +61,7 @@ from .actors.node.services.worklist import WorklistService
 from .actors.node.services.storage import StorageService
 from .actors.node.services.storage import StoreSettings
 from .actors.node.tiers import TIERS_PATH, TierActor, check_tier
+from .actors.node.workers import WorkerHost, WorkerRoutes
 from .storage.objects import ObjectStoreError
 from .storage.tier_settings import HOT, TierDefinition, hot_tier
 from .config import Config, from_section
@@ -433,7 +436,9 @@ def association_settings(config: Config) -> AssociationSettings:
     )
 
 
-def association_specs(config: Config) -> list[ActorSpec | SupervisorSpec]:
+def association_factory(config: Config) -> Callable[..., AssociationActor]:
+    """(stream, association id, peer, listener path) -> the association actor, in the
+    node's process or a worker's."""
     settings = association_settings(config)
     services = dicom_services(config)
 
@@ -447,6 +452,29 @@ def association_specs(config: Config) -> list[ActorSpec | SupervisorSpec]:
             listener=listener,
         )
 
+    return make_association
+
+
+WORKERS = f"{ROOT}/workers"
+
+
+def worker_count(config: Config) -> int:
+    if config.node.workers and config.trace.file:
+        # A trace is of one process: with workers it would miss every association.
+        log.warning("tracing: associations run in the node's process, [node] workers is ignored")
+        return 0
+    return config.node.workers
+
+
+def worker_specs(config: Config, routes: WorkerRoutes) -> list[ActorSpec]:
+    return [
+        ActorSpec(name=f"w{i}", actor=WorkerHost, args={"setup": config, "routes": routes, "associations": ASSOCIATIONS})
+        for i in range(1, worker_count(config) + 1)
+    ]
+
+
+def association_specs(config: Config) -> list[ActorSpec | SupervisorSpec]:
+    make_association = association_factory(config)
     network = config.network
     listener_args = {
         "bind": config.node.bind,
@@ -456,6 +484,7 @@ def association_specs(config: Config) -> list[ActorSpec | SupervisorSpec]:
         "max_waiting_per_address": network.max_waiting_per_address,
         "make_association": make_association,
         "names": itertools.count(1),  # outlives a restart of the listener: names stay unique
+        "workers": tuple(f"{WORKERS}/w{i}" for i in range(1, worker_count(config) + 1)),
     }
     return [ActorSpec(name="listener", actor=Listener, args=listener_args)]
 
@@ -488,8 +517,11 @@ async def open_node(config: Config | None = None) -> AsyncIterator[Node]:
         async with AsyncioPortal() as portal:
             await check_tiers(config, portal)
             system = ActorSystem(recorder=recorder, portal=portal, shutdown_grace=config.node.shutdown_grace)
+            system.remote = routes = WorkerRoutes()  # associations served by worker processes
             tree = [
                 SupervisorSpec(name="services", children=service_specs(config)),
+                # After the services (a worker asks them at once), before the listener.
+                SupervisorSpec(name="workers", children=worker_specs(config, routes)),
                 SupervisorSpec(name="associations", children=association_specs(config)),
             ]
             async with open_supervisor(system, ROOT, RestartPolicy(max_restarts=3, within=30.0), tree) as root:

@@ -21,6 +21,7 @@ LAYERS = {
     "actors.node": 3,
     "workflow": 4,
     "supervisor": 5,
+    "worker": 5,
     "config": 5,
     "log": 5,
     "cli": 6,

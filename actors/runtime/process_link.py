@@ -247,15 +247,30 @@ class RemoteRef:
 
 
 def _pickled(error: BaseException) -> bytes | None:
+    """The error as its class, args and attributes: rebuilt without calling its
+    constructor, whose signature may be anything (attributes that do not pickle stay
+    behind)."""
+    state = {}
+    for name, value in vars(error).items():
+        try:
+            pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # noqa: BLE001 - e.g. a cause holding a socket
+            continue
+        state[name] = value
     try:
-        body = pickle.dumps(error, protocol=pickle.HIGHEST_PROTOCOL)
-        pickle.loads(body)  # an error whose constructor takes other arguments cannot come back
-        return body
-    except Exception:  # noqa: BLE001
+        return pickle.dumps((type(error), error.args, state), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001 - a class defined where pickle cannot find it
         return None
 
 
 def _rebuilt(answer: _Answer) -> BaseException:
     if answer.error is not None:
-        return pickle.loads(answer.error)
+        try:
+            cls, args, state = pickle.loads(answer.error)
+            error = cls.__new__(cls)
+            BaseException.__init__(error, *args)
+            error.__dict__.update(state)
+            return error
+        except Exception:  # noqa: BLE001 - fall back to a stand-in of its kind
+            pass
     return RemoteRefusal(answer.error_text) if answer.refusal else RemoteFailure(answer.error_text)

@@ -10,7 +10,7 @@ import trio
 
 from triopacs.actors.node.tiers import TierFailure
 from triopacs.actors.runtime.errors import ActorCrashed, MailboxOverrun, ReplyError
-from triopacs.actors.runtime.process_link import LinkBroken, ProcessLink, RemoteFailure, RemoteRef
+from triopacs.actors.runtime.process_link import LinkBroken, ProcessLink, RemoteRef
 
 
 def socket_streams():
@@ -64,8 +64,9 @@ async def test_asks_tells_and_events_cross_and_a_slow_answer_holds_up_nothing():
         with pytest.raises(TierFailure) as refused:
             await near.ask("/t", "refuse")
         assert refused.value.missing  # its own type, its own attributes
-        with pytest.raises(RemoteFailure, match="ActorCrashed"):
-            await near.ask("/t", "crash")  # cannot be rebuilt (its constructor): a stand-in of its kind
+        with pytest.raises(ActorCrashed, match="boom") as crashed:
+            await near.ask("/t", "crash")  # rebuilt without its constructor, whose signature differs
+        assert isinstance(crashed.value.cause, ValueError)
         nursery.cancel_scope.cancel()
     assert slow == ["slow done"]
 

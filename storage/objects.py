@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import attrs
@@ -44,11 +43,6 @@ class StoredObject:
     checked: bool = False
 
 
-def body_digests(body: bytes) -> tuple[str, str]:
-    """(SHA-256, MD5) of an upload's body, hex: what it must be, what the store answers."""
-    return hashlib.sha256(body).hexdigest(), hashlib.md5(body, usedforsecurity=False).hexdigest()
-
-
 class ObjectStoreError(StorageError):
     """An operation on an object store failed; `transient` when trying again may help."""
 
@@ -65,19 +59,19 @@ class ChecksumMismatch(ObjectStoreError):
     pass
 
 
-async def file_chunks(path: Path, *, start: int = 0, length: int | None = None, chunk: int = CHUNK) -> AsyncIterator[bytes]:
-    """A file's bytes in chunks, read off the event loop's thread."""
-    remaining = length
+def read_checked(path: Path, key: str, *, size: int, sha256: str, md5: bool) -> tuple[bytes, str | None]:
+    """A file below the single-request threshold, read whole and hashed in one pass on
+    one worker thread (one crossing per upload, not one per chunk and one per hash).
+    Raises ChecksumMismatch unless it is `size` bytes with `sha256` - what the index
+    says - so nothing else ever leaves. Returns the body and, if asked, its MD5 (hex):
+    what a store answers of the bytes it received."""
     with open(path, "rb") as file:
-        file.seek(start)
-        while remaining is None or remaining > 0:
-            size = chunk if remaining is None else min(chunk, remaining)
-            data = await asyncio.to_thread(file.read, size)
-            if not data:
-                break
-            if remaining is not None:
-                remaining -= len(data)
-            yield data
+        body = file.read(size + 1)  # one byte more: a file grown since shows
+    if len(body) != size:
+        found = f"more than {size}" if len(body) > size else str(len(body))
+        raise ChecksumMismatch(f"{key}: {found} bytes read, {size} expected")
+    verify(key, sha256, hashlib.sha256(body).hexdigest())
+    return body, hashlib.md5(body, usedforsecurity=False).hexdigest() if md5 else None
 
 
 def read_range(path: Path, start: int, length: int) -> bytes:

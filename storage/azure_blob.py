@@ -29,8 +29,8 @@ from .objects import (
     ObjectMissing,
     ObjectStoreError,
     StoredObject,
+    FileRange,
     read_checked,
-    read_range,
     verify,
 )
 
@@ -130,9 +130,10 @@ class AzureBlobStore:
         ids: list[str] = []
 
         async def stage(block_id: str, offset: int) -> None:
-            async with slots:
-                body = await asyncio.to_thread(read_range, path, offset, block_size)  # one buffer per part in flight
-                await blob.stage_block(block_id, body)
+            async with slots:  # at most max_concurrency blocks in flight
+                length = min(block_size, size - offset)
+                with FileRange(path, offset, length) as body:  # read as sent
+                    await blob.stage_block(block_id, body, length=length)
 
         async with asyncio.TaskGroup() as group:
             for offset in range(0, size, block_size):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
+import os
 from pathlib import Path
 
 import attrs
@@ -74,12 +76,42 @@ def read_checked(path: Path, key: str, *, size: int, sha256: str, md5: bool) -> 
     return body, hashlib.md5(body, usedforsecurity=False).hexdigest() if md5 else None
 
 
-def read_range(path: Path, start: int, length: int) -> bytes:
-    """`length` bytes of a file from `start` (fewer at its end), in one buffer: a part
-    of a multipart upload is read into exactly one bytes object, not chunks joined."""
-    with open(path, "rb") as file:
-        file.seek(start)
-        return file.read(length)
+class FileRange(io.RawIOBase):
+    """`length` bytes of a file from `start` as a read-only, seekable stream: a part of a
+    multipart (block) upload is read from the file while it is sent, in the HTTP
+    client's chunks, so no part is ever a buffer of its own - memory stays flat however
+    large `part_size` is and however many parts are in flight. Seeking is within the
+    range (the SDKs seek back to retry)."""
+
+    def __init__(self, path: Path, start: int, length: int) -> None:
+        self._file = open(path, "rb", buffering=0)
+        self._start, self._length, self._position = start, length, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._length}[whence]
+        self._position = min(max(base + offset, 0), self._length)
+        return self._position
+
+    def readinto(self, buffer) -> int:
+        count = min(len(buffer), self._length - self._position)
+        if count <= 0:
+            return 0
+        read = os.preadv(self._file.fileno(), [memoryview(buffer)[:count]], self._start + self._position)
+        self._position += read
+        return read
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
 
 
 class HashingWriter:

@@ -30,8 +30,8 @@ from .objects import (
     ObjectMissing,
     ObjectStoreError,
     StoredObject,
+    FileRange,
     read_checked,
-    read_range,
     verify,
 )
 
@@ -158,11 +158,11 @@ class S3Store:
         parts: dict[int, str] = {}
 
         async def send(number: int, offset: int) -> None:
-            async with slots:  # at most max_concurrency parts read and in flight
-                body = await asyncio.to_thread(read_range, path, offset, part_size)  # one buffer per part in flight
-                answer = await self._client.upload_part(
-                    Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
-                )
+            async with slots:  # at most max_concurrency parts in flight
+                with FileRange(path, offset, min(part_size, size - offset)) as body:  # read as sent
+                    answer = await self._client.upload_part(
+                        Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
+                    )
                 parts[number] = answer["ETag"]
 
         try:

@@ -101,3 +101,22 @@ async def test_a_worklist_query_served_by_a_worker_is_published_on_the_nodes_bus
             queried = await events.receive()
     assert answered.ok and len(answered.responses) == 3
     assert queried.calling_ae_title == "FINDSCU" and len(queried.items) == 3
+
+
+async def test_serve_runs_one_worker_per_core_by_default_and_none_with_workers_0(tmp_path):
+    from .served import _children, served_node
+
+    for folder in ("default", "none"):
+        (tmp_path / folder).mkdir()
+    async with served_node(tmp_path / "default") as node:
+        (await echoscu(peer_of(node))).check()
+        assert len(_children(node.process.pid)) == (os.cpu_count() or 1)
+    async with served_node(tmp_path / "none", "--workers", "0") as node:
+        (await echoscu(peer_of(node))).check()
+        assert _children(node.process.pid) == []
+
+
+def peer_of(served):
+    from .nodes import Address
+
+    return Address(ae_title=served.ae_title, port=served.port, host=served.host)

@@ -90,9 +90,13 @@ def items(*datasets: Dataset) -> tuple:
     return tuple(item_from_dataset(ds) for ds in datasets)
 
 
-def prefetch_config(data_dir: Path, sources: dict[str, str], **settings: Any):
-    """A node config with [prefetch] on and each source (AE title -> move/get) a [[remote]]."""
-    config = node_config(data_dir, remote=[remote(ae, PLACEHOLDER_PORT) for ae in sources], **settings)
+def prefetch_config(data_dir: Path, sources: dict[str, str], *, ports: dict[str, int] | None = None, **settings: Any):
+    """A node config with [prefetch] on and each source (AE title -> move/get) a [[remote]]
+    (at its port in `ports`, else a placeholder to register later)."""
+    settings.setdefault("cycle_interval", 0.0)  # no periodic cycle unless a test wants one
+    settings.setdefault("retry_delay", 0.2)
+    ports = ports or {}
+    config = node_config(data_dir, remote=[remote(ae, ports.get(ae, PLACEHOLDER_PORT)) for ae in sources], **settings)
     section = attrs.evolve(
         config.prefetch, enabled=True, source=tuple(PrefetchSourceSettings(remote=ae, retrieve=via) for ae, via in sources.items())
     )
@@ -101,8 +105,6 @@ def prefetch_config(data_dir: Path, sources: dict[str, str], **settings: Any):
 
 @asynccontextmanager
 async def prefetch_node(tmp_path: Path, sources: dict[str, str], **settings: Any) -> AsyncIterator[Node]:
-    settings.setdefault("cycle_interval", 0.0)  # no periodic cycle unless a test wants one
-    settings.setdefault("retry_delay", 0.2)
     async with open_node(prefetch_config(tmp_path / "node", sources, **settings)) as node:
         yield node
 
@@ -121,15 +123,27 @@ async def local_instances(node: Node, study_uid: str) -> int:
     return sum(int(m.NumberOfStudyRelatedInstances) for m in page.responses)
 
 
-async def wait_for(events, kind: type, count: int, *, timeout: float = 120.0, where=lambda e: True) -> list:
-    """The next `count` events of `kind` that satisfy `where` (others are passed over)."""
+async def wait_for(events, kind: type, count: int, *, timeout: float = 120.0, seen: list | None = None) -> list:
+    """The next `count` events of `kind`; every event read is also appended to `seen`."""
     found = []
     with trio.fail_after(timeout):
         while len(found) < count:
             event = await events.receive()
-            if isinstance(event, kind) and where(event):
+            if seen is not None:
+                seen.append(event)
+            if isinstance(event, kind):
                 found.append(event)
     return found
 
 
-__all__ = ["LOOPBACK", "Prior", "items", "local_instances", "prefetch_node", "register", "wait_for", "worklist_item", "write_priors"]
+def drain(events) -> list:
+    """The events waiting in the subscription now."""
+    found = []
+    while True:
+        try:
+            found.append(events.receive_nowait())
+        except trio.WouldBlock:
+            return found
+
+
+__all__ = ["LOOPBACK", "Prior", "drain", "items", "local_instances", "prefetch_node", "register", "wait_for", "worklist_item", "write_priors"]

@@ -96,9 +96,11 @@ class WorklistScanned:
 
 @message("prefetch.due")
 class JobsDue:
-    """A retry delay or the cycle interval has passed: look at the queue again."""
+    """A retry delay or the cycle interval has passed, or the node's listener is up:
+    look at the queue again."""
 
     cycle: bool = False
+    listening: bool = False  # the node can take the C-STOREs of a C-MOVE now
 
 
 # -- events ----------------------------------------------------------------------------------
@@ -110,6 +112,7 @@ class PrefetchRequestSent:
 
     source: str
     purpose: str  # find, move or get
+    subject: str  # the patient ID (find) or the Study Instance UID (move, get)
     at: float  # trio.current_time() when it went
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 import attrs
 import trio
 
-from ...actors import Actor, ActorError, AskTimeout, DatabaseThread, ReplyError
+from ...actors import Actor, ActorError, ActorStarted, AskTimeout, DatabaseThread, ReplyError
 from ...actors.node.ae_registry import LookupAE, RemoteAE
 from ...actors.node.dimse_n_events import WorklistChanged, WorklistQueried
 from ...actors.node.index_dimse_n import ListScheduledWorklist
@@ -147,11 +147,23 @@ class PrefetchService(Actor):
         self.ctx.nursery.start_soon(self._timer)
         if self._patients or self._studies:
             self.ctx.log.info("resuming the prefetch queue", patients=len(self._patients), studies=len(self._studies))
-        self._dispatch()
+        # Nothing goes before the node listens: a source would find no one to move to.
+        self._listening = False
+        self.ctx.nursery.start_soon(self._wait_for_listener)
 
     async def on_stop(self) -> None:
         self._exit_stack.close()
         await self._db.aclose()
+
+    async def _wait_for_listener(self) -> None:
+        with self.ctx.system.bus.subscribe(ActorStarted) as started:
+            try:
+                self.ctx.lookup(LISTENER_PATH)
+            except ActorError:  # the associations start after the services
+                async for event in started:
+                    if event.path == LISTENER_PATH:
+                        break
+        await self.ctx.ref.send(JobsDue(listening=True))
 
     async def _forward(self, events) -> None:
         """Events to the mailbox: they are handled one at a time, like any message."""
@@ -179,7 +191,8 @@ class PrefetchService(Actor):
                 await self._query_done(message)
             case StudyDone():
                 await self._study_done(message)
-            case JobsDue(cycle=cycle):
+            case JobsDue(cycle=cycle, listening=listening):
+                self._listening = self._listening or listening
                 if cycle:
                     self._next_cycle_at = trio.current_time() + self.settings.cycle_interval
                     self.ctx.nursery.start_soon(self._scan_worklist, None)
@@ -244,6 +257,8 @@ class PrefetchService(Actor):
 
     def _dispatch(self) -> None:
         """Start the jobs that are due, up to max_concurrent_prefetches; wake up for the next."""
+        if not self._listening:
+            return
         now = time.time()
         free = self.settings.max_concurrent_prefetches - len(self._running)
         due = sorted(
@@ -267,8 +282,8 @@ class PrefetchService(Actor):
         self._rearm.set()
 
     def _next_due(self) -> float:
-        """The Trio time to look at the queue again."""
-        waiting = [
+        """The Trio time to look at the queue again (none for the jobs before the node listens)."""
+        waiting = [] if not self._listening else [
             job.next_attempt_at for key, job in itertools.chain(
                 ((f"study:{u}", j) for u, j in self._studies.items()), ((f"patient:{p}", j) for p, j in self._patients.items())
             ) if key not in self._running
@@ -296,9 +311,10 @@ class PrefetchService(Actor):
     async def _source(self, name: str) -> RemoteAE:
         return await self.ctx.lookup(AES_PATH).ask(LookupAE(ae_title=name))
 
-    async def _token(self, source: str, purpose: str) -> None:
+    async def _token(self, source: str, purpose: str, subject: str) -> None:
         await take_token(self._buckets[source])
-        self.ctx.publish(PrefetchRequestSent(source=source, purpose=purpose, at=trio.current_time()))
+        self.ctx.record_effect("prefetch-request", {"source": source, "purpose": purpose, "subject": subject})
+        self.ctx.publish(PrefetchRequestSent(source=source, purpose=purpose, subject=subject, at=trio.current_time()))
 
     async def _query(self, job: PatientJob) -> None:
         criteria = attrs.evolve(self.settings.criteria, max_studies_per_patient=max(0, self.settings.criteria.max_studies_per_patient - job.chosen))
@@ -308,7 +324,7 @@ class PrefetchService(Actor):
         for name in job.sources:
             try:
                 source = await self._source(name)
-                await self._token(name, "find")
+                await self._token(name, "find", job.patient_id)
                 studies = await find_priors(source, self.settings.remote, job.step, criteria, today)
             except SourceFailure as failure:
                 failures.append((name, str(failure), failure.transient))
@@ -386,7 +402,7 @@ class PrefetchService(Actor):
                 return
             source = await self._source(job.source)
             via = self._via(job.source)
-            await self._token(job.source, via)
+            await self._token(job.source, via, uid)
             if via == "get":
                 address = await self.ctx.lookup(LISTENER_PATH).ask(GetAddress())
                 node = RemoteAE(ae_title=self.settings.remote.calling_ae_title, host=_reachable(address.host), port=address.port)

@@ -72,6 +72,7 @@ LISTENER_PATH = "/node/associations/listener"
 LOOKAHEAD_ITEMS = 1000  # worklist items one periodic cycle looks at, soonest first
 
 INDEX_ERRORS = (ActorError, ReplyError, AskTimeout)
+DUE_SLACK = 0.005  # the timer wakes on Trio's clock, due times are on the wall clock
 
 
 @attrs.frozen(kw_only=True)
@@ -259,7 +260,7 @@ class PrefetchService(Actor):
         """Start the jobs that are due, up to max_concurrent_prefetches; wake up for the next."""
         if not self._listening:
             return
-        now = time.time()
+        now = time.time() + DUE_SLACK
         free = self.settings.max_concurrent_prefetches - len(self._running)
         due = sorted(
             itertools.chain(

@@ -18,6 +18,7 @@ from .version import __version__
 from .cli_scu import SCU_COMMANDS, add_scu_commands
 from .cli_nservices import NSERVICE_COMMANDS, add_nservice_commands
 from .cli_worklist import add_worklist_commands, worklist
+from .cli_prefetch import add_prefetch_commands, prefetch
 from .cli_tiers import TIER_COMMANDS, add_tier_commands
 from .config import ConfigError, default_toml, load_config
 from .log import configure_logging
@@ -65,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     add_scu_commands(commands)
     add_nservice_commands(commands)
     add_worklist_commands(commands)
+    add_prefetch_commands(commands)
     add_tier_commands(commands)
     return parser
 
@@ -159,7 +161,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "serve": _serve, "config": _config, "replay": _replay, "worklist": worklist,
+    "serve": _serve, "config": _config, "replay": _replay, "worklist": worklist, "prefetch": prefetch,
     **SCU_COMMANDS, **NSERVICE_COMMANDS, **TIER_COMMANDS,
 }
 

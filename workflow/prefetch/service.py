@@ -390,7 +390,7 @@ class PrefetchService(Actor):
             final = source not in again
             (self.ctx.log.error if final else self.ctx.log.warning)("prefetch query failed", patient_id=pid, error=error, final=final)
             self.ctx.publish(PrefetchQueryFailed(patient_id=pid, source=source, error=error, attempts=attempts, final=final))
-        self._count(pid, stats, finished)
+        await self._count(pid, stats, finished)
 
     # -- a study's retrieval -----------------------------------------------------------------
 
@@ -468,25 +468,25 @@ class PrefetchService(Actor):
                 patient_id=pid, study_instance_uid=uid, source=job.source, series=done.series, instances=done.instances,
                 bytes=done.bytes, present=done.present,
             ))
-        self._count(pid, stats, finished)
+        await self._count(pid, stats, finished)
 
     # -- statistics --------------------------------------------------------------------------
 
-    def _count(self, patient_id: str, stats: PrefetchStats, finished: bool) -> None:
+    async def _count(self, patient_id: str, stats: PrefetchStats, finished: bool) -> None:
         self._totals += stats
         self._patient_stats[patient_id] = self._patient_stats.get(patient_id, PrefetchStats()) + stats
         if not finished:
             return
         result = self._patient_stats.pop(patient_id)
-        for reply in self._waiting.pop(patient_id, []):
-            reply.send(PatientPrefetched(patient_id=patient_id, stats=result))
-        self.ctx.publish(PatientPrefetched(patient_id=patient_id, stats=result))
         for cycle_id, cycle in list(self._cycles.items()):
             if patient_id in cycle.patients:
                 cycle.patients.discard(patient_id)
                 cycle.stats += result
-                if not cycle.patients:
-                    self.ctx.nursery.start_soon(self._finish_cycle, cycle_id, self._cycles.pop(cycle_id))
+                if not cycle.patients:  # recorded before anyone waiting hears of the patient
+                    await self._finish_cycle(cycle_id, self._cycles.pop(cycle_id))
+        for reply in self._waiting.pop(patient_id, []):
+            reply.send(PatientPrefetched(patient_id=patient_id, stats=result))
+        self.ctx.publish(PatientPrefetched(patient_id=patient_id, stats=result))
 
     async def _finish_cycle(self, cycle_id: str, cycle: _Cycle) -> None:
         finished = time.time()

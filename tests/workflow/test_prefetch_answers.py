@@ -8,6 +8,8 @@ from pydicom import Dataset
 from triopacs.client.errors import AssociationAborted, AssociationRejected, ConnectionFailed, DimseTimeout, OperationFailed
 from triopacs.workflow.prefetch.remote import classified, series_from, study_from
 
+pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR")  # pydicom, as the bad answers are made
+
 
 def answer(**values) -> Dataset:
     ds = Dataset()
@@ -16,7 +18,6 @@ def answer(**values) -> Dataset:
     return ds
 
 
-@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # pydicom, making the bad answers
 def test_a_study_without_a_usable_uid_is_dropped():
     assert study_from(answer(StudyInstanceUID="")) is None
     assert study_from(answer(StudyInstanceUID="1.2.abc")) is None

@@ -24,7 +24,9 @@ from triopacs.workflow.prefetch import (
     PrefetchRequestSent,
     PrefetchStudyDone,
     PrefetchStudyFailed,
+    RunPrefetchCycle,
 )
+from triopacs.workflow.prefetch.messages import PrefetchCycleFinished
 
 from .nodes import AE_TITLE, index_rows
 from .prefetch_support import (
@@ -47,11 +49,17 @@ async def test_a_worklist_item_added_queues_its_patient(tmp_path):
         async with dcmqrscp("QRSCP", known_peers=[PeerAE(AE_TITLE, node.address.port)], parent_dir=tmp_path) as source:
             await register(node, "QRSCP", source.port)
             (await storescu(source, [tmp_path / "priors"])).check(expected=6)
-            with node.subscribe(PatientPrefetched) as events:
+            with node.subscribe(PatientPrefetched, PrefetchCycleFinished) as events:
                 await node.index.ask(AddWorklistItems(items=items(worklist_item("SPS9", "DQ1", "CT", "CHEST"))))
                 (done,) = await wait_for(events, PatientPrefetched, 1)
+                # A cycle asked for now: the item is in the look ahead (24 h), its prior here.
+                started = await node.prefetch.ask(RunPrefetchCycle())
+                (cycle,) = await wait_for(events, PrefetchCycleFinished, 1, timeout=60)
+                while cycle.record.cycle_id != started.cycle_id:
+                    (cycle,) = await wait_for(events, PrefetchCycleFinished, 1, timeout=60)
             counts = [await local_instances(node, p.study_instance_uid) for p in priors]
     assert counts == [4, 0]  # the one in the lookback, whole; not the older one
+    assert started.patients == 1 and (cycle.record.trigger, cycle.record.stats.studies_already_present) == ("schedule", 1)
     assert (done.stats.studies_prefetched, done.stats.series_prefetched, done.stats.instances_prefetched) == (1, 2, 4)
 
 
@@ -165,3 +173,25 @@ async def test_a_node_stopped_mid_queue_resumes_and_fetches_nothing_twice(tmp_pa
 def sqlite_rows(path, sql: str) -> list[tuple]:
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
         return db.execute(sql).fetchall()
+
+
+async def test_the_periodic_cycle_prefetches_for_the_items_in_the_look_ahead(tmp_path):
+    priors = write_priors(tmp_path / "priors", [Prior("SOON", "CT", "CHEST", 12), Prior("LATER", "CT", "CHEST", 12)])
+    async with prefetch_node(
+        tmp_path, {"QRSCP": "move"}, on_worklist_change=False, cycle_interval=0.5, lookahead_hours=4.0
+    ) as node:
+        async with dcmqrscp("QRSCP", known_peers=[PeerAE(AE_TITLE, node.address.port)], parent_dir=tmp_path) as source:
+            await register(node, "QRSCP", source.port)
+            (await storescu(source, [tmp_path / "priors"])).check(expected=4)
+            with node.subscribe(PrefetchCycleFinished) as events:
+                await node.index.ask(AddWorklistItems(items=items(
+                    worklist_item("SPS21", "SOON", "CT", hours_ahead=2), worklist_item("SPS22", "LATER", "CT", hours_ahead=10),
+                )))
+                (cycle,) = await wait_for(events, PrefetchCycleFinished, 1)
+                # The next cycle finds SOON's prior here, and LATER still beyond the look ahead.
+                (following,) = await wait_for(events, PrefetchCycleFinished, 1)
+            counts = [await local_instances(node, p.study_instance_uid) for p in priors]
+    assert cycle.record.trigger == following.record.trigger == "schedule"
+    assert (cycle.record.stats.patients_processed, cycle.record.stats.studies_prefetched) == (1, 1)
+    assert counts == [2, 0]
+    assert (following.record.stats.patients_processed, following.record.stats.studies_already_present) == (1, 1)

@@ -86,6 +86,7 @@ def _prefetch_now(config: Config, args: argparse.Namespace) -> int:
 
 def prefetch(args: argparse.Namespace) -> int:
     from .log import configure_logging
+    from .actors.runtime.errors import first_of
     from .storage.data_lock import DataDirectoryInUse
 
     config = load_config(args.config)
@@ -97,9 +98,9 @@ def prefetch(args: argparse.Namespace) -> int:
     configure_logging("warning", config.log.format)
     try:
         return _prefetch_now(config, args)
-    except* DataDirectoryInUse as group:
-        refused: BaseException = group
-    while isinstance(refused, BaseExceptionGroup):
-        refused = refused.exceptions[0]
+    except BaseException as error:
+        refused = first_of(error, DataDirectoryInUse)
+        if refused is None:
+            raise
     print(f"triopacs prefetch: {refused}; a running node prefetches by itself (see --status)", file=sys.stderr)
     return EXIT_USAGE

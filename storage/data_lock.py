@@ -57,3 +57,4 @@ class DataDirectoryLock:
 
     def __exit__(self, *exc_info: object) -> None:
         self.release()
+

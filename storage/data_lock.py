@@ -57,4 +57,3 @@ class DataDirectoryLock:
 
     def __exit__(self, *exc_info: object) -> None:
         self.release()
-

@@ -35,7 +35,7 @@ import attrs
 import trio
 
 from ...actors import Actor, ActorError, ActorStarted, AskTimeout, DatabaseThread, ReplyError
-from ...actors.node.ae_registry import LookupAE, RemoteAE
+from ...actors.node.ae_registry import LookupAE, RemoteAE, UnknownAE
 from ...actors.node.dimse_n_events import WorklistChanged, WorklistQueried
 from ...actors.node.index_dimse_n import ListScheduledWorklist
 from ...actors.node.listener import GetAddress
@@ -283,12 +283,12 @@ class PrefetchService(Actor):
         self._rearm.set()
 
     def _next_due(self) -> float:
-        """The Trio time to look at the queue again (none for the jobs before the node listens)."""
-        waiting = [] if not self._listening else [
-            job.next_attempt_at for key, job in itertools.chain(
-                ((f"study:{u}", j) for u, j in self._studies.items()), ((f"patient:{p}", j) for p, j in self._patients.items())
-            ) if key not in self._running
-        ]
+        """The Trio time to look at the queue again: when the next retry falls due, or the
+        next cycle. Jobs due already wait for a running one to end (that dispatches too),
+        and nothing is due before the node listens."""
+        now = time.time() + DUE_SLACK
+        jobs = itertools.chain(self._studies.values(), self._patients.values())
+        waiting = [job.next_attempt_at for job in jobs if job.next_attempt_at > now] if self._listening else []
         deadline = trio.current_time() + (min(waiting) - time.time()) if waiting else float("inf")
         if self._next_cycle_at is not None:
             deadline = min(deadline, self._next_cycle_at)
@@ -330,8 +330,12 @@ class PrefetchService(Actor):
             except SourceFailure as failure:
                 failures.append((name, str(failure), failure.transient))
                 continue
-            except INDEX_ERRORS as error:  # not configured in the AE registry
-                failures.append((name, f"{name}: {error}", False))
+            except INDEX_ERRORS as error:  # not in the AE registry (permanent), or it is restarting
+                failures.append((name, f"{name}: {error}", not isinstance(error, UnknownAE)))
+                continue
+            except Exception as error:  # a bug: this source fails for this patient, the queue goes on
+                self.ctx.log.exception("prefetch query failed unexpectedly", patient_id=job.patient_id, source=name)
+                failures.append((name, f"{name}: {type(error).__name__}: {error}", False))
                 continue
             answered.append(name)
             for study in studies:
@@ -401,7 +405,10 @@ class PrefetchService(Actor):
             if complete(chosen, have):  # here already (another source, or retrieved before a restart)
                 await self.ctx.ref.send(StudyDone(study_instance_uid=uid, present=True, series=have.series, instances=have.instances))
                 return
-            source = await self._source(job.source)
+            try:
+                source = await self._source(job.source)
+            except UnknownAE as error:  # not configured: no retry will change that
+                raise SourceFailure(f"{job.source}: {error}", transient=False) from None
             via = self._via(job.source)
             await self._token(job.source, via, uid)
             if via == "get":
@@ -423,6 +430,9 @@ class PrefetchService(Actor):
             done = StudyDone(study_instance_uid=uid, error=str(failure), transient=failure.transient)
         except INDEX_ERRORS as error:
             done = StudyDone(study_instance_uid=uid, error=f"{job.source}: {error}", transient=True)
+        except Exception as error:  # a bug, a staging folder we cannot write: this study fails, the queue goes on
+            self.ctx.log.exception("prefetch retrieval failed unexpectedly", study_instance_uid=uid)
+            done = StudyDone(study_instance_uid=uid, error=f"{job.source}: {type(error).__name__}: {error}")
         await self.ctx.ref.send(done)
 
     def _via(self, source: str) -> str:

@@ -3,7 +3,11 @@ by the node queues its patients; their priors that match the criteria arrive by 
 (or C-GET) with Orthanc's instance counts, the others do not, the ones the node holds
 already are skipped, and a second query fetches nothing again."""
 
+import datetime as dt
+from dataclasses import replace
+
 import trio
+from dicom_samples import SeriesSpec, new_uid, write_series
 from peers import findscu_worklist, storescu
 from peers.dicom_servers import RemoteAE as PeerAE
 from peers.dicom_servers import orthanc
@@ -17,8 +21,8 @@ from triopacs.workflow.prefetch import (
     PrefetchStudyDone,
 )
 
-from .nodes import AE_TITLE, peer
-from .prefetch_support import Prior, items, local_instances, prefetch_node, register, wait_for, worklist_item, write_priors
+from .nodes import AE_TITLE, index_rows, peer
+from .prefetch_support import TODAY, Prior, items, local_instances, prefetch_node, register, wait_for, worklist_item, write_priors
 
 SOURCE = "ORTHANC"
 
@@ -109,3 +113,22 @@ async def test_a_worklist_query_prefetches_the_priors_by_c_move(tmp_path):
 
 async def test_a_worklist_query_prefetches_the_priors_by_c_get(tmp_path):
     await _check(tmp_path, "get")
+
+
+async def test_the_series_cut_retrieves_the_preferred_series_only(tmp_path):
+    # One prior CT with a chest and an abdomen series; the step is a CT of the abdomen.
+    study_uid = new_uid()
+    base = SeriesSpec(count=2, modality="CT", patient_id="SER1", study_instance_uid=study_uid,
+                      study_date=(TODAY - dt.timedelta(days=30)).strftime("%Y%m%d"))
+    chest = write_series(tmp_path / "priors", replace(base, body_part_examined="CHEST", series_number=1))
+    abdomen = write_series(tmp_path / "priors", replace(base, body_part_examined="ABDOMEN", series_number=2))
+    async with prefetch_node(tmp_path, {SOURCE: "move"}, max_series_per_study=1) as node:
+        async with orthanc(SOURCE, known_peers=[PeerAE(AE_TITLE, node.address.port), PeerAE("STORESCU", 104)], parent_dir=tmp_path) as source:
+            await register(node, SOURCE, source.port)
+            (await storescu(source, [tmp_path / "priors"])).check(expected=4)
+            with node.subscribe(PatientPrefetched) as events:
+                await node.index.ask(AddWorklistItems(items=items(worklist_item("SPS7", "SER1", "CT", "ABDOMEN"))))
+                (done,) = await wait_for(events, PatientPrefetched, 1)
+            held = index_rows(node, "SELECT series_instance_uid, count(*) FROM instance JOIN series ON instance.series_pk = series.pk GROUP BY 1")
+    assert held == [(abdomen.series_instance_uid, 2)] and chest.series_instance_uid not in dict(held)
+    assert (done.stats.studies_prefetched, done.stats.series_prefetched, done.stats.instances_prefetched) == (1, 1, 2)

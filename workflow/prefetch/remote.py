@@ -197,6 +197,7 @@ async def find_priors(
 
 
 def retrieve_query(chosen: ChosenStudy) -> tuple[Dataset, str]:
+    """The identifier naming what is chosen: the study, or its chosen series (a UID list)."""
     query = Dataset()
     query.StudyInstanceUID = chosen.study.study_instance_uid
     if not chosen.series:
@@ -205,23 +206,42 @@ def retrieve_query(chosen: ChosenStudy) -> tuple[Dataset, str]:
     return query, "SERIES"
 
 
+def retrieve_requests(chosen: ChosenStudy) -> list[tuple[Dataset, str]]:
+    """What to ask a source for: the study, or each chosen series on its own (not every
+    source takes a list of UIDs in a C-MOVE identifier)."""
+    if not chosen.series:
+        return [retrieve_query(chosen)]
+    requests = []
+    for series in chosen.series:
+        query = Dataset()
+        query.StudyInstanceUID = chosen.study.study_instance_uid
+        query.SeriesInstanceUID = series.series_instance_uid
+        requests.append((query, "SERIES"))
+    return requests
+
+
 @attrs.frozen(kw_only=True)
 class Retrieved:
     completed: int  # sub-operations the source reported complete (C-GET: instances stored here)
     failed: int = 0
     warning: int = 0
 
+    def __add__(self, other: "Retrieved") -> "Retrieved":
+        return Retrieved(completed=self.completed + other.completed, failed=self.failed + other.failed, warning=self.warning + other.warning)
+
 
 async def move_study(source: RemoteAE, settings: RemoteSettings, chosen: ChosenStudy, destination: str) -> Retrieved:
-    """C-MOVE the study (or its chosen series) to `destination`, our own AE."""
+    """C-MOVE the study (or each chosen series) to `destination`, our own AE, on one association."""
 
     async def work() -> Retrieved:
-        query, level = retrieve_query(chosen)
+        total = Retrieved(completed=0)
         async with _connect(source, settings, query_retrieve_contexts("study", find=False, get=False)) as association:
-            last = None
-            async for progress in association.move(query, destination, level=level):
-                last = progress
-        return _retrieved(last)
+            for query, level in retrieve_requests(chosen):
+                last = None
+                async for progress in association.move(query, destination, level=level):
+                    last = progress
+                total += _retrieved(last)
+        return total
 
     return await _bounded(source, settings, work)
 
@@ -235,22 +255,23 @@ def _retrieved(last) -> Retrieved:
 async def get_study(
     source: RemoteAE, settings: RemoteSettings, chosen: ChosenStudy, staging: Path, node: RemoteAE
 ) -> Retrieved:
-    """C-GET the study into a folder under `staging`, then C-STORE each file to `node`
-    (our own listener): the instances take the node's normal storage path."""
+    """C-GET the study (or each chosen series) into a folder under `staging`, then C-STORE
+    each file to `node` (our own listener): the instances take the node's normal storage path."""
 
     async def work() -> Retrieved:
-        query, level = retrieve_query(chosen)
         await trio.to_thread.run_sync(lambda: staging.mkdir(parents=True, exist_ok=True))
         folder = Path(await trio.to_thread.run_sync(lambda: tempfile.mkdtemp(prefix="get-", dir=staging)))
         try:
+            got = Retrieved(completed=0)
             contexts = [*query_retrieve_contexts("study", find=False, move=False), *retrieve_storage_contexts()]
             async with _connect(source, settings, contexts) as association:
-                last = None
-                async for progress in association.get(query, folder, level=level):
-                    last = progress
-            got = _retrieved(last)
+                for query, level in retrieve_requests(chosen):
+                    last = None
+                    async for progress in association.get(query, folder, level=level):
+                        last = progress
+                    got += _retrieved(last)
             stored = await _store_files(sorted(folder.iterdir()), node, settings)
-            return attrs.evolve(got, completed=stored, failed=got.failed + (got.completed - stored if got.completed > stored else 0))
+            return attrs.evolve(got, completed=stored, failed=got.failed + max(0, got.completed - stored))
         finally:
             await trio.to_thread.run_sync(shutil.rmtree, folder, True)
 

@@ -81,7 +81,7 @@ from .workflow.builtin_tasks import BuiltinTask, BuiltinTasks, register_builtin_
 from .workflow.tasks.legacy_index import move_out_of_index
 from .workflow.cleanup import CleanupConfig
 from .workflow.migration import MIGRATION_PATH, MigrationService, migration_policy
-from .workflow.prefetch import PREFETCH_PATH, PrefetchCriteria, PrefetchService, PrefetchSettings, PrefetchSource
+from .workflow.prefetch import PREFETCH_PATH, PrefetchCriteria, PrefetchPolicy, PrefetchService, PrefetchSource
 from .workflow.prefetch.remote import RemoteSettings
 from .workflow.verification import VerificationConfig
 
@@ -211,9 +211,9 @@ def prefetch_database(config: Config) -> str:
     return str(config.data_dir / "prefetch.sqlite")
 
 
-def prefetch_settings(config: Config) -> PrefetchSettings:
+def prefetch_policy(config: Config) -> PrefetchPolicy:
     section = config.prefetch
-    return PrefetchSettings(
+    return PrefetchPolicy(
         sources=tuple(PrefetchSource(remote=s.remote, retrieve=s.retrieve) for s in section.source),
         criteria=from_section(PrefetchCriteria, section),
         remote=from_section(
@@ -238,7 +238,7 @@ def prefetch_spec(config: Config) -> list[ActorSpec]:
             name="prefetch",
             actor=PrefetchService,
             args={
-                "settings": prefetch_settings(config),
+                "policy": prefetch_policy(config),
                 "database": prefetch_database(config),
                 "staging": str(config.data_dir / "staging" / "prefetch"),
             },

@@ -22,11 +22,11 @@ from .messages import (
     PrefetchStudyFailed,
     RunPrefetchCycle,
 )
-from .service import PREFETCH_PATH, PrefetchService, PrefetchSettings, PrefetchSource
+from .service import PREFETCH_PATH, PrefetchPolicy, PrefetchService, PrefetchSource
 
 __all__ = [
     "ChosenStudy", "GetPrefetchStatus", "PREFETCH_PATH", "PatientPrefetched", "PrefetchCriteria", "PrefetchCycleFinished",
     "PrefetchCycleStarted", "PrefetchPriors", "PrefetchQueryFailed", "PrefetchQueued", "PrefetchRequestSent",
-    "PrefetchService", "PrefetchSettings", "PrefetchSource", "PrefetchStats", "PrefetchStatus", "PrefetchStudyDone",
+    "PrefetchPolicy", "PrefetchService", "PrefetchSource", "PrefetchStats", "PrefetchStatus", "PrefetchStudyDone",
     "PrefetchStudyFailed", "PriorSeries", "PriorStudy", "RunPrefetchCycle", "ScheduledStep", "select_priors",
 ]

@@ -82,7 +82,7 @@ class PrefetchSource:
 
 
 @attrs.frozen(kw_only=True)
-class PrefetchSettings:
+class PrefetchPolicy:
     sources: tuple[PrefetchSource, ...]
     criteria: PrefetchCriteria = PrefetchCriteria()
     remote: RemoteSettings
@@ -111,10 +111,10 @@ class PrefetchService(Actor):
     )
     replayable = False  # it talks to remote PACS
 
-    def __init__(self, settings: PrefetchSettings, database: str, staging: str) -> None:
+    def __init__(self, policy: PrefetchPolicy, database: str, staging: str) -> None:
         """`database`: the prefetcher's SQLite file; `staging`: where C-GET puts files
         before storing them to the node."""
-        self.settings = settings
+        self.policy = policy
         self.database = database
         self.staging = Path(staging)
 
@@ -136,12 +136,12 @@ class PrefetchService(Actor):
             cycle.patients.add(job.patient_id)
         self._scans: dict[str, object] = {}  # RunPrefetchCycle asks answered once its scan is queued
         now = trio.current_time()
-        self._buckets = {s.remote: TokenBucket(self.settings.rate_limit_per_minute, now=now) for s in self.settings.sources}
-        interval = self.settings.cycle_interval
+        self._buckets = {s.remote: TokenBucket(self.policy.rate_limit_per_minute, now=now) for s in self.policy.sources}
+        interval = self.policy.cycle_interval
         self._next_cycle_at = now + interval if interval > 0 else None
         self._rearm = trio.Event()
         self._exit_stack = ExitStack()
-        wanted = [t for t, on in ((WorklistQueried, self.settings.on_worklist_query), (WorklistChanged, self.settings.on_worklist_change)) if on]
+        wanted = [t for t, on in ((WorklistQueried, self.policy.on_worklist_query), (WorklistChanged, self.policy.on_worklist_change)) if on]
         if wanted:
             events = self._exit_stack.enter_context(self.ctx.system.bus.subscribe(*wanted, capacity=1024))
             self.ctx.nursery.start_soon(self._forward, events)
@@ -195,7 +195,7 @@ class PrefetchService(Actor):
             case JobsDue(cycle=cycle, listening=listening):
                 self._listening = self._listening or listening
                 if cycle:
-                    self._next_cycle_at = trio.current_time() + self.settings.cycle_interval
+                    self._next_cycle_at = trio.current_time() + self.policy.cycle_interval
                     self.ctx.nursery.start_soon(self._scan_worklist, None)
             case GetPrefetchStatus():
                 return self._status()
@@ -221,7 +221,7 @@ class PrefetchService(Actor):
         now = time.time()
         try:
             found = await self.ctx.lookup(INDEX_PATH).ask(
-                ListScheduledWorklist(start=now, end=now + self.settings.lookahead_hours * 3600, limit=LOOKAHEAD_ITEMS)
+                ListScheduledWorklist(start=now, end=now + self.policy.lookahead_hours * 3600, limit=LOOKAHEAD_ITEMS)
             )
         except INDEX_ERRORS as error:
             self.ctx.log.error("prefetch cycle: the worklist could not be read", error=str(error))
@@ -242,7 +242,7 @@ class PrefetchService(Actor):
         """Queue the patients not queued or under way already, as one cycle; (cycle id, how many)."""
         now = time.time()
         cycle_id = f"{trigger}-{uuid.uuid4().hex[:12]}"
-        sources = tuple(s.remote for s in self.settings.sources)
+        sources = tuple(s.remote for s in self.policy.sources)
         jobs = [
             PatientJob(step=step, sources=sources, cycle=cycle_id, queued_at=now, next_attempt_at=now)
             for step in steps if not self._under_way(step.patient_id)
@@ -261,7 +261,7 @@ class PrefetchService(Actor):
         if not self._listening:
             return
         now = time.time() + DUE_SLACK
-        free = self.settings.max_concurrent_prefetches - len(self._running)
+        free = self.policy.max_concurrent_prefetches - len(self._running)
         due = sorted(
             itertools.chain(
                 ((job.next_attempt_at, 0, job.queued_at, f"study:{uid}") for uid, job in self._studies.items()),
@@ -318,7 +318,7 @@ class PrefetchService(Actor):
         self.ctx.publish(PrefetchRequestSent(source=source, purpose=purpose, subject=subject, at=trio.current_time()))
 
     async def _query(self, job: PatientJob) -> None:
-        criteria = attrs.evolve(self.settings.criteria, max_studies_per_patient=max(0, self.settings.criteria.max_studies_per_patient - job.chosen))
+        criteria = attrs.evolve(self.policy.criteria, max_studies_per_patient=max(0, self.policy.criteria.max_studies_per_patient - job.chosen))
         today = dt.date.today()
         found, answered, failures = [], [], []
         origin: dict[str, str] = {}
@@ -326,7 +326,7 @@ class PrefetchService(Actor):
             try:
                 source = await self._source(name)
                 await self._token(name, "find", job.patient_id)
-                studies = await find_priors(source, self.settings.remote, job.step, criteria, today)
+                studies = await find_priors(source, self.policy.remote, job.step, criteria, today)
             except SourceFailure as failure:
                 failures.append((name, str(failure), failure.transient))
                 continue
@@ -357,7 +357,7 @@ class PrefetchService(Actor):
         )
 
     def _retry(self, attempts: int, transient: bool) -> bool:
-        return transient and attempts <= self.settings.max_retry_attempts
+        return transient and attempts <= self.policy.max_retry_attempts
 
     async def _query_done(self, done: QueryDone) -> None:
         pid = done.patient_id
@@ -377,7 +377,7 @@ class PrefetchService(Actor):
         if again:
             rest = attrs.evolve(
                 job, sources=again, attempts=attempts, chosen=job.chosen + len(done.chosen) + done.present,
-                next_attempt_at=now + self.settings.retry_delay, last_error=done.failures[0][1],
+                next_attempt_at=now + self.policy.retry_delay, last_error=done.failures[0][1],
             )
         stats = PrefetchStats(studies_already_present=done.present, queries_failed=given_up)
         finished = rest is None and not studies and not any(s.patient_id == pid for s in self._studies.values())
@@ -413,10 +413,10 @@ class PrefetchService(Actor):
             await self._token(job.source, via, uid)
             if via == "get":
                 address = await self.ctx.lookup(LISTENER_PATH).ask(GetAddress())
-                node = RemoteAE(ae_title=self.settings.remote.calling_ae_title, host=_reachable(address.host), port=address.port)
-                got = await get_study(source, self.settings.remote, chosen, self.staging, node)
+                node = RemoteAE(ae_title=self.policy.remote.calling_ae_title, host=_reachable(address.host), port=address.port)
+                got = await get_study(source, self.policy.remote, chosen, self.staging, node)
             else:
-                got = await move_study(source, self.settings.remote, chosen, self.settings.remote.calling_ae_title)
+                got = await move_study(source, self.policy.remote, chosen, self.policy.remote.calling_ae_title)
             have = await held(self.ctx.lookup, chosen)
             if not complete(chosen, have):
                 expected = chosen.expected_instances
@@ -436,7 +436,7 @@ class PrefetchService(Actor):
         await self.ctx.ref.send(done)
 
     def _via(self, source: str) -> str:
-        return next(s.retrieve for s in self.settings.sources if s.remote == source)
+        return next(s.retrieve for s in self.policy.sources if s.remote == source)
 
     async def _study_done(self, done: StudyDone) -> None:
         uid = done.study_instance_uid
@@ -450,7 +450,7 @@ class PrefetchService(Actor):
             final = not self._retry(attempts, done.transient)
             stats = PrefetchStats(studies_failed=1) if final else PrefetchStats()
             if not final:
-                rest = attrs.evolve(job, attempts=attempts, last_error=done.error, next_attempt_at=time.time() + self.settings.retry_delay)
+                rest = attrs.evolve(job, attempts=attempts, last_error=done.error, next_attempt_at=time.time() + self.policy.retry_delay)
         elif done.present:
             stats = PrefetchStats(studies_already_present=1)
         else:

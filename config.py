@@ -295,6 +295,10 @@ class PrefetchSettings:
     )
     on_worklist_query: bool = setting(True, "Queue the patients of every Modality Worklist query the node answers.")
     on_worklist_change: bool = setting(True, "Queue the patient of every worklist item added or replaced.")
+    requeue_after: float = setting(
+        3600.0, "Seconds after a patient's prefetch ends during which worklist queries and periodic cycles do not queue it again "
+        "(modalities poll the worklist; items added and `triopacs prefetch` always queue).", between(0, 30 * 86400),
+    )
     cycle_interval: float = setting(300.0, "Seconds between periodic cycles over the items scheduled in the next lookahead_hours (0: none).", between(0, 7 * 86400))
     lookahead_hours: float = setting(24.0, "A periodic cycle queues the patients of items scheduled to start within this many hours.", between(0, 24 * 365))
     lookback_days: int = setting(365, "Priors are studies of the last this many days (StudyDate).", between(1, 36500))

@@ -227,6 +227,7 @@ def prefetch_policy(config: Config) -> PrefetchPolicy:
         retry_delay=section.retry_delay,
         on_worklist_query=section.on_worklist_query,
         on_worklist_change=section.on_worklist_change,
+        requeue_after=section.requeue_after,
     )
 
 

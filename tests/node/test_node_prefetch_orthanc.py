@@ -61,7 +61,8 @@ async def _orthanc_instances(source) -> dict[str, int]:
 async def _prefetch_from_orthanc(tmp_path, retrieve: str):
     priors = write_priors(tmp_path / "priors", PRIORS)
     async with prefetch_node(
-        tmp_path, {SOURCE: retrieve}, max_studies_per_patient=2, lookback_days=365, on_worklist_change=False
+        tmp_path, {SOURCE: retrieve}, max_studies_per_patient=2, lookback_days=365, on_worklist_change=False,
+        requeue_after=0.0,  # the second query asks the source again (and finds every prior here)
     ) as node:
         async with orthanc(SOURCE, known_peers=[PeerAE(AE_TITLE, node.address.port), PeerAE("STORESCU", 104)], parent_dir=tmp_path) as source:
             await register(node, SOURCE, source.port)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import math
 import time
 import uuid
 from contextlib import ExitStack
@@ -72,7 +73,8 @@ LISTENER_PATH = "/node/associations/listener"
 LOOKAHEAD_ITEMS = 1000  # worklist items one periodic cycle looks at, soonest first
 
 INDEX_ERRORS = (ActorError, ReplyError, AskTimeout)
-DUE_SLACK = 0.005  # the timer wakes on Trio's clock, due times are on the wall clock
+DUE_SLACK = 0.005
+REPEATING_TRIGGERS = ("worklist-query", "schedule")  # the timer wakes on Trio's clock, due times are on the wall clock
 
 
 @attrs.frozen(kw_only=True)
@@ -94,6 +96,7 @@ class PrefetchPolicy:
     retry_delay: float = 60.0
     on_worklist_query: bool = True
     on_worklist_change: bool = True
+    requeue_after: float = 3600.0  # seconds a patient done is not queued again by a worklist query or cycle
 
 
 @attrs.define
@@ -129,6 +132,7 @@ class PrefetchService(Actor):
         self._running: set[str] = set()  # "patient:<id>", "study:<uid>"
         self._waiting: dict[str, list] = {}  # patient id -> replies of PrefetchPriors(wait=True)
         self._patient_stats: dict[str, PrefetchStats] = {}
+        self._done_at: dict[str, float] = {}  # patient id -> when its last run ended (this incarnation)
         self._totals, self._cycles_done, self._last_cycle = saved.totals, saved.cycles, saved.last_cycle
         self._cycles: dict[str, _Cycle] = {}
         for job in [*saved.patients, *saved.studies]:  # what a restart interrupted goes on as a cycle of its own
@@ -238,14 +242,24 @@ class PrefetchService(Actor):
     def _under_way(self, patient_id: str) -> bool:
         return patient_id in self._patients or any(job.patient_id == patient_id for job in self._studies.values())
 
+    def _wanted(self, patient_id: str, trigger: str, now: float) -> bool:
+        """Not queued or under way; and for the triggers that repeat by themselves (a
+        modality polling the worklist, the periodic cycle) not done in the last
+        `requeue_after` seconds either - asking the sources again so soon finds nothing new."""
+        if self._under_way(patient_id):
+            return False
+        if trigger in REPEATING_TRIGGERS:
+            return now - self._done_at.get(patient_id, -math.inf) >= self.policy.requeue_after
+        return True
+
     async def _enqueue(self, steps: list[ScheduledStep], trigger: str) -> tuple[str, int]:
-        """Queue the patients not queued or under way already, as one cycle; (cycle id, how many)."""
+        """Queue the patients wanted, as one cycle; (cycle id, how many)."""
         now = time.time()
         cycle_id = f"{trigger}-{uuid.uuid4().hex[:12]}"
         sources = tuple(s.remote for s in self.policy.sources)
         jobs = [
             PatientJob(step=step, sources=sources, cycle=cycle_id, queued_at=now, next_attempt_at=now)
-            for step in steps if not self._under_way(step.patient_id)
+            for step in steps if self._wanted(step.patient_id, trigger, now)
         ]
         if not jobs:
             return "", 0
@@ -488,6 +502,7 @@ class PrefetchService(Actor):
         if not finished:
             return
         result = self._patient_stats.pop(patient_id)
+        self._done_at[patient_id] = time.time()
         for cycle_id, cycle in list(self._cycles.items()):
             if patient_id in cycle.patients:
                 cycle.patients.discard(patient_id)

@@ -213,21 +213,12 @@ def prefetch_database(config: Config) -> str:
 
 def prefetch_policy(config: Config) -> PrefetchPolicy:
     section = config.prefetch
-    return PrefetchPolicy(
+    return from_section(
+        PrefetchPolicy,
+        section,
         sources=tuple(PrefetchSource(remote=s.remote, retrieve=s.retrieve) for s in section.source),
         criteria=from_section(PrefetchCriteria, section),
-        remote=from_section(
-            RemoteSettings, section, calling_ae_title=config.node.ae_title, dimse_timeout=config.network.dimse_timeout,
-        ),
-        cycle_interval=section.cycle_interval,
-        lookahead_hours=section.lookahead_hours,
-        max_concurrent_prefetches=section.max_concurrent_prefetches,
-        rate_limit_per_minute=section.rate_limit_per_minute,
-        max_retry_attempts=section.max_retry_attempts,
-        retry_delay=section.retry_delay,
-        on_worklist_query=section.on_worklist_query,
-        on_worklist_change=section.on_worklist_change,
-        requeue_after=section.requeue_after,
+        remote=from_section(RemoteSettings, section, calling_ae_title=config.node.ae_title, dimse_timeout=config.network.dimse_timeout),
     )
 
 

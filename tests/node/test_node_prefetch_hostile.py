@@ -8,7 +8,8 @@ from peers import storescu
 from peers.dicom_servers import RemoteAE as PeerAE
 from peers.dicom_servers import dcmqrscp
 
-from triopacs.workflow.prefetch import GetPrefetchStatus, PrefetchPriors, PrefetchQueryFailed
+from triopacs.actors import ActorFailed, ActorRestarted
+from triopacs.workflow.prefetch import GetPrefetchStatus, PrefetchPriors, PrefetchQueryFailed, PrefetchStudyFailed
 
 from .nodes import AE_TITLE
 from .prefetch_support import Prior, drain, local_instances, prefetch_node, register, write_priors
@@ -55,3 +56,28 @@ async def test_a_silent_source_is_given_up_after_the_operation_timeout(tmp_path)
     assert [(f.source, f.attempts, f.final) for f in failures] == [("SILENT", 1, False), ("SILENT", 2, True)]
     assert all("no end within 1 s" in f.error for f in failures)
     assert status.cumulative.queries_failed == 1 and not status.queued_patients
+
+
+async def test_a_retrieval_that_breaks_fails_its_study_and_the_rest_goes_on(tmp_path):
+    # The C-GET staging folder cannot be made (a file is in its way): that study fails,
+    # the other source's study arrives, and the prefetcher never restarted.
+    priors = write_priors(tmp_path / "priors", [Prior("BRK1", "CT", "CHEST", 5), Prior("BRK1", "CT", "CHEST", 8)])
+    async with prefetch_node(tmp_path, {"GETTER": "get", "MOVER": "move"}) as node:
+        (node.config.data_dir / "staging").mkdir(exist_ok=True)
+        (node.config.data_dir / "staging" / "prefetch").write_text("not a folder")
+        async with dcmqrscp("GETTER", parent_dir=tmp_path) as getter, dcmqrscp(
+            "MOVER", known_peers=[PeerAE(AE_TITLE, node.address.port)], parent_dir=tmp_path
+        ) as mover:
+            await register(node, "GETTER", getter.port)
+            await register(node, "MOVER", mover.port)
+            (await storescu(getter, [tmp_path / "priors" / priors[0].study_instance_uid])).check(expected=2)
+            (await storescu(mover, [tmp_path / "priors" / priors[1].study_instance_uid])).check(expected=2)
+            with node.subscribe(PrefetchStudyFailed, ActorRestarted, ActorFailed) as events:
+                with trio.fail_after(60):
+                    done = await node.prefetch.ask(PrefetchPriors(patient_id="BRK1", wait=True), timeout=None)
+                seen = drain(events)
+            held = [await local_instances(node, p.study_instance_uid) for p in priors]
+    (failed,) = [e for e in seen if isinstance(e, PrefetchStudyFailed)]
+    assert failed.source == "GETTER" and failed.final and failed.error.startswith("GETTER: FileExistsError"), failed.error
+    assert not [e for e in seen if isinstance(e, (ActorRestarted, ActorFailed))]
+    assert held == [0, 2] and (done.stats.studies_prefetched, done.stats.studies_failed) == (1, 1)

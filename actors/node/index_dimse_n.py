@@ -197,7 +197,10 @@ class CommitmentRequests:
     requests: tuple[commitment_db.CommitmentRequest, ...]
 
 
-DIMSE_N_READS = (ListWorklistItems, ListScheduledWorklist, FindWorklist, GetPerformedStep, LookupStoredCopies, ListUnfinishedCommitments, GetCommitment)
+DIMSE_N_READS = (
+    ListWorklistItems, ListScheduledWorklist, FindWorklist, GetPerformedStep, LookupStoredCopies, ListUnfinishedCommitments,
+    GetCommitment,
+)
 DIMSE_N_WRITES = (
     AddWorklistItems, RemoveWorklistItem, ExpireWorklistItems, CreatePerformedStep, SetPerformedStep, SaveCommitmentRequest,
     RecordCommitmentResult, RecordReportAttempt, RecordReported,

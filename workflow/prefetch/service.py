@@ -332,7 +332,8 @@ class PrefetchService(Actor):
         self.ctx.publish(PrefetchRequestSent(source=source, purpose=purpose, subject=subject, at=trio.current_time()))
 
     async def _query(self, job: PatientJob) -> None:
-        criteria = attrs.evolve(self.policy.criteria, max_studies_per_patient=max(0, self.policy.criteria.max_studies_per_patient - job.chosen))
+        left = max(0, self.policy.criteria.max_studies_per_patient - job.chosen)  # chosen before a retry count
+        criteria = attrs.evolve(self.policy.criteria, max_studies_per_patient=left)
         today = dt.date.today()
         found, answered, failures = [], [], []
         origin: dict[str, str] = {}
@@ -468,7 +469,9 @@ class PrefetchService(Actor):
         elif done.present:
             stats = PrefetchStats(studies_already_present=1)
         else:
-            stats = PrefetchStats(studies_prefetched=1, series_prefetched=done.series, instances_prefetched=done.instances, bytes_downloaded=done.bytes)
+            stats = PrefetchStats(
+                studies_prefetched=1, series_prefetched=done.series, instances_prefetched=done.instances, bytes_downloaded=done.bytes,
+            )
         pid = job.patient_id
         finished = rest is None and pid not in self._patients and not any(
             s.patient_id == pid for u, s in self._studies.items() if u != uid
@@ -482,12 +485,14 @@ class PrefetchService(Actor):
             self._studies[uid] = rest
         if done.error:
             final = rest is None
-            (self.ctx.log.error if final else self.ctx.log.warning)("prefetch retrieval failed", study_instance_uid=uid, error=done.error, final=final)
+            log = self.ctx.log.error if final else self.ctx.log.warning
+            log("prefetch retrieval failed", study_instance_uid=uid, error=done.error, final=final)
             self.ctx.publish(PrefetchStudyFailed(
                 patient_id=pid, study_instance_uid=uid, source=job.source, error=done.error, attempts=job.attempts + 1, final=final,
             ))
         else:
-            self.ctx.log.info("prior study prefetched" if not done.present else "prior study present", study_instance_uid=uid, instances=done.instances)
+            what = "prior study present" if done.present else "prior study prefetched"
+            self.ctx.log.info(what, study_instance_uid=uid, instances=done.instances)
             self.ctx.publish(PrefetchStudyDone(
                 patient_id=pid, study_instance_uid=uid, source=job.source, series=done.series, instances=done.instances,
                 bytes=done.bytes, present=done.present,

@@ -62,5 +62,5 @@ def test_no_file_no_status_and_a_newer_schema_is_refused(tmp_path):
     open_prefetch_db(path).close()
     with sqlite3.connect(path) as db:
         db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
-    with pytest.raises(SchemaTooNew):
+    with pytest.raises(SchemaTooNew, match="prefetch schema version 2 is newer"):
         open_prefetch_db(path)

@@ -80,7 +80,7 @@ class SavedQueue:
 
 
 def open_prefetch_db(path: str | os.PathLike[str]) -> sqlite3.Connection:
-    return connect(path, synchronous="FULL", prepare=lambda connection: migrate(connection, MIGRATIONS))
+    return connect(path, synchronous="FULL", prepare=lambda connection: migrate(connection, MIGRATIONS, name="prefetch"))
 
 
 def _dump(value) -> str:

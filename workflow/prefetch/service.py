@@ -74,7 +74,8 @@ LOOKAHEAD_ITEMS = 1000  # worklist items one periodic cycle looks at, soonest fi
 
 INDEX_ERRORS = (ActorError, ReplyError, AskTimeout)
 DUE_SLACK = 0.005
-REPEATING_TRIGGERS = ("worklist-query", "schedule")  # the timer wakes on Trio's clock, due times are on the wall clock
+REPEATING_TRIGGERS = ("worklist-query", "schedule")
+DONE_REMEMBERED = 10_000  # patients whose end time is kept before the old ones are dropped  # the timer wakes on Trio's clock, due times are on the wall clock
 
 
 @attrs.frozen(kw_only=True)
@@ -507,7 +508,10 @@ class PrefetchService(Actor):
         if not finished:
             return
         result = self._patient_stats.pop(patient_id)
-        self._done_at[patient_id] = time.time()
+        now = time.time()
+        if len(self._done_at) >= DONE_REMEMBERED:  # only those within requeue_after matter
+            self._done_at = {p: at for p, at in self._done_at.items() if now - at < self.policy.requeue_after}
+        self._done_at[patient_id] = now
         for cycle_id, cycle in list(self._cycles.items()):
             if patient_id in cycle.patients:
                 cycle.patients.discard(patient_id)

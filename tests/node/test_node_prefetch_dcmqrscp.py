@@ -14,7 +14,7 @@ from peers.dicom_servers import dcmqrscp
 from peers.process import free_port
 
 from triopacs import open_node
-from triopacs.actors import read_trace
+from triopacs.actors import ActorFailed, ActorRestarted, read_trace
 from triopacs.actors.node.index_dimse_n import AddWorklistItems
 from triopacs.workflow.prefetch import (
     GetPrefetchStatus,
@@ -194,3 +194,38 @@ async def test_the_periodic_cycle_prefetches_for_the_items_in_the_look_ahead(tmp
     assert (cycle.record.stats.patients_processed, cycle.record.stats.studies_prefetched) == (1, 1)
     assert counts == [2, 0]
     assert (following.record.stats.patients_processed, following.record.stats.studies_already_present) == (1, 1)
+
+
+async def test_a_prefetcher_that_crashes_is_restarted_and_its_queue_goes_on(tmp_path):
+    # A real fault: another process holds prefetch.sqlite's write lock past the busy
+    # timeout, so recording a finished study fails and the actor crashes. Its supervisor
+    # restarts it; the queue comes back from the file; the study whose end was not
+    # recorded is found complete in the index, not retrieved again.
+    priors = write_priors(tmp_path / "priors", [Prior("CRASH1", "CT", "CHEST", days, images=2) for days in (4, 8, 12)])
+    # One association every 2 s: the lock is taken well before the second study's goes.
+    async with prefetch_node(tmp_path, {"QRSCP": "move"}, max_concurrent_prefetches=1, rate_limit_per_minute=30.0) as node:
+        async with dcmqrscp("QRSCP", known_peers=[PeerAE(AE_TITLE, node.address.port)], parent_dir=tmp_path) as source:
+            await register(node, "QRSCP", source.port)
+            (await storescu(source, [tmp_path / "priors"])).check(expected=6)
+            seen: list = []
+            with node.subscribe(PrefetchStudyDone, PrefetchRequestSent, ActorFailed, ActorRestarted, PrefetchCycleFinished,
+                                capacity=1024) as events:
+                await node.prefetch.ask(PrefetchPriors(patient_id="CRASH1"))
+                await wait_for(events, PrefetchStudyDone, 1, seen=seen)
+                blocker = sqlite3.connect(node.config.data_dir / "prefetch.sqlite", isolation_level=None)
+                blocker.execute("BEGIN IMMEDIATE")  # the prefetcher's next write waits, then fails
+                try:
+                    (failed,) = await wait_for(events, ActorFailed, 1, seen=seen)
+                finally:
+                    blocker.execute("ROLLBACK")
+                    blocker.close()
+                (resumed,) = await wait_for(events, PrefetchCycleFinished, 1, seen=seen)
+            counts = [await local_instances(node, p.study_instance_uid) for p in priors]
+            status = await node.prefetch.ask(GetPrefetchStatus())
+    moves = [e.subject for e in seen if isinstance(e, PrefetchRequestSent) and e.purpose == "move"]
+    assert failed.path == "/node/services/prefetch" and "database is locked" in failed.error
+    assert [e.path for e in seen if isinstance(e, ActorRestarted)] == ["/node/services/prefetch"]
+    assert resumed.record.trigger == "resumed"
+    assert counts == [2, 2, 2]
+    assert sorted(moves) == sorted(p.study_instance_uid for p in priors)  # each retrieved once
+    assert not status.queued_patients and status.queued_studies == 0

@@ -20,9 +20,11 @@ from .version import __version__
 from .cli_scu import SCU_COMMANDS, add_scu_commands
 from .cli_nservices import NSERVICE_COMMANDS, add_nservice_commands
 from .cli_worklist import add_worklist_commands, worklist
+from .cli_prefetch import add_prefetch_commands, prefetch
 from .cli_tiers import TIER_COMMANDS, add_tier_commands
 from .config import ConfigError, default_toml, load_config
 from .log import configure_logging
+from .actors.runtime.errors import first_of
 from .storage.data_lock import DataDirectoryInUse
 
 EXIT_FAILURE = 1
@@ -71,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     add_scu_commands(commands)
     add_nservice_commands(commands)
     add_worklist_commands(commands)
+    add_prefetch_commands(commands)
     add_tier_commands(commands)
     return parser
 
@@ -86,18 +89,6 @@ def _serve_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     if logs:
         overrides["log"] = logs
     return overrides
-
-
-def _first(error: BaseException, kind: type[BaseException]) -> BaseException | None:
-    """`error` or the first `kind` inside an exception group."""
-    if isinstance(error, kind):
-        return error
-    if isinstance(error, BaseExceptionGroup):
-        for inner in error.exceptions:
-            found = _first(inner, kind)
-            if found is not None:
-                return found
-    return None
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -130,7 +121,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         return trio.run(main)
     except BaseException as error:  # a refusal at start-up is one line, exit 2
-        refused = _first(error, TierUnavailable)
+        refused = first_of(error, TierUnavailable)
         if refused is None:
             raise
         raise UsageError(str(refused)) from None
@@ -168,7 +159,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "serve": _serve, "config": _config, "replay": _replay, "worklist": worklist,
+    "serve": _serve, "config": _config, "replay": _replay, "worklist": worklist, "prefetch": prefetch,
     **SCU_COMMANDS, **NSERVICE_COMMANDS, **TIER_COMMANDS,
 }
 
@@ -181,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"triopacs {args.command}: {error}", file=sys.stderr)
         return EXIT_USAGE
     except BaseException as error:  # a node of its own refused: another runs on the data
-        refused = _first(error, DataDirectoryInUse)
+        refused = first_of(error, DataDirectoryInUse)
         if refused is None:
             raise
         print(f"triopacs {args.command}: {refused}", file=sys.stderr)

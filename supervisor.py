@@ -8,6 +8,7 @@
     │   ├── /node/services/locks       study locks
     │   ├── /node/services/tiers       storage tiers (one-for-one): local (the data directory) and each [[tier]]
     │   ├── /node/services/migration   HSM: moves instances between tiers by last access
+    │   ├── /node/services/prefetch    fetches prior studies of worklist patients from remote PACS, if [prefetch] is on
     │   ├── /node/services/scheduler   scheduled tasks (cleanup, verification, migration), unless [scheduler] is off
     │   └── /node/services/builtin-tasks   keeps the built-in tasks in line with the configuration
     ├── /node/workers                  association worker processes, [node] workers of them (one-for-one)
@@ -83,6 +84,8 @@ from .workflow.builtin_tasks import BuiltinTask, BuiltinTasks, register_builtin_
 from .workflow.tasks.legacy_index import move_out_of_index
 from .workflow.cleanup import CleanupConfig
 from .workflow.migration import MIGRATION_PATH, MigrationService, migration_policy
+from .workflow.prefetch import PREFETCH_PATH, PrefetchCriteria, PrefetchPolicy, PrefetchService, PrefetchSource
+from .workflow.prefetch.remote import RemoteSettings
 from .workflow.verification import VerificationConfig
 
 log = structlog.get_logger()
@@ -136,6 +139,12 @@ class Node:
     def migration(self) -> ActorRef:
         """The HSM migration service: RunMigration (triopacs.workflow.migration)."""
         return self.system.lookup(MIGRATION_PATH)
+
+    @property
+    def prefetch(self) -> ActorRef:
+        """The prefetcher: PrefetchPriors, RunPrefetchCycle, GetPrefetchStatus
+        (triopacs.workflow.prefetch); absent unless [prefetch] enabled."""
+        return self.system.lookup(PREFETCH_PATH)
 
     def tier(self, name: str) -> ActorRef:
         """A storage tier actor (triopacs.actors.node.tiers): local, or a [[tier]] name."""
@@ -199,6 +208,37 @@ async def _move_tasks_out_of_index(config: Config) -> None:
     moved = await run_sync_in_thread(move_out_of_index, index, scheduler)
     if moved:
         log.info("scheduled tasks moved out of the index file", tasks=moved, database=scheduler)
+
+
+def prefetch_database(config: Config) -> str:
+    return str(config.data_dir / "prefetch.sqlite")
+
+
+def prefetch_policy(config: Config) -> PrefetchPolicy:
+    section = config.prefetch
+    return from_section(
+        PrefetchPolicy,
+        section,
+        sources=tuple(PrefetchSource(remote=s.remote, retrieve=s.retrieve) for s in section.source),
+        criteria=from_section(PrefetchCriteria, section),
+        remote=from_section(RemoteSettings, section, calling_ae_title=config.node.ae_title, dimse_timeout=config.network.dimse_timeout),
+    )
+
+
+def prefetch_spec(config: Config) -> list[ActorSpec]:
+    if not config.prefetch.enabled:
+        return []
+    return [
+        ActorSpec(
+            name="prefetch",
+            actor=PrefetchService,
+            args={
+                "policy": prefetch_policy(config),
+                "database": prefetch_database(config),
+                "staging": str(config.data_dir / "staging" / "prefetch"),
+            },
+        )
+    ]
 
 
 def lock_manager_config(config: Config) -> LockManagerConfig:
@@ -349,6 +389,8 @@ def service_specs(config: Config) -> list[ActorSpec | SupervisorSpec]:
             actor=MigrationService,
             args={"policy": migration_policy(config.hsm, config.locks.acquire_wait_timeout), "prefixes": {t.name: t.prefix for t in config.tier}},
         ),
+        # After the index and the AE registry: at start it resumes its queue.
+        *prefetch_spec(config),
     ]
     if not config.scheduler.enabled:
         if config.cleanup.enabled or config.verification.enabled:

@@ -167,6 +167,8 @@ class Node:
         return (
             f"{self.config.node.ae_title} dicom={self.address.host}:{self.address.port}"
             f" data={self.config.data_dir.resolve()}"
+            + (f" http=http://{self.http.host}:{self.http.port}/" if self.http is not None else "")
+            + (f" events=ws://{self.events.host}:{self.events.port}/events" if self.events is not None else "")
         )
 
 

@@ -48,14 +48,25 @@ class MetricsActor(Actor):
 
     async def _count_events(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
         with self.ctx.system.bus.subscribe(*OBSERVED, capacity=EVENT_QUEUE) as events:
+            self._events = events
             task_status.started()
             async for event in events:
                 self.metrics.observe(event)
-                self._dropped = events.dropped
+
+    def _catch_up(self) -> None:
+        """Count what was published before this question: an answer includes every event
+        that happened before it was asked."""
+        while True:
+            try:
+                self.metrics.observe(self._events.receive_nowait())
+            except trio.WouldBlock:
+                break
+        self._dropped = self._events.dropped
 
     async def handle(self, message):
         match message:
             case GetActivity():
+                self._catch_up()
                 return self.metrics.activity()
             case RenderMetrics():
                 # Asking the lock manager and the tiers takes a moment: not in the mailbox loop.
@@ -72,6 +83,7 @@ class MetricsActor(Actor):
                 answer = await self._ask(path, GetTierStatistics())
                 if answer is not None:
                     tiers.append(answer)
+        self._catch_up()
         self.metrics.set_runtime(mailboxes, locks, tiers, self._dropped)
         reply.send(MetricsText(text=self.metrics.render()))
 

@@ -39,6 +39,7 @@ def node_config(data_dir: Path, *, remote: Iterable[RemoteAE] = (), trace_file: 
     sections: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
     sections["node"].update(port=0, bind=LOOPBACK, data_dir=str(data_dir), ae_title=AE_TITLE)
     sections["log"].update(level="warning")
+    sections["http"].update(port=0, events_port=0)  # never the default ports: tests run beside other nodes
     if trace_file is not None:
         sections["trace"]["file"] = str(trace_file)
     for key, value in settings.items():

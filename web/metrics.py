@@ -85,6 +85,8 @@ class NodeMetrics:
         self._activity = dict(instances_stored=0, bytes_stored=0, queries=0, retrieves=0, associations=0,
                               associations_rejected=0, associations_aborted=0)
         self._open: set[str] = set()
+        for series in (self.associations_total, self.rejects, self.aborts):
+            series.labels(ae_title)  # shown as 0 before the first one
         self.associations_active.labels(ae_title).set(0)
 
     def observe(self, event: object) -> None:

@@ -17,13 +17,24 @@ from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import ConnectionState
 
-from ..actors import Actor, ActorError
+from ..actors import Actor, ActorError, message
 from ..actors.node.listener import GetAddress, ListeningOn
 from ..config import Config
 from .admin import LISTENER, Addresses, Admin
 from .connections import BoundedListener
 from .phase import NodePhase
 from .routes import build_app
+
+
+@message("web.count-http-connections")
+class CountHttpConnections:
+    pass
+
+
+@message("web.http-connections")
+class HttpConnections:
+    open: int
+    evicted: int  # closed to make room for a newer one, since the actor started
 
 
 def server_config(config: Config) -> HypercornConfig:
@@ -40,7 +51,7 @@ def server_config(config: Config) -> HypercornConfig:
 
 class HttpActor(Actor):
     replayable = False  # driven by sockets
-    accepts = (GetAddress,)
+    accepts = (GetAddress, CountHttpConnections)
 
     def __init__(self, *, config: Config, phase: NodePhase, metrics_path: str, events_path: str) -> None:
         self.config = config
@@ -67,6 +78,11 @@ class HttpActor(Actor):
         match message:
             case GetAddress():
                 return self.address
+            case CountHttpConnections():
+                return HttpConnections(
+                    open=sum(len(listener.open) for listener in self.listeners),
+                    evicted=sum(listener.evicted for listener in self.listeners),
+                )
 
     async def _addresses(self) -> Addresses:
         return Addresses(

@@ -81,3 +81,22 @@ async def test_a_wrong_path_and_too_many_clients_are_refused(tmp_path):
                     raise AssertionError("one client too many was accepted")
             except HandshakeError as refused:
                 assert getattr(refused, "status_code", 503) == 503
+
+
+async def test_lock_contention_is_streamed(tmp_path):
+    from triopacs.workflow import LockType, study_lock
+    from triopacs.workflow.locks.messages import TryLock
+    from triopacs.workflow.locks.types import AlreadyLocked
+
+    async with running_node(tmp_path) as node:
+        async with open_websocket_url(events_url(node, "?types=locks.contended")) as ws:
+            async with study_lock(node.locks, "1.2.3", LockType.EXCLUSIVE, holder="first"):
+                try:
+                    await node.locks.ask(TryLock(study_uid="1.2.3", type=LockType.SHARED, holder="second"))
+                    raise AssertionError("the second lock was granted")
+                except AlreadyLocked:
+                    pass
+            with trio.fail_after(10):
+                event = json.loads(await ws.get_message())
+    assert event["type"] == "locks.contended"
+    assert event["payload"] == {"study_uid": "1.2.3", "type": "shared", "holder": "second", "held": ["exclusive"], "waits": False}

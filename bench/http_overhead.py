@@ -36,22 +36,22 @@ class NodeWithHttp(TriopacsTarget):
     name = "http-on-scraped"
     extra_ports = 2  # the admin API and the event stream
 
+    def http_args(self, extra_ports: list[int]) -> list[str]:
+        return ["--http-port", str(extra_ports[0]), "--events-port", str(extra_ports[1])]
+
     def command(self, port, data_dir, workdir, extra_ports, concurrent):
         config = workdir / "triopacs.toml"
         config.write_text('[storage]\ndurability = "os"\n[log]\nlevel = "warning"\n')
         return [self.program(), "serve", "--port", str(port), "--data", str(data_dir), "--ae-title", self.ae_title,
-                "--config", str(config), "--http-port", str(extra_ports[0]), "--events-port", str(extra_ports[1])]
+                "--config", str(config), *self.http_args(extra_ports)]
 
 
 class NodeWithoutHttp(NodeWithHttp):
     name = "http-off"
     extra_ports = 0
 
-    def command(self, port, data_dir, workdir, extra_ports, concurrent):
-        config = workdir / "triopacs.toml"
-        config.write_text('[storage]\ndurability = "os"\n[log]\nlevel = "warning"\n')
-        return [self.program(), "serve", "--port", str(port), "--data", str(data_dir), "--ae-title", self.ae_title,
-                "--config", str(config), "--no-http"]
+    def http_args(self, extra_ports: list[int]) -> list[str]:
+        return ["--no-http"]
 
 
 async def scrape_every_second(base: str, counts: list[int]) -> None:

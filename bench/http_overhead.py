@@ -65,10 +65,11 @@ async def scrape_every_second(base: str, counts: list[int]) -> None:
             await trio.sleep(1.0)
 
 
-async def one_run(target: NodeWithHttp, folders: list[Path], scratch: Path, timeout: float) -> tuple[float, int]:
-    """Images per second, and the scrapes made meanwhile."""
+async def one_run(target: NodeWithHttp, folders: list[Path], scratch: Path, timeout: float) -> tuple[float, float, int]:
+    """Images per second, the node's CPU milliseconds per image, and the scrapes made meanwhile."""
     async with target.start(scratch, concurrent=True) as running:
         scrapes = [0]
+        cpu_before = running.cpu_seconds()
         async with trio.open_nursery() as nursery:
             if target.extra_ports:
                 http_port = running.server.ports[1]
@@ -78,10 +79,11 @@ async def one_run(target: NodeWithHttp, folders: list[Path], scratch: Path, time
             failures = await _send(running, folders, timeout)
             elapsed = time.perf_counter() - started
             nursery.cancel_scope.cancel()
+        cpu = running.cpu_seconds() - cpu_before
         stored = await target.stored_count(running)
     if failures:
         raise RuntimeError(f"{target.name}: {failures}")
-    return stored / elapsed, scrapes[0]
+    return stored / elapsed, 1000 * cpu / stored, scrapes[0]
 
 
 async def run(options: argparse.Namespace) -> int:
@@ -98,20 +100,24 @@ async def run(options: argparse.Namespace) -> int:
                 folders.append(work / "images" / f"part{part}")
         on, off = NodeWithHttp(), NodeWithoutHttp()
         rates: dict[str, list[float]] = {on.name: [], off.name: []}
+        cpu: dict[str, list[float]] = {on.name: [], off.name: []}
         scrapes = 0
         for run_number in range(options.runs):
             order = (off, on) if run_number % 2 == 0 else (on, off)
             for target in order:
-                rate, made = await one_run(target, folders, work, options.timeout)
+                rate, cpu_ms, made = await one_run(target, folders, work, options.timeout)
                 rates[target.name].append(rate)
+                cpu[target.name].append(cpu_ms)
                 scrapes += made
-                print(f"run {run_number + 1} {target.name:>16}: {rate:8.1f} img/s" + (f" ({made} scrapes)" if made else ""), flush=True)
+                print(f"run {run_number + 1} {target.name:>16}: {rate:8.1f} img/s {cpu_ms:6.2f} CPU ms/img"
+                      + (f" ({made} requests)" if made else ""), flush=True)
         median_on, median_off = statistics.median(rates[on.name]), statistics.median(rates[off.name])
         print()
         print(f"{options.count} images over {len(folders)} associations, median of {options.runs} runs each")
-        print(f"  HTTP off:              {median_off:8.1f} img/s")
-        print(f"  HTTP on, scraped 1/s:  {median_on:8.1f} img/s  ({scrapes} requests answered)")
-        print(f"  ratio on/off:          {median_on / median_off:8.3f}")
+        cpu_on, cpu_off = statistics.median(cpu[on.name]), statistics.median(cpu[off.name])
+        print(f"  HTTP off:              {median_off:8.1f} img/s  {cpu_off:6.2f} node CPU ms per image")
+        print(f"  HTTP on, scraped 1/s:  {median_on:8.1f} img/s  {cpu_on:6.2f} node CPU ms per image  ({scrapes} requests answered)")
+        print(f"  ratio on/off:          {median_on / median_off:8.3f} (throughput)  {cpu_off / cpu_on:8.3f} (CPU per image, off/on)")
         return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -36,7 +36,7 @@ from .metrics import Activity
 from .metrics_actor import GetActivity
 from .openapi import API_VERSION
 from .phase import NodePhase
-from .problems import ApiProblem, bad_request, conflict, not_found, unavailable
+from .problems import bad_request, conflict, not_found, unavailable
 from .redact import redacted
 from .views import (
     AssociationList,
@@ -324,5 +324,3 @@ def task_view(task: ScheduledTask) -> TaskView:
         runs=task.execution_count, failures=task.failure_count,
     )
 
-
-__all__ = ["Admin", "Addresses", "ApiProblem"]

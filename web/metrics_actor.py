@@ -12,7 +12,7 @@ from ..actors.node.tiers.messages import GetTierStatistics, TierStatistics
 from ..supervisor import LOCKS
 from ..workflow.locks.messages import GetLockStats
 from ..workflow.tasks.messages import TaskExecuted
-from .metrics import Activity, NodeMetrics
+from .metrics import NodeMetrics
 
 OBSERVED = (*ACTIVITY_EVENTS, TaskExecuted, ActorRestarted)
 # Deep enough to ride out a burst of stores while the actor renders a scrape.
@@ -93,5 +93,3 @@ class MetricsActor(Actor):
         except (ActorError, ReplyError):
             return None  # shown as absent gauges; /health says why
 
-
-__all__ = ["Activity", "GetActivity", "MetricsActor", "MetricsText", "RenderMetrics"]

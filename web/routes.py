@@ -7,8 +7,9 @@ import json
 from importlib import resources
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from ..actors import converter
@@ -16,7 +17,11 @@ from .admin import Admin
 from .endpoint import Endpoint, Parameter
 from .metrics_actor import RenderMetrics
 from .openapi import document
-from .problems import ApiProblem, problem_response
+from .problems import TYPES, ApiProblem, problem_response
+from .views import (
+    AssociationList, ConfigView, Health, LockList, Probe, Problem, Statistics, StudyDetail, StudyList, StudyRemoved,
+    SystemStatus, TaskHistory, TaskList, TaskView, Version,
+)
 
 PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 MAX_PAGE = 1000
@@ -41,11 +46,6 @@ def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
 
 
 def endpoints(admin: Admin, metrics_path: str) -> list[Endpoint]:
-    from .views import (
-        AssociationList, ConfigView, Health, LockList, Probe, Statistics, StudyDetail, StudyList, StudyRemoved,
-        SystemStatus, TaskHistory, TaskList, TaskView, Version,
-    )
-
     async def health(request: Request) -> Response:
         answer = await admin.health()
         return _json(answer, 200 if answer.status == "ok" else 503)
@@ -164,12 +164,10 @@ def build_app(admin: Admin, metrics_path: str) -> Starlette:
     async def problem(request: Request, error: Exception) -> Response:
         if isinstance(error, ApiProblem):
             return problem_response(error.problem)
-        from .problems import Problem, TYPES
         status = getattr(error, "status_code", 500)
         title = {404: "no such resource", 405: "method not allowed"}.get(status, "internal error")
         return problem_response(Problem(type=TYPES + ("not-found" if status == 404 else "http"), title=title, status=status))
 
     routes = [Route(e.path, e.handler, methods=[e.method]) for e in table]
     routes += [Route("/openapi.json", openapi_json, methods=["GET"]), Route("/", index, methods=["GET"])]
-    from starlette.exceptions import HTTPException
     return Starlette(routes=routes, exception_handlers={ApiProblem: problem, HTTPException: problem, Exception: problem})

@@ -5,19 +5,20 @@ from __future__ import annotations
 
 import re
 
-import trio
+import attrs
 from dicom_samples import SeriesSpec, write_series
 from openapi_spec_validator import validate
 from peers import storescu
 
 from triopacs import connect
+from triopacs.actors.node.listener import GetAddress
 from triopacs.client.contexts import verification_contexts
 from triopacs.supervisor import open_node as open_bare_node
 from triopacs.web.node import web_spec
 from triopacs.web.phase import NodePhase
 
 from node.nodes import LOOPBACK, node_config, peer, running_node
-from web.client import base_url, get, request
+from web.client import get, request
 
 CALLED: set[tuple[str, str]] = set()  # (method, OpenAPI path) each test called
 
@@ -140,11 +141,7 @@ async def test_ready_is_503_until_the_node_says_it_is_up(tmp_path):
     config = node_config(tmp_path / "node")
     phase = NodePhase()
     async with open_bare_node(config, front=[web_spec(config, phase)]) as node:
-        from triopacs.actors.node.listener import GetAddress
-
         address = await node.system.lookup("/node/web/http").ask(GetAddress())
-        import attrs
-
         node = attrs.evolve(node, http=address)
         assert (await get(node, "/live")).status_code == 200
         starting = await get(node, "/ready")

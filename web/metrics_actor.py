@@ -37,7 +37,9 @@ class GetActivity:
 
 class MetricsActor(Actor):
     accepts = (RenderMetrics, GetActivity)
-    resources = {}
+    # What it answers comes from the event bus, which a trace does not record: a replay
+    # takes what it sent as recorded input, never re-runs it.
+    replayable = False
 
     def __init__(self, *, ae_title: str) -> None:
         self.metrics = NodeMetrics(ae_title)

@@ -5,12 +5,14 @@ or configuration (one line on stderr saying which key is wrong and what it may b
 """
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 import structlog
 import trio
 
@@ -18,10 +20,12 @@ from .version import __version__
 from .cli_scu import SCU_COMMANDS, add_scu_commands
 from .cli_nservices import NSERVICE_COMMANDS, add_nservice_commands
 from .cli_worklist import add_worklist_commands, worklist
+from .cli_prefetch import add_prefetch_commands, prefetch
 from .cli_tiers import TIER_COMMANDS, add_tier_commands
 from .cli_status import STATUS_COMMANDS, add_status_command
 from .config import ConfigError, default_toml, load_config
 from .log import configure_logging
+from .actors.runtime.errors import first_of
 from .storage.data_lock import DataDirectoryInUse
 
 EXIT_FAILURE = 1
@@ -44,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--bind", help="address to listen on")
     serve.add_argument("--data", help="data directory")
     serve.add_argument("--trace", help="record every message to this JSON-lines file")
+    serve.add_argument(
+        "--workers", type=int, metavar="N",
+        help="association worker processes (default: [node] workers if set, else one per core; 0: none)",
+    )
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error", "critical"])
     serve.add_argument("--log-format", choices=["auto", "console", "json"])
     serve.add_argument("--http-port", type=int, help="admin API port (0: pick a free one)")
@@ -70,13 +78,14 @@ def _parser() -> argparse.ArgumentParser:
     add_scu_commands(commands)
     add_nservice_commands(commands)
     add_worklist_commands(commands)
+    add_prefetch_commands(commands)
     add_tier_commands(commands)
     return parser
 
 
 def _serve_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     node = {key: value for key, value in {
-        "ae_title": args.ae_title, "port": args.port, "bind": args.bind, "data_dir": args.data,
+        "ae_title": args.ae_title, "port": args.port, "bind": args.bind, "data_dir": args.data, "workers": args.workers,
     }.items() if value is not None}
     overrides: dict[str, dict[str, Any]] = {"node": node}
     if args.trace is not None:
@@ -92,23 +101,14 @@ def _serve_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     return overrides
 
 
-def _first(error: BaseException, kind: type[BaseException]) -> BaseException | None:
-    """`error` or the first `kind` inside an exception group."""
-    if isinstance(error, kind):
-        return error
-    if isinstance(error, BaseExceptionGroup):
-        for inner in error.exceptions:
-            found = _first(inner, kind)
-            if found is not None:
-                return found
-    return None
-
-
 def _serve(args: argparse.Namespace) -> int:
     from .supervisor import Node, TierUnavailable
     from .web.node import run_node
 
     config = load_config(args.config, overrides=_serve_overrides(args))
+    if args.workers is None and not config.node.workers:
+        # A standalone node uses every core; an embedded one stays in its program's process.
+        config = attrs.evolve(config, node=attrs.evolve(config.node, workers=os.cpu_count() or 1))
     configure_logging(config.log.level, config.log.format)
     log = structlog.get_logger()
 
@@ -132,7 +132,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         return trio.run(main)
     except BaseException as error:  # a refusal at start-up is one line, exit 2
-        refused = _first(error, TierUnavailable)
+        refused = first_of(error, TierUnavailable)
         if refused is None:
             raise
         raise UsageError(str(refused)) from None
@@ -170,7 +170,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "serve": _serve, "config": _config, "replay": _replay, "worklist": worklist,
+    "serve": _serve, "config": _config, "replay": _replay, "worklist": worklist, "prefetch": prefetch,
     **SCU_COMMANDS, **NSERVICE_COMMANDS, **TIER_COMMANDS, **STATUS_COMMANDS,
 }
 
@@ -183,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"triopacs {args.command}: {error}", file=sys.stderr)
         return EXIT_USAGE
     except BaseException as error:  # a node of its own refused: another runs on the data
-        refused = _first(error, DataDirectoryInUse)
+        refused = first_of(error, DataDirectoryInUse)
         if refused is None:
             raise
         print(f"triopacs {args.command}: {refused}", file=sys.stderr)

@@ -123,6 +123,7 @@ def _list(config: Config, include_expired: bool) -> int:
 
 
 def worklist(args: argparse.Namespace) -> int:
+    from .actors.runtime.errors import first_of
     from .storage.data_lock import DataDirectoryInUse
 
     config = load_config(args.config)
@@ -135,9 +136,9 @@ def worklist(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         return _add(config, items) if args.action == "add" else _remove(config, args.item_id)
-    except* DataDirectoryInUse as group:
-        refused: BaseException = group
-    while isinstance(refused, BaseExceptionGroup):
-        refused = refused.exceptions[0]
+    except BaseException as error:
+        refused = first_of(error, DataDirectoryInUse)
+        if refused is None:
+            raise
     print(f"triopacs worklist: {refused}; stop it first, or add items through the running node", file=sys.stderr)
     return EXIT_USAGE

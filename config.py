@@ -72,6 +72,9 @@ class NodeSettings:
     port: int = setting(11112, "DICOM port; 0 picks a free one (printed in the ready line).", between(0, 65535))
     data_dir: str = setting("./triopacs-data", "Where the index database and the stored files live.")
     shutdown_grace: float = setting(5.0, "Seconds actors get to finish their work on shutdown.", between(0, 600))
+    workers: int = setting(
+        0, "Association worker processes (all cores for DICOM networking); 0: associations run in the node's own process. `triopacs serve` defaults to one per core.", between(0, 256)
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -267,6 +270,57 @@ class ArchiveSettings:
     delete_after_archive: bool = setting(False, "Delete an archived study here (only a study wholly in the data directory).")
 
 
+@attrs.frozen(kw_only=True)
+class PrefetchSourceSettings:
+    """One [[prefetch.source]]: a [[remote]] the prefetcher queries and retrieves from."""
+
+    remote: str
+    retrieve: str = "move"
+
+
+def _prefetch_sources(entries: tuple[PrefetchSourceSettings, ...]) -> str | None:
+    for entry in entries:
+        if entry.retrieve not in ("move", "get"):
+            return f"retrieve of {entry.remote} must be move (C-MOVE to our AE) or get (C-GET)"
+    names = [e.remote for e in entries]
+    if len(set(names)) != len(names):
+        return "each remote may be a source once"
+    return None
+
+
+@attrs.frozen(kw_only=True)
+class PrefetchSettings:
+    enabled: bool = setting(False, "Prefetch prior studies of worklist patients from the [[prefetch.source]] PACS.")
+    source: tuple[PrefetchSourceSettings, ...] = setting(
+        (), "Where priors come from, in order: remote names a [[remote]] (which must know our AE as a move destination); "
+        "retrieve is move (C-MOVE to our AE) or get (C-GET).", _prefetch_sources,
+        example=[{"remote": "MAINPACS", "retrieve": "move"}],
+    )
+    on_worklist_query: bool = setting(True, "Queue the patients of every Modality Worklist query the node answers.")
+    on_worklist_change: bool = setting(True, "Queue the patient of every worklist item added or replaced.")
+    requeue_after: float = setting(
+        3600.0, "Seconds after a patient's prefetch ends during which worklist queries and periodic cycles do not queue it again "
+        "(modalities poll the worklist; items added and `triopacs prefetch` always queue).", between(0, 30 * 86400),
+    )
+    cycle_interval: float = setting(300.0, "Seconds between periodic cycles over the items scheduled in the next lookahead_hours (0: none).", between(0, 7 * 86400))
+    lookahead_hours: float = setting(24.0, "A periodic cycle queues the patients of items scheduled to start within this many hours.", between(0, 24 * 365))
+    lookback_days: int = setting(365, "Priors are studies of the last this many days (StudyDate).", between(1, 36500))
+    max_studies_per_patient: int = setting(10, "Priors prefetched per patient at most, preferred and newest first.", between(1, 10_000))
+    max_series_per_study: int = setting(0, "Series retrieved per prior at most, preferred first (0: every series).", between(0, 100_000))
+    include_modalities: tuple[str, ...] = setting((), "Only priors with one of these modalities (empty: any).", example=["CT", "MR"])
+    exclude_modalities: tuple[str, ...] = setting((), "Never priors (or series) of only these modalities.", example=["SR", "PR"])
+    include_body_parts: tuple[str, ...] = setting((), "Only priors with a series of one of these body parts (empty: any).", example=["CHEST"])
+    prefer_same_modality: bool = setting(True, "Priors of the scheduled modality come first (before max_studies_per_patient cuts).")
+    prefer_same_body_part: bool = setting(True, "Then priors of the scheduled body part (asks each source for the series of each prior).")
+    max_concurrent_prefetches: int = setting(4, "Queries and retrievals running at once.", between(1, 256))
+    rate_limit_per_minute: float = setting(0.0, "Associations opened to one source per minute at most, evenly spaced (0: no limit).", between(0, 60_000))
+    max_retry_attempts: int = setting(3, "Times a query or retrieval that failed for a reason that may pass is tried again.", between(0, 1000))
+    retry_delay: float = setting(60.0, "Seconds before such a retry.", between(0, 86400))
+    max_find_matches: int = setting(1000, "C-FIND answers read per query (and series per patient); a source answering more is cut off.", between(1, 1_000_000))
+    operation_timeout: float = setting(600.0, "Seconds one query or retrieval (one association) may take in all.", between(1, 86400))
+    connect_timeout: float = setting(10.0, "Seconds to wait for a source's TCP connection.", between(0.1, 3600))
+
+
 def _tier_entries(entries: tuple[TierDefinition, ...]) -> str | None:
     names = [e.name for e in entries]
     if len(set(names)) != len(names):
@@ -316,6 +370,7 @@ class Config:
     commitment: CommitmentSettings = CommitmentSettings()
     hsm: HsmSettings = HsmSettings()
     archive: ArchiveSettings = ArchiveSettings()
+    prefetch: PrefetchSettings = PrefetchSettings()
     http: HttpSettings = HttpSettings()
     remote: tuple[RemoteAE, ...] = setting(
         (), "Remote AEs we may send to (C-MOVE destinations, storage commitment requestors).", _remote_entries,
@@ -332,6 +387,12 @@ class Config:
             value = getattr(getattr(self, section), key)
             if value and value not in names:
                 raise ConfigError(f"{section}.{key}", value, f"must name a [[tier]] ({', '.join(sorted(names)) or 'none configured'})")
+        remotes = {r.ae_title for r in self.remote}
+        for source in self.prefetch.source:
+            if source.remote not in remotes:
+                raise ConfigError("prefetch.source", source.remote, f"must name a [[remote]] ({', '.join(sorted(remotes)) or 'none configured'})")
+        if self.prefetch.enabled and not self.prefetch.source:
+            raise ConfigError("prefetch.source", [], "must name at least one [[remote]] when [prefetch] is enabled")
         if self.archive.enabled and not self.archive.destination:
             raise ConfigError("archive.destination", "", "must name a [[tier]] when [archive] is enabled")
 
@@ -387,7 +448,17 @@ _KIND_NAMES = {
     str: "a string",
     tuple[str, ...]: "a list of strings",
     dict[str, int]: "a table of names and integers",
+    tuple[PrefetchSourceSettings, ...]: "an array of tables ([[prefetch.source]]) with remote and retrieve",
 }
+
+
+def _prefetch_source(value: Any, _: type) -> PrefetchSourceSettings:
+    if not isinstance(value, Mapping) or "remote" not in value or set(value) - {"remote", "retrieve"}:
+        raise TypeError("source")
+    return PrefetchSourceSettings(**{key: _strict.structure(v, str) for key, v in value.items()})
+
+
+_strict.register_structure_hook(PrefetchSourceSettings, _prefetch_source)
 
 
 def _structure_field(key: str, value: Any, kind: Any) -> Any:

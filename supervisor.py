@@ -12,11 +12,14 @@
     │   ├── /node/services/locks       study locks
     │   ├── /node/services/tiers       storage tiers (one-for-one): local (the data directory) and each [[tier]]
     │   ├── /node/services/migration   HSM: moves instances between tiers by last access
+    │   ├── /node/services/prefetch    fetches prior studies of worklist patients from remote PACS, if [prefetch] is on
     │   ├── /node/services/scheduler   scheduled tasks (cleanup, verification, migration), unless [scheduler] is off
     │   └── /node/services/builtin-tasks   keeps the built-in tasks in line with the configuration
+    ├── /node/workers                  association worker processes, [node] workers of them (one-for-one)
+    │   └── /node/workers/w1, w2, ...  each runs its process's associations (actors/node/workers.py)
     └── /node/associations             DICOM networking (one-for-one)
-        ├── /node/associations/listener    accepts connections
-        └── /node/associations/a1, a2, ... one temporary actor per association
+        ├── /node/associations/listener    accepts connections, hands them to the workers (if any)
+        └── /node/associations/a1, a2, ... one temporary actor per association (in a worker's process, if any)
 
 Instances arrive in the data directory (the hot tier `local`); the migration service
 moves them to the configured tiers (local paths, S3, Azure Blob) by last access.
@@ -63,6 +66,7 @@ from .actors.node.services.worklist import WorklistService
 from .actors.node.services.storage import StorageService
 from .actors.node.services.storage import StoreSettings
 from .actors.node.tiers import TIERS_PATH, TierActor, check_tier
+from .actors.node.workers import WorkerHost, WorkerRoutes
 from .storage.objects import ObjectStoreError
 from .storage.tier_settings import HOT, TierDefinition, hot_tier
 from .config import Config, from_section
@@ -84,6 +88,8 @@ from .workflow.builtin_tasks import BuiltinTask, BuiltinTasks, register_builtin_
 from .workflow.tasks.legacy_index import move_out_of_index
 from .workflow.cleanup import CleanupConfig
 from .workflow.migration import MIGRATION_PATH, MigrationService, migration_policy
+from .workflow.prefetch import PREFETCH_PATH, PrefetchCriteria, PrefetchPolicy, PrefetchService, PrefetchSource
+from .workflow.prefetch.remote import RemoteSettings
 from .workflow.verification import VerificationConfig
 
 log = structlog.get_logger()
@@ -139,6 +145,12 @@ class Node:
     def migration(self) -> ActorRef:
         """The HSM migration service: RunMigration (triopacs.workflow.migration)."""
         return self.system.lookup(MIGRATION_PATH)
+
+    @property
+    def prefetch(self) -> ActorRef:
+        """The prefetcher: PrefetchPriors, RunPrefetchCycle, GetPrefetchStatus
+        (triopacs.workflow.prefetch); absent unless [prefetch] enabled."""
+        return self.system.lookup(PREFETCH_PATH)
 
     def tier(self, name: str) -> ActorRef:
         """A storage tier actor (triopacs.actors.node.tiers): local, or a [[tier]] name."""
@@ -204,6 +216,37 @@ async def _move_tasks_out_of_index(config: Config) -> None:
     moved = await run_sync_in_thread(move_out_of_index, index, scheduler)
     if moved:
         log.info("scheduled tasks moved out of the index file", tasks=moved, database=scheduler)
+
+
+def prefetch_database(config: Config) -> str:
+    return str(config.data_dir / "prefetch.sqlite")
+
+
+def prefetch_policy(config: Config) -> PrefetchPolicy:
+    section = config.prefetch
+    return from_section(
+        PrefetchPolicy,
+        section,
+        sources=tuple(PrefetchSource(remote=s.remote, retrieve=s.retrieve) for s in section.source),
+        criteria=from_section(PrefetchCriteria, section),
+        remote=from_section(RemoteSettings, section, calling_ae_title=config.node.ae_title, dimse_timeout=config.network.dimse_timeout),
+    )
+
+
+def prefetch_spec(config: Config) -> list[ActorSpec]:
+    if not config.prefetch.enabled:
+        return []
+    return [
+        ActorSpec(
+            name="prefetch",
+            actor=PrefetchService,
+            args={
+                "policy": prefetch_policy(config),
+                "database": prefetch_database(config),
+                "staging": str(config.data_dir / "staging" / "prefetch"),
+            },
+        )
+    ]
 
 
 def lock_manager_config(config: Config) -> LockManagerConfig:
@@ -354,6 +397,8 @@ def service_specs(config: Config) -> list[ActorSpec | SupervisorSpec]:
             actor=MigrationService,
             args={"policy": migration_policy(config.hsm, config.locks.acquire_wait_timeout), "prefixes": {t.name: t.prefix for t in config.tier}},
         ),
+        # After the index and the AE registry: at start it resumes its queue.
+        *prefetch_spec(config),
     ]
     if not config.scheduler.enabled:
         if config.cleanup.enabled or config.verification.enabled:
@@ -441,7 +486,9 @@ def association_settings(config: Config) -> AssociationSettings:
     )
 
 
-def association_specs(config: Config) -> list[ActorSpec | SupervisorSpec]:
+def association_factory(config: Config) -> Callable[..., AssociationActor]:
+    """(stream, association id, peer, listener path) -> the association actor, in the
+    node's process or a worker's."""
     settings = association_settings(config)
     services = dicom_services(config)
 
@@ -455,6 +502,29 @@ def association_specs(config: Config) -> list[ActorSpec | SupervisorSpec]:
             listener=listener,
         )
 
+    return make_association
+
+
+WORKERS = f"{ROOT}/workers"
+
+
+def worker_count(config: Config) -> int:
+    if config.node.workers and config.trace.file:
+        # A trace is of one process: with workers it would miss every association.
+        log.warning("tracing: associations run in the node's process, [node] workers is ignored")
+        return 0
+    return config.node.workers
+
+
+def worker_specs(config: Config, routes: WorkerRoutes) -> list[ActorSpec]:
+    return [
+        ActorSpec(name=f"w{i}", actor=WorkerHost, args={"setup": config, "routes": routes, "associations": ASSOCIATIONS})
+        for i in range(1, worker_count(config) + 1)
+    ]
+
+
+def association_specs(config: Config) -> list[ActorSpec | SupervisorSpec]:
+    make_association = association_factory(config)
     network = config.network
     listener_args = {
         "bind": config.node.bind,
@@ -464,6 +534,7 @@ def association_specs(config: Config) -> list[ActorSpec | SupervisorSpec]:
         "max_waiting_per_address": network.max_waiting_per_address,
         "make_association": make_association,
         "names": itertools.count(1),  # outlives a restart of the listener: names stay unique
+        "workers": tuple(f"{WORKERS}/w{i}" for i in range(1, worker_count(config) + 1)),
     }
     return [ActorSpec(name="listener", actor=Listener, args=listener_args)]
 
@@ -498,9 +569,12 @@ async def open_node(config: Config | None = None, *, front: Sequence[ActorSpec |
         async with AsyncioPortal() as portal:
             await check_tiers(config, portal)
             system = ActorSystem(recorder=recorder, portal=portal, shutdown_grace=config.node.shutdown_grace)
+            system.remote = routes = WorkerRoutes()  # associations served by worker processes
             tree = [
                 *front,
                 SupervisorSpec(name="services", children=service_specs(config)),
+                # After the services (a worker asks them at once), before the listener.
+                SupervisorSpec(name="workers", children=worker_specs(config, routes)),
                 SupervisorSpec(name="associations", children=association_specs(config)),
             ]
             async with open_supervisor(system, ROOT, RestartPolicy(max_restarts=3, within=30.0), tree) as root:

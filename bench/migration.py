@@ -14,6 +14,9 @@ deletion of the hot file - everything the plain loop does not do.
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -80,7 +83,24 @@ class Cpu:
         return lap
 
 
-async def migrate(files: list[Path], tier: TierDefinition, data: Path, concurrency: int, cpu: Cpu) -> tuple[float, int]:
+def profiler(output: str | None):
+    """py-spy sampling this process (all threads, idle ones left out) into `output`, as
+    collapsed stacks (one line a stack, with its sample count), or None."""
+    if not output:
+        return None
+    command = ["py-spy", "record", "--pid", str(os.getpid()), "--format", "raw", "--threads", "--rate", "200", "-o", output]
+    return subprocess.Popen([str(Path(sys.executable).parent / command[0]), *command[1:]], stdout=subprocess.DEVNULL)
+
+
+def stop_profiler(process) -> None:
+    if process is not None:
+        process.send_signal(signal.SIGINT)  # py-spy writes its file when interrupted
+        process.wait()
+
+
+async def migrate(
+    files: list[Path], tier: TierDefinition, data: Path, concurrency: int, cpu: Cpu, profile: str | None = None
+) -> tuple[float, int]:
     config = Config(
         node=NodeSettings(port=0, data_dir=str(data)),
         log=LogSettings(level="warning"),
@@ -91,10 +111,14 @@ async def migrate(files: list[Path], tier: TierDefinition, data: Path, concurren
         async with connect("127.0.0.1", node.address.port, called_ae_title=config.node.ae_title, contexts=storage_contexts_for(files[:1])) as association:
             for path in files:
                 assert (await association.store(path)).ok
+        spy = profiler(profile)
+        if spy is not None:
+            await trio.sleep(1)  # py-spy attaches
         cpu.lap()  # the stores are not the migration's
         started = time.perf_counter()
         report = await node.migration.ask(RunMigration(), timeout=None)
         elapsed = time.perf_counter() - started
+        stop_profiler(spy)
     assert report.failures == 0 and report.migrated == len(files), report.summary()
     return elapsed, report.bytes
 
@@ -115,7 +139,7 @@ async def main(args) -> None:
                 plain = await trio.to_thread.run_sync(plain_s3, files, settings, args.concurrency)
                 plain_cpu = cpu.lap()
                 tier = TierDefinition(name="cold", kind="s3", prefix="m/", settings=settings)
-                moved, size = await migrate(files, tier, work / "node-s3", args.concurrency, cpu)
+                moved, size = await migrate(files, tier, work / "node-s3", args.concurrency, cpu, args.profile and f"{args.profile}-s3.txt")
                 moved_cpu = cpu.lap()
         else:
             async with azurite_blob(parent_dir=work) as endpoint:
@@ -127,7 +151,7 @@ async def main(args) -> None:
                 plain = await trio.to_thread.run_sync(plain_azure, files, settings, args.concurrency)
                 plain_cpu = cpu.lap()
                 tier = TierDefinition(name="cold", kind="azure", prefix="m/", settings=settings)
-                moved, size = await migrate(files, tier, work / "node-azure", args.concurrency, cpu)
+                moved, size = await migrate(files, tier, work / "node-azure", args.concurrency, cpu, args.profile and f"{args.profile}-azure.txt")
                 moved_cpu = cpu.lap()
         rows.append((target, total / plain / 1e6, size / moved / 1e6, plain_cpu, moved_cpu))
     print(f"{args.count} x {total / args.count / 1024:.0f} KiB, concurrency {args.concurrency}")
@@ -145,4 +169,5 @@ if __name__ == "__main__":
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--targets", default="s3,azure")
+    parser.add_argument("--profile", help="py-spy the migration into PROFILE-{target}.txt (collapsed stacks; py-spy installed)")
     trio.run(main, parser.parse_args())

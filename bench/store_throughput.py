@@ -219,9 +219,20 @@ class TriopacsOsDurability(TriopacsTarget):
         return [*super().command(port, data_dir, workdir, extra_ports, concurrent), "--config", str(config)]
 
 
+class TriopacsOsOneProcess(TriopacsOsDurability):
+    """durability = os with every association in the node's own process (--workers 0)."""
+
+    name = "triopacs-os-1proc"
+
+    def command(self, port, data_dir, workdir, extra_ports, concurrent):
+        return [*super().command(port, data_dir, workdir, extra_ports, concurrent), "--workers", "0"]
+
+
 TARGETS: dict[str, type[Target]] = {
     target.name: target
-    for target in (DcmtkStorescp, PynetdicomStorescp, Orthanc, DcmtkDcmqrscp, TriopacsTarget, TriopacsOsDurability)
+    for target in (
+        DcmtkStorescp, PynetdicomStorescp, Orthanc, DcmtkDcmqrscp, TriopacsTarget, TriopacsOsDurability, TriopacsOsOneProcess,
+    )
 }
 DEFAULT_TARGETS = ["dcmtk-storescp", "triopacs", "triopacs-os", "pynetdicom-storescp", "orthanc", "dcmtk-dcmqrscp"]
 

@@ -29,9 +29,8 @@ from .objects import (
     ObjectMissing,
     ObjectStoreError,
     StoredObject,
-    body_digests,
-    file_chunks,
-    read_range,
+    FileRange,
+    read_checked,
     verify,
 )
 
@@ -110,12 +109,11 @@ class AzureBlobStore:
         tier = StandardBlobTier(named) if named else None
         try:
             if size < self.settings.block_upload_threshold:
-                body = b"".join([chunk async for chunk in file_chunks(path)])  # below the threshold: bounded
-                sent_sha, sent_md5 = await asyncio.to_thread(body_digests, body)
-                verify(key, sha256, sent_sha)  # the file is what the caller says, before it leaves
+                # Checked before it leaves (size, SHA-256); Put Blob answers the MD5 the
+                # service computed of what it stored, which we compare.
+                body, sent_md5 = await asyncio.to_thread(read_checked, path, key, size=size, sha256=sha256, md5=True)
                 answer = await blob.upload_blob(body, overwrite=True, metadata={SHA256_METADATA: sha256}, standard_blob_tier=tier)
-                # Put Blob answers the MD5 the service computed of what it stored.
-                if bytes(answer.get("content_md5") or b"").hex() == sent_md5 and len(body) == size:
+                if bytes(answer.get("content_md5") or b"").hex() == sent_md5:
                     return StoredObject(key=key, size=size, sha256=sha256, checked=True)
             else:
                 await self._blocks(blob, path, size, sha256, tier)
@@ -132,9 +130,10 @@ class AzureBlobStore:
         ids: list[str] = []
 
         async def stage(block_id: str, offset: int) -> None:
-            async with slots:
-                body = await asyncio.to_thread(read_range, path, offset, block_size)  # one buffer per part in flight
-                await blob.stage_block(block_id, body)
+            async with slots:  # at most max_concurrency blocks in flight
+                length = min(block_size, size - offset)
+                with FileRange(path, offset, length) as body:  # read as sent
+                    await blob.stage_block(block_id, body, length=length)
 
         async with asyncio.TaskGroup() as group:
             for offset in range(0, size, block_size):

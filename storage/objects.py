@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
+import io
+import os
 from pathlib import Path
 
 import attrs
@@ -44,11 +45,6 @@ class StoredObject:
     checked: bool = False
 
 
-def body_digests(body: bytes) -> tuple[str, str]:
-    """(SHA-256, MD5) of an upload's body, hex: what it must be, what the store answers."""
-    return hashlib.sha256(body).hexdigest(), hashlib.md5(body, usedforsecurity=False).hexdigest()
-
-
 class ObjectStoreError(StorageError):
     """An operation on an object store failed; `transient` when trying again may help."""
 
@@ -65,27 +61,57 @@ class ChecksumMismatch(ObjectStoreError):
     pass
 
 
-async def file_chunks(path: Path, *, start: int = 0, length: int | None = None, chunk: int = CHUNK) -> AsyncIterator[bytes]:
-    """A file's bytes in chunks, read off the event loop's thread."""
-    remaining = length
+def read_checked(path: Path, key: str, *, size: int, sha256: str, md5: bool) -> tuple[bytes, str | None]:
+    """A file below the single-request threshold, read whole and hashed in one pass on
+    one worker thread (one crossing per upload, not one per chunk and one per hash).
+    Raises ChecksumMismatch unless it is `size` bytes with `sha256` - what the index
+    says - so nothing else ever leaves. Returns the body and, if asked, its MD5 (hex):
+    what a store answers of the bytes it received."""
     with open(path, "rb") as file:
-        file.seek(start)
-        while remaining is None or remaining > 0:
-            size = chunk if remaining is None else min(chunk, remaining)
-            data = await asyncio.to_thread(file.read, size)
-            if not data:
-                break
-            if remaining is not None:
-                remaining -= len(data)
-            yield data
+        body = file.read(size + 1)  # one byte more: a file grown since shows
+    if len(body) != size:
+        found = f"more than {size}" if len(body) > size else str(len(body))
+        raise ChecksumMismatch(f"{key}: {found} bytes read, {size} expected")
+    verify(key, sha256, hashlib.sha256(body).hexdigest())
+    return body, hashlib.md5(body, usedforsecurity=False).hexdigest() if md5 else None
 
 
-def read_range(path: Path, start: int, length: int) -> bytes:
-    """`length` bytes of a file from `start` (fewer at its end), in one buffer: a part
-    of a multipart upload is read into exactly one bytes object, not chunks joined."""
-    with open(path, "rb") as file:
-        file.seek(start)
-        return file.read(length)
+class FileRange(io.RawIOBase):
+    """`length` bytes of a file from `start` as a read-only, seekable stream: a part of a
+    multipart (block) upload is read from the file while it is sent, in the HTTP
+    client's chunks, so no part is ever a buffer of its own - memory stays flat however
+    large `part_size` is and however many parts are in flight. Seeking is within the
+    range (the SDKs seek back to retry)."""
+
+    def __init__(self, path: Path, start: int, length: int) -> None:
+        self._file = open(path, "rb", buffering=0)
+        self._start, self._length, self._position = start, length, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._length}[whence]
+        self._position = min(max(base + offset, 0), self._length)
+        return self._position
+
+    def readinto(self, buffer) -> int:
+        count = min(len(buffer), self._length - self._position)
+        if count <= 0:
+            return 0
+        read = os.preadv(self._file.fileno(), [memoryview(buffer)[:count]], self._start + self._position)
+        self._position += read
+        return read
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
 
 
 class HashingWriter:

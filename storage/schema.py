@@ -278,14 +278,14 @@ def schema_version(connection: sqlite3.Connection) -> int:
     return int(version)
 
 
-def migrate(connection: sqlite3.Connection, migrations: tuple[Migration, ...] = MIGRATIONS) -> int:
+def migrate(connection: sqlite3.Connection, migrations: tuple[Migration, ...] = MIGRATIONS, *, name: str = "index") -> int:
     """Apply the migrations the database lacks, all in one transaction; returns the version.
 
     Requires a connection in autocommit mode (``isolation_level=None``) so the explicit
     transaction is the only one."""
     current = schema_version(connection)
     if current > len(migrations):
-        raise SchemaTooNew(f"index schema version {current} is newer than this code's {len(migrations)}")
+        raise SchemaTooNew(f"{name} schema version {current} is newer than this code's {len(migrations)}")
     if current == len(migrations):
         return current
     in_transaction(connection, _apply, migrations)

@@ -22,9 +22,12 @@ MAX_LIST = 500
 DURABLE_SYNCHRONOUS = ("FULL", "NORMAL", "EXTRA")
 
 
-def connect(path: str | os.PathLike[str], *, synchronous: str = "FULL") -> sqlite3.Connection:
+def connect(
+    path: str | os.PathLike[str], *, synchronous: str = "FULL", prepare: Callable[[sqlite3.Connection], Any] | None = None
+) -> sqlite3.Connection:
     """A connection in autocommit mode (our transactions are explicit), WAL, foreign keys
-    on, waiting up to 5 s for a lock another process holds."""
+    on, waiting up to 5 s for a lock another process holds; `prepare(connection)` then
+    (say, migrating the schema) - the connection is closed if anything fails."""
     level = synchronous.upper()
     if level not in DURABLE_SYNCHRONOUS:
         raise ValueError(f"synchronous={synchronous!r} would acknowledge writes that are not durable")
@@ -34,6 +37,8 @@ def connect(path: str | os.PathLike[str], *, synchronous: str = "FULL") -> sqlit
         connection.execute(f"PRAGMA synchronous = {level}")
         connection.execute("PRAGMA foreign_keys = ON")
         connection.execute("PRAGMA busy_timeout = 5000")
+        if prepare is not None:
+            prepare(connection)
     except BaseException:
         connection.close()
         raise

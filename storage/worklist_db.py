@@ -138,6 +138,25 @@ def list_items(connection: sqlite3.Connection, now: float, expire_after: float, 
     return entries
 
 
+@attrs.frozen(kw_only=True)
+class ScheduledItem:
+    """An item still to be done, whole (for the prefetcher's look ahead)."""
+
+    item_id: str
+    attributes: dict
+
+
+def scheduled_between(connection: sqlite3.Connection, start: float, end: float, limit: int) -> list[ScheduledItem]:
+    """The items scheduled (not started yet) to start between `start` and `end` (epoch
+    seconds), soonest first, at most `limit`."""
+    rows = connection.execute(
+        "SELECT item_id, attributes FROM worklist_item WHERE status = ? AND scheduled_at BETWEEN ? AND ?"
+        " ORDER BY scheduled_at, item_id LIMIT ?",
+        (SCHEDULED, start, end, limit),
+    ).fetchall()
+    return [ScheduledItem(item_id=item_id, attributes=json.loads(attributes)) for item_id, attributes in rows]
+
+
 def item_attributes(connection: sqlite3.Connection, item_id: str) -> tuple[dict, str] | None:
     """An item's DICOM JSON and Specific Character Set, or None."""
     row = connection.execute(

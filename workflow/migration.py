@@ -12,7 +12,8 @@ ask for one) does, in order:
    `warm_to_cold` days, at least `min_size` bytes, least recently accessed first, up to
    `max_instances_per_cycle` and `max_bytes_per_cycle`, `max_concurrent_migrations` at once.
 
-A batch (up to BATCH instances and BATCH_BYTES of one study) under one hold of the
+A batch (up to BATCH instances and BATCH_BYTES of one study; a study's batches one after
+the other, max_concurrent_migrations studies at once) under one hold of the
 study's MIGRATION lock: journal rows (one transaction); each instance copied - a local
 file of the source (a tier's own file, or a checked download) uploaded to the target -
 and checked against the index (size, SHA-256), max_concurrent_migrations at once; the
@@ -129,15 +130,16 @@ def _unused_copy(move: Move) -> tuple[str, str, bool]:
     return move.target_tier, move.target_key, True  # copying or abandoned: the index names the source
 
 
-def _study_batches(placements: list[Placement]) -> list[list[Placement]]:
-    """The placements grouped by study (in the order first seen), cut into batches of at
-    most BATCH instances and BATCH_BYTES (one instance may exceed it alone): a batch
-    holds its study's lock, and a C-STORE of that study waits for it."""
+def _study_batches(placements: list[Placement]) -> list[list[list[Placement]]]:
+    """The placements grouped by study (in the order first seen), each study's cut into
+    batches of at most BATCH instances and BATCH_BYTES (one instance may exceed it
+    alone): a batch holds its study's lock, and a C-STORE of that study waits for it."""
     by_study: dict[str, list[Placement]] = {}
     for placement in placements:
         by_study.setdefault(placement.study_instance_uid, []).append(placement)
-    batches: list[list[Placement]] = []
+    studies: list[list[list[Placement]]] = []
     for group in by_study.values():
+        batches: list[list[Placement]] = []
         batch: list[Placement] = []
         for placement in group:
             if batch and (len(batch) == BATCH or sum(p.size for p in batch) + placement.size > BATCH_BYTES):
@@ -145,7 +147,8 @@ def _study_batches(placements: list[Placement]) -> list[list[Placement]]:
                 batch = []
             batch.append(placement)
         batches.append(batch)
-    return batches
+        studies.append(batches)
+    return studies
 
 
 class MigrationService(Actor):
@@ -224,29 +227,35 @@ class MigrationService(Actor):
             tally.bytes += sum(p.size for p in chosen)
             return
         copies = trio.CapacityLimiter(self.policy.max_concurrent_migrations)
-        batches = trio.CapacityLimiter(self.policy.max_concurrent_migrations)
+        studies = trio.CapacityLimiter(self.policy.max_concurrent_migrations)
         async with trio.open_nursery() as nursery:
-            for batch in _study_batches(chosen):
-                async with batches:  # no more tasks than slots at a time
+            for batches in _study_batches(chosen):
+                async with studies:  # no more tasks than slots at a time
                     pass
-                nursery.start_soon(self._batch_counted, batch, target, tally, copies, batches)
+                nursery.start_soon(self._study_counted, batches, target, tally, copies, studies)
 
-    async def _batch_counted(self, batch: list[Placement], target: str, tally: _Tally, copies, batches) -> None:
+    async def _study_counted(self, batches: list[list[Placement]], target: str, tally: _Tally, copies, studies) -> None:
+        """One study's batches one after the other: queued side by side, they would only
+        wait for each other's lock (and give up after lock_wait)."""
+        async with studies:
+            for batch in batches:
+                await self._batch_counted(batch, target, tally, copies)
+
+    async def _batch_counted(self, batch: list[Placement], target: str, tally: _Tally, copies) -> None:
         """One study's instances (up to BATCH) under one hold of its MIGRATION lock."""
         study = batch[0].study_instance_uid
-        async with batches:
-            try:
-                async with study_lock(
-                    self.ctx.lookup(LOCKS_PATH), study, LockType.MIGRATION,
-                    reason="HSM migration", holder="migration", wait=self.policy.lock_wait,
-                ):
-                    await self._migrate(batch, target, tally, copies)
-            except LockError as error:
-                tally.skipped += len(batch)
-                self.ctx.log.info("study locked: left for the next cycle", study_instance_uid=study, error=str(error))
-            except (ReplyError, ActorError, AskTimeout) as error:  # the index failed the batch's journal or switch
-                for placement in batch:
-                    tally.fail(placement.sop_instance_uid, str(error))
+        try:
+            async with study_lock(
+                self.ctx.lookup(LOCKS_PATH), study, LockType.MIGRATION,
+                reason="HSM migration", holder="migration", wait=self.policy.lock_wait,
+            ):
+                await self._migrate(batch, target, tally, copies)
+        except LockError as error:
+            tally.skipped += len(batch)
+            self.ctx.log.info("study locked: left for the next cycle", study_instance_uid=study, error=str(error))
+        except (ReplyError, ActorError, AskTimeout) as error:  # the index failed the batch's journal or switch
+            for placement in batch:
+                tally.fail(placement.sop_instance_uid, str(error))
 
     async def _migrate(self, batch: list[Placement], target: str, tally: _Tally, copies: trio.CapacityLimiter) -> None:
         """Journal the batch (one transaction), copy and check each instance (at most

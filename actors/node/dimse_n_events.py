@@ -4,6 +4,7 @@
         async for event in events: ...
 """
 
+from ...storage.worklist import WorklistItem
 from ...storage.worklist_db import WorklistMatch
 from ..runtime.messages import message
 
@@ -17,6 +18,13 @@ class WorklistQueried:
     association_id: str
     items: tuple[WorklistMatch, ...]
     status: int  # the final status: 0000, or FE00 when cancelled part way
+
+
+@message("event.worklist-changed")
+class WorklistChanged:
+    """Worklist items were added or replaced (an update from the RIS)."""
+
+    items: tuple[WorklistItem, ...]
 
 
 @message("event.mpps-started")

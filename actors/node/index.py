@@ -70,7 +70,8 @@ from ..runtime.errors import ActorError, ReplyError
 from ..runtime.mailbox import Reply
 from ..runtime.messages import message
 from ..runtime.resources import FileResource
-from .index_dimse_n import DEFAULT_EXPIRE_AFTER, DIMSE_N_REQUESTS, dimse_n_reply
+from .dimse_n_events import WorklistChanged
+from .index_dimse_n import DEFAULT_EXPIRE_AFTER, DIMSE_N_REQUESTS, AddWorklistItems, dimse_n_reply
 from .index_hsm import HSM_READS, HSM_WRITES, hsm_request
 from .tiers import HOT_TIER_PATH, RemoveObjects
 
@@ -424,6 +425,8 @@ class IndexActor(Actor):
                     message, read=self._in_reader, write=self._in_transaction, expire_after=self.worklist_expire_after
                 )
             )
+            if isinstance(message, AddWorklistItems):  # once committed: the prefetcher follows the worklist
+                self.ctx.publish(WorklistChanged(items=message.items))
         except ReplyError as error:
             reply.fail(error)
         except QueryError as error:

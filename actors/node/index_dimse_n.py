@@ -18,7 +18,7 @@ from ...storage.commitment import CommitmentResult, StoredCopy
 from ...storage.mpps import Refusal
 from ...storage.mpps_db import PerformedStep, StepRefused
 from ...storage.worklist import WorklistItem
-from ...storage.worklist_db import ItemAdded, WorklistEntry, WorklistMatch
+from ...storage.worklist_db import ItemAdded, ScheduledItem, WorklistEntry, WorklistMatch
 from ...storage.worklist_query import plan_worklist
 from ..runtime.errors import ReplyError
 from ..runtime.messages import message
@@ -71,6 +71,20 @@ class ListWorklistItems:
 @message("index.worklist-listing")
 class WorklistListing:
     entries: tuple[WorklistEntry, ...]
+
+
+@message("index.worklist-scheduled")
+class ListScheduledWorklist:
+    """The items scheduled to start between `start` and `end` (epoch seconds), soonest first."""
+
+    start: float
+    end: float
+    limit: int = 1000
+
+
+@message("index.worklist-scheduled-items")
+class ScheduledWorklist:
+    items: tuple[ScheduledItem, ...]
 
 
 @message("index.worklist-find")
@@ -183,7 +197,10 @@ class CommitmentRequests:
     requests: tuple[commitment_db.CommitmentRequest, ...]
 
 
-DIMSE_N_READS = (ListWorklistItems, FindWorklist, GetPerformedStep, LookupStoredCopies, ListUnfinishedCommitments, GetCommitment)
+DIMSE_N_READS = (
+    ListWorklistItems, ListScheduledWorklist, FindWorklist, GetPerformedStep, LookupStoredCopies, ListUnfinishedCommitments,
+    GetCommitment,
+)
 DIMSE_N_WRITES = (
     AddWorklistItems, RemoveWorklistItem, ExpireWorklistItems, CreatePerformedStep, SetPerformedStep, SaveCommitmentRequest,
     RecordCommitmentResult, RecordReportAttempt, RecordReported,
@@ -217,6 +234,8 @@ async def _reply(message: object, read: Runner, write: Runner, now: float, expir
         case ListWorklistItems(include_expired=include_expired):
             entries = await read(_list_items, now, expire_after, include_expired)
             return WorklistListing(entries=tuple(entries))
+        case ListScheduledWorklist(start=start, end=end, limit=limit):
+            return ScheduledWorklist(items=tuple(await read(worklist_db.scheduled_between, start, end, limit)))
         case FindWorklist(identifier=identifier, cursor=cursor, size=size):
             plan = plan_worklist(identifier)
             page = await read(_find_page, plan, now, expire_after, cursor, size)

@@ -29,6 +29,7 @@ import trio
 from ..runtime.actor import Actor
 from ..runtime.messages import message
 from ..runtime.supervision import ActorSpec, Restart
+from .workers import TakeConnection
 
 # Accept errors that mean "try again in a moment" (too many open files, memory).
 _TRANSIENT_ACCEPT_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
@@ -100,7 +101,10 @@ class Listener(Actor):
         max_waiting: int = 256,
         max_waiting_per_address: int = 32,
         names: Iterator[int] | None = None,
+        workers: tuple[str, ...] = (),
     ) -> None:
+        """`workers`: the worker hosts (actors/node/workers.py) that serve the
+        associations; none: they run here, as siblings of the listener."""
         self.bind = bind
         self.port = port
         self.max_associations = max_associations
@@ -113,6 +117,9 @@ class Listener(Actor):
         self._waiting_by_host: Counter[str] = Counter()
         self._associations: set[str] = set()
         self._evicted = 0
+        self.workers = workers
+        self._hosting: dict[str, str] = {}  # association id -> the worker serving it
+        self._handed: Counter[str] = Counter()  # connections given to each worker
 
     async def on_start(self) -> None:
         # After a restart the associations already running are counted as admitted.
@@ -136,6 +143,7 @@ class Listener(Actor):
             case ConnectionEnded(association_id=association_id):
                 self._forget(association_id)
                 self._associations.discard(association_id)
+                self._hosting.pop(association_id, None)
             case CountConnections():
                 return ConnectionCounts(
                     waiting=len(self._waiting), associations=len(self._associations), evicted=self._evicted
@@ -207,6 +215,9 @@ class Listener(Actor):
         # Waiting from now on: its A-ASSOCIATE-RQ may arrive before start() returns.
         self._waiting[association_id] = host
         self._waiting_by_host[host] += 1
+        if self.workers:
+            await self._hand_off(stream, association_id, peer)
+            return
         spec = ActorSpec(
             name=association_id,
             actor=lambda: self.make_association(stream, association_id, peer, self.ctx.path),
@@ -220,3 +231,20 @@ class Listener(Actor):
             self.ctx.log.exception("could not start an association", peer=peer)
             self._forget(association_id)
             await stream.aclose()
+
+    async def _hand_off(self, stream: trio.SocketStream, association_id: str, peer: str) -> None:
+        """Pass the connection to the worker serving the fewest (of those, the one given
+        the fewest so far); close our copy of it."""
+        serving = Counter(self._hosting.values())
+        worker = min(self.workers, key=lambda path: (serving[path], self._handed[path]))
+        self._handed[worker] += 1
+        try:
+            await self.ctx.lookup(worker).ask(
+                TakeConnection(association_id=association_id, peer=peer, fd=stream.socket.fileno()), timeout=10
+            )
+            self._hosting[association_id] = worker
+        except Exception as error:  # noqa: BLE001 - a worker restarting: this connection's end alone
+            self.ctx.log.warning("could not hand a connection to a worker", worker=worker, peer=peer, error=str(error))
+            self._forget(association_id)
+        finally:
+            await stream.aclose()  # the worker has its own descriptor now

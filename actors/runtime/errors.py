@@ -5,6 +5,8 @@ for good, or its supervisor gave up); `MailboxOverrun` and `AskTimeout` mean it 
 but could not take or answer the message in time.
 """
 
+from typing import TypeVar
+
 
 class ActorError(Exception):
     """Base of every runtime error."""
@@ -62,3 +64,19 @@ class Escalation(ActorError):
         self.path = path
         self.child = child
         self.cause = cause
+
+
+E = TypeVar("E", bound=BaseException)
+
+
+def first_of(error: BaseException, kind: type[E]) -> E | None:
+    """`error` if it is a `kind`, else the first `kind` inside it (Trio wraps what a
+    nursery's task raised in exception groups), else None."""
+    if isinstance(error, kind):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = first_of(inner, kind)
+            if found is not None:
+                return found
+    return None

@@ -5,7 +5,8 @@ stand a recorded stand-in where a real actor was), the event bus, the optional t
 recorder and the asyncio portal.
 """
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from .errors import ActorStopped
 from .events import EventBus
@@ -30,6 +31,8 @@ class ActorSystem:
         self.portal = portal
         self.shutdown_grace = shutdown_grace
         self._mailboxes: dict[str, Mailbox] = {}
+        # Where a path that is not here may live: another process of the node (workers).
+        self.remote: "Callable[[str], Any] | None" = None
 
     def register(self, mailbox: Mailbox) -> None:
         if mailbox.path in self._mailboxes:
@@ -41,10 +44,13 @@ class ActorSystem:
         self._mailboxes.pop(path, None)
 
     def lookup(self, path: str) -> ActorRef:
-        try:
-            return ActorRef(self._mailboxes[path])
-        except KeyError:
-            raise ActorStopped(path, "is not running") from None
+        mailbox = self._mailboxes.get(path)
+        if mailbox is not None:
+            return ActorRef(mailbox)
+        remote = self.remote(path) if self.remote is not None else None
+        if remote is None:
+            raise ActorStopped(path, "is not running")
+        return remote  # a RemoteRef (process_link.py): the same ask and send
 
     def paths(self) -> list[str]:
         return sorted(self._mailboxes)

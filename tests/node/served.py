@@ -29,15 +29,37 @@ class ServedNode:
     log_path: Path
 
     def rss(self) -> int:
-        """The node's resident memory in bytes (VmRSS)."""
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) * 1024
+        """The node's resident memory in bytes (VmRSS): its own process and its worker
+        processes (where the associations run), together."""
+        return sum(_rss(pid) for pid in [self.process.pid, *_children(self.process.pid)])
 
     def alive(self) -> bool:
         return self.process.poll() is None
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def _rss(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:  # ended meanwhile
+        return 0
+    found = re.search(r"VmRSS:\s+(\d+) kB", status)
+    return int(found.group(1)) * 1024 if found else 0
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is `pid` (from any of its threads)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
 
 
 @asynccontextmanager

@@ -14,7 +14,7 @@ from peers.buckets import azure_settings, create_bucket, create_container, s3_se
 
 from triopacs.actors import AsyncioPortal
 from triopacs.storage.azure_blob import AzureBlobStore
-from triopacs.storage.objects import ChecksumMismatch, ObjectMissing, ObjectStoreError, instance_key
+from triopacs.storage.objects import ChecksumMismatch, ObjectMissing, ObjectStoreError, FileRange, instance_key, read_checked
 from triopacs.storage.s3 import S3Store
 
 MIB = 1024 * 1024
@@ -30,6 +30,32 @@ def test_keys_are_made_of_checked_uids():
     assert instance_key("cold/", "1.2", "1.2.3", "1.2.3.4") == "cold/1.2/1.2.3/1.2.3.4.dcm"
     with pytest.raises(Exception, match="UID"):
         instance_key("cold/", "1.2", "../x", "1.2.3.4")
+
+
+def test_a_body_is_read_whole_and_checked_against_the_index_before_it_leaves(tmp_path):
+    path, sha = sample_file(tmp_path / "a.dcm", 1000)
+    body, md5 = read_checked(path, "k", size=1000, sha256=sha, md5=True)
+    assert body == path.read_bytes() and md5 == hashlib.md5(body).hexdigest()
+    assert read_checked(path, "k", size=1000, sha256=sha, md5=False)[1] is None
+    with pytest.raises(ChecksumMismatch, match="more than 999 bytes"):  # grown since the index saw it
+        read_checked(path, "k", size=999, sha256=sha, md5=False)
+    with pytest.raises(ChecksumMismatch, match="1000 bytes read, 1001"):
+        read_checked(path, "k", size=1001, sha256=sha, md5=False)
+    with pytest.raises(ChecksumMismatch, match="SHA-256"):
+        read_checked(path, "k", size=1000, sha256="0" * 64, md5=False)
+
+
+def test_a_part_is_a_seekable_range_of_its_file_read_as_sent(tmp_path):
+    path, _ = sample_file(tmp_path / "a.dcm", 1000)
+    data = path.read_bytes()
+    with FileRange(path, 100, 300) as part:
+        assert part.read(50) == data[100:150] and part.tell() == 50
+        assert part.read() == data[150:400] and part.read(10) == b""
+        assert part.seek(0, os.SEEK_END) == 300  # how the SDKs find its length
+        part.seek(0)
+        assert b"".join(iter(lambda: part.read(64), b"")) == data[100:400]
+    with FileRange(path, 900, 500) as tail:  # the last part: what is left of the file
+        assert tail.read() == data[900:]
 
 
 @pytest.mark.parametrize("size", [300 * 1024, 12 * MIB + 7], ids=["one PUT", "multipart"])

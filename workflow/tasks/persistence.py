@@ -86,13 +86,7 @@ class PersistenceError(RuntimeError):
 
 def open_workflow_db(path: str | os.PathLike[str]) -> sqlite3.Connection:
     """Open the database at `path` (creating it), WAL mode, with our tables migrated."""
-    connection = connect(path, synchronous="FULL")
-    try:
-        in_transaction(connection, _migrate)
-    except BaseException:
-        connection.close()
-        raise
-    return connection
+    return connect(path, synchronous="FULL", prepare=lambda connection: in_transaction(connection, _migrate))
 
 
 def schema_version(connection: sqlite3.Connection, schema: str = "main") -> int:

@@ -33,7 +33,7 @@ from ..workflow.tasks.messages import (
 )
 from ..workflow.tasks.types import ScheduledTask, TaskError, TaskExecutionRecord, TaskNotFound
 from .metrics import Activity
-from .metrics_actor import GetActivity
+from .metrics_actor import GetActivity, ListOpenAssociations
 from .openapi import API_VERSION
 from .phase import NodePhase
 from .problems import bad_request, conflict, not_found, unavailable
@@ -162,8 +162,12 @@ class Admin:
     # --- associations -------------------------------------------------------------------
 
     async def associations(self) -> AssociationList:
+        # Those of this process by path, and those of worker processes by their events;
+        # a worker's association answers through the same lookup (a RemoteRef).
         prefix = f"{ASSOCIATIONS}/"
-        paths = [p for p in self.ctx.system.paths() if p.startswith(prefix) and p != LISTENER]
+        local = {p for p in self.ctx.system.paths() if p.startswith(prefix) and p != LISTENER}
+        opened = (await self.ask(self.metrics_path, ListOpenAssociations())).ids
+        paths = sorted(local | {prefix + association_id for association_id in opened})
         found: list[AssociationDescription] = []
 
         async def describe(path: str) -> None:

@@ -130,6 +130,9 @@ class NodeMetrics:
             case ActorRestarted(path=path):
                 self.actor_restarts.labels(actor_label(path)).inc()
 
+    def open_associations(self) -> tuple[str, ...]:
+        return tuple(sorted(self._open))
+
     def activity(self) -> Activity:
         return Activity(**self._activity, associations_active=len(self._open))
 

@@ -35,8 +35,19 @@ class GetActivity:
     pass
 
 
+@message("web.list-open-associations")
+class ListOpenAssociations:
+    """The ids of the associations open now, as their events tell (wherever they run:
+    in the node's process or in a worker's)."""
+
+
+@message("web.open-associations")
+class OpenAssociations:
+    ids: tuple[str, ...]
+
+
 class MetricsActor(Actor):
-    accepts = (RenderMetrics, GetActivity)
+    accepts = (RenderMetrics, GetActivity, ListOpenAssociations)
     # What it answers comes from the event bus, which a trace does not record: a replay
     # takes what it sent as recorded input, never re-runs it.
     replayable = False
@@ -70,6 +81,9 @@ class MetricsActor(Actor):
             case GetActivity():
                 self._catch_up()
                 return self.metrics.activity()
+            case ListOpenAssociations():
+                self._catch_up()
+                return OpenAssociations(ids=self.metrics.open_associations())
             case RenderMetrics():
                 # Asking the lock manager and the tiers takes a moment: not in the mailbox loop.
                 self.ctx.nursery.start_soon(self._render, self.ctx.defer_reply())

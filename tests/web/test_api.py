@@ -8,7 +8,7 @@ import re
 import attrs
 from dicom_samples import SeriesSpec, write_series
 from openapi_spec_validator import validate
-from peers import storescu
+from peers import echoscu, storescu
 
 from triopacs import connect
 from triopacs.actors.node.listener import GetAddress
@@ -171,3 +171,14 @@ def test_secrets_are_redacted_in_the_config_view():
     assert shown["tier"][0]["settings"]["secret_access_key"] == "***" and shown["tier"][0]["settings"]["bucket"] == "b"
     assert shown["tier"][1]["settings"]["connection_string"] == "***"
     assert "hunter2" not in repr(shown) and "xyz" not in repr(shown)
+
+
+async def test_associations_served_by_a_worker_process_are_listed_and_counted(tmp_path):
+    async with running_node(tmp_path, workers=1) as node:
+        async with connect(LOOPBACK, node.address.port, called_ae_title=node.config.node.ae_title, calling_ae_title="INWORKER",
+                           contexts=verification_contexts()):
+            listed = (await get(node, "/api/v1/associations")).json()["associations"]
+        (await echoscu(peer(node))).check()
+        stats = (await get(node, "/api/v1/statistics")).json()
+    assert [a["calling_ae_title"] for a in listed] == ["INWORKER"] and listed[0]["state"] == "STA6"
+    assert stats["associations"] == 2

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 from .version import __version__
 
 _LAZY = {
-    "open_node": "supervisor",
-    "run_node": "supervisor",
+    "open_node": "web.node",
+    "run_node": "web.node",
     "Node": "supervisor",
     "connect": "client.connection",
     "Config": "config",
@@ -39,4 +39,5 @@ def __getattr__(name: str):
 if TYPE_CHECKING:
     from .client.connection import connect
     from .config import Config, ConfigError, NetworkSettings, NodeSettings, StorageSettings, load_config
-    from .supervisor import Node, open_node, run_node
+    from .supervisor import Node
+    from .web.node import open_node, run_node

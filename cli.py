@@ -22,6 +22,7 @@ from .cli_nservices import NSERVICE_COMMANDS, add_nservice_commands
 from .cli_worklist import add_worklist_commands, worklist
 from .cli_prefetch import add_prefetch_commands, prefetch
 from .cli_tiers import TIER_COMMANDS, add_tier_commands
+from .cli_status import STATUS_COMMANDS, add_status_command
 from .config import ConfigError, default_toml, load_config
 from .log import configure_logging
 from .actors.runtime.errors import first_of
@@ -53,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error", "critical"])
     serve.add_argument("--log-format", choices=["auto", "console", "json"])
+    serve.add_argument("--http-port", type=int, help="admin API port (0: pick a free one)")
+    serve.add_argument("--events-port", type=int, help="event stream (WebSocket) port (0: pick a free one)")
+    serve.add_argument("--no-http", action="store_true", help="no admin API, metrics, event stream or status page")
+    add_status_command(commands)
 
     config = commands.add_parser("config", help="show or check configuration")
     config.add_argument("--print-default", action="store_true", help="print the complete default config as TOML")
@@ -85,6 +90,11 @@ def _serve_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     overrides: dict[str, dict[str, Any]] = {"node": node}
     if args.trace is not None:
         overrides["trace"] = {"file": args.trace}
+    http = {key: value for key, value in {"port": args.http_port, "events_port": args.events_port}.items() if value is not None}
+    if args.no_http:
+        http["enabled"] = False
+    if http:
+        overrides["http"] = http
     logs = {key: value for key, value in {"level": args.log_level, "format": args.log_format}.items() if value}
     if logs:
         overrides["log"] = logs
@@ -92,7 +102,8 @@ def _serve_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .supervisor import Node, TierUnavailable, run_node
+    from .supervisor import Node, TierUnavailable
+    from .web.node import run_node
 
     config = load_config(args.config, overrides=_serve_overrides(args))
     if args.workers is None and not config.node.workers:
@@ -160,7 +171,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "serve": _serve, "config": _config, "replay": _replay, "worklist": worklist, "prefetch": prefetch,
-    **SCU_COMMANDS, **NSERVICE_COMMANDS, **TIER_COMMANDS,
+    **SCU_COMMANDS, **NSERVICE_COMMANDS, **TIER_COMMANDS, **STATUS_COMMANDS,
 }
 
 

@@ -341,6 +341,20 @@ def _remote_entries(entries: tuple[RemoteAE, ...]) -> str | None:
 
 
 @attrs.frozen(kw_only=True)
+class HttpSettings:
+    enabled: bool = setting(True, "Serve the admin API, probes, metrics and status page (false: no HTTP at all).")
+    bind: str = setting("127.0.0.1", "Address the HTTP server and the event stream bind; keep it on loopback unless a proxy guards it.")
+    port: int = setting(8042, "HTTP port of the admin API, probes, /metrics and the status page; 0 picks a free one.", between(0, 65535))
+    events_port: int = setting(8043, "WebSocket port of the live event stream (ws://bind:events_port/events); 0 picks a free one.", between(0, 65535))
+    max_connections: int = setting(64, "HTTP connections open at once; one more closes the oldest.", between(1, 10000))
+    keep_alive_timeout: float = setting(5.0, "Seconds an idle HTTP connection stays open.", between(0.1, 3600))
+    request_timeout: float = setting(10.0, "Seconds a client gets to send a whole request head; a slower one is closed.", between(0.1, 3600))
+    max_request_head: int = setting(16384, "Bytes of an HTTP request head (request line and headers); a larger one is refused.", between(1024, 1 << 20))
+    max_event_clients: int = setting(32, "Event stream clients at once; one more is refused (HTTP 503).", between(1, 10000))
+    event_buffer: int = setting(256, "Events queued for one stream client; a client that falls this far behind is closed (code 4008).", between(1, 100_000))
+
+
+@attrs.frozen(kw_only=True)
 class Config:
     node: NodeSettings = NodeSettings()
     network: NetworkSettings = NetworkSettings()
@@ -357,6 +371,7 @@ class Config:
     hsm: HsmSettings = HsmSettings()
     archive: ArchiveSettings = ArchiveSettings()
     prefetch: PrefetchSettings = PrefetchSettings()
+    http: HttpSettings = HttpSettings()
     remote: tuple[RemoteAE, ...] = setting(
         (), "Remote AEs we may send to (C-MOVE destinations, storage commitment requestors).", _remote_entries,
         example=[{"ae_title": "VIEWER", "host": "127.0.0.1", "port": 11113}],

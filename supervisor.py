@@ -1,6 +1,10 @@
 """The node: its supervision tree, and the two ways to run it.
 
     /node                              root (one-for-one)
+    ├── /node/web                      the operating face (triopacs.web), unless [http] is off (one-for-one)
+    │   ├── /node/web/metrics          counts the node's events; renders /metrics
+    │   ├── /node/web/events           the live event stream (WebSocket)
+    │   └── /node/web/http             admin API, probes, /metrics, status page
     ├── /node/services                 the services the associations use (one-for-one)
     │   ├── /node/services/aes         remote AE registry
     │   ├── /node/services/commitment  storage commitment: checks referenced instances, sends the reports
@@ -25,7 +29,7 @@ cancelled. Both own the node's asyncio portal and trace file and close them on e
 """
 
 import itertools
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import ExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
 
@@ -103,6 +107,8 @@ class Node:
     system: ActorSystem
     root: Supervisor
     address: ListeningOn
+    http: ListeningOn | None = None  # the admin API (triopacs.web), when it runs
+    events: ListeningOn | None = None  # the live event stream (WebSocket), when it runs
 
     def ref(self, path: str) -> ActorRef:
         """The actor at `path`, absolute (/node/services/aes) or under services (aes)."""
@@ -173,6 +179,8 @@ class Node:
         return (
             f"{self.config.node.ae_title} dicom={self.address.host}:{self.address.port}"
             f" data={self.config.data_dir.resolve()}"
+            + (f" http=http://{self.http.host}:{self.http.port}/" if self.http is not None else "")
+            + (f" events=ws://{self.events.host}:{self.events.port}/events" if self.events is not None else "")
         )
 
 
@@ -546,9 +554,11 @@ def _trace_recorder(config: Config) -> Iterator[TraceRecorder | None]:
 
 
 @asynccontextmanager
-async def open_node(config: Config | None = None) -> AsyncIterator[Node]:
+async def open_node(config: Config | None = None, *, front: Sequence[ActorSpec | SupervisorSpec] = ()) -> AsyncIterator[Node]:
     """Start a node inside the caller's Trio program; it stops when the block ends.
 
+    `front`: subtrees started first, before the services (the web layer's, which must
+    answer probes while the rest starts: triopacs.open_node adds it).
     Raises `DataDirectoryInUse` when another node runs on the same data directory."""
     config = config if config is not None else Config()
     config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -561,6 +571,7 @@ async def open_node(config: Config | None = None) -> AsyncIterator[Node]:
             system = ActorSystem(recorder=recorder, portal=portal, shutdown_grace=config.node.shutdown_grace)
             system.remote = routes = WorkerRoutes()  # associations served by worker processes
             tree = [
+                *front,
                 SupervisorSpec(name="services", children=service_specs(config)),
                 # After the services (a worker asks them at once), before the listener.
                 SupervisorSpec(name="workers", children=worker_specs(config, routes)),

@@ -200,7 +200,9 @@ class TriopacsTarget(Target):
         return None
 
     def command(self, port, data_dir, workdir, extra_ports, concurrent):
-        return [self.program(), "serve", "--port", str(port), "--data", str(data_dir), "--ae-title", self.ae_title]
+        # Its admin API and event stream on free ports: 8042 may be another server's here.
+        return [self.program(), "serve", "--port", str(port), "--data", str(data_dir), "--ae-title", self.ae_title,
+                "--http-port", "0", "--events-port", "0"]
 
     async def stored_count(self, running):
         return sum(1 for _ in running.data_dir.rglob("*.dcm"))

@@ -3,7 +3,8 @@
 #
 #     bash tests/run.sh [pytest arguments...]
 #
-# 1. Debian packages the interop tests run as real peers: dcmtk, orthanc, dicom3tools
+# 1. Debian packages the interop tests run as real peers: dcmtk, orthanc, dicom3tools,
+#    chromium (the status page's browser test)
 #    (and nodejs/npm, python3-venv if missing). Installed only when missing; the
 #    Orthanc system service is kept from starting (tests start their own Orthancs).
 # 2. Azurite (npm) into tests/.node, pinned.
@@ -28,10 +29,10 @@ die() {
 started=$(date +%s)
 
 # ---------------------------------------------------------------- 1. Debian packages
-step "Debian packages (dcmtk, orthanc, dicom3tools)"
+step "Debian packages (dcmtk, orthanc, dicom3tools, chromium)"
 installed() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]; }
 missing=()
-for package in dcmtk orthanc dicom3tools; do
+for package in dcmtk orthanc dicom3tools chromium; do
     installed "$package" || missing+=("$package")
 done
 command -v node >/dev/null || missing+=(nodejs)
@@ -72,7 +73,7 @@ if [ -s /run/orthanc.pid ] && kill -0 "$(cat /run/orthanc.pid)" 2>/dev/null; the
     echo "stopping the Orthanc system service"
     /etc/init.d/orthanc stop >/dev/null 2>&1 || true
 fi
-for program in /usr/bin/storescp /usr/bin/dcmqrscp /usr/bin/findscu /usr/sbin/Orthanc; do
+for program in /usr/bin/storescp /usr/bin/dcmqrscp /usr/bin/findscu /usr/sbin/Orthanc /usr/bin/chromium; do
     [ -x "$program" ] || die "$program is missing after installing dcmtk/orthanc"
 done
 

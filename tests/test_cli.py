@@ -7,14 +7,14 @@ import trio
 
 from triopacs import open_node
 from triopacs.actors.node.ae_registry import ListAEs, LookupAE, RegisterAE, RemoteAE, UnknownAE
-from triopacs.config import Config, NodeSettings, TraceSettings
+from triopacs.config import Config, HttpSettings, NodeSettings, TraceSettings
 
 from .cli_process import TRIOPACS, LineReader, run_cli
 
 
 async def start_serve(tmp_path, *extra):
     process = await trio.lowlevel.open_process(
-        [*TRIOPACS, "serve", "--data", str(tmp_path / "data"), "--port", "0", "--log-format", "json", *extra],
+        [*TRIOPACS, "serve", "--data", str(tmp_path / "data"), "--port", "0", "--http-port", "0", "--events-port", "0", "--log-format", "json", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     return process, LineReader(process.stdout)
@@ -84,7 +84,7 @@ async def test_bad_environment_variable_is_exit_2(tmp_path):
 
 
 async def record_trace(path, data):
-    config = Config(node=NodeSettings(port=0, data_dir=str(data)), trace=TraceSettings(file=str(path)))
+    config = Config(http=HttpSettings(port=0, events_port=0), node=NodeSettings(port=0, data_dir=str(data)), trace=TraceSettings(file=str(path)))
     async with open_node(config) as node:
         aes = node.ref("aes")
         await aes.send(RegisterAE(entry=RemoteAE(ae_title="WS1", host="127.0.0.1", port=4006)))

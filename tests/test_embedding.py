@@ -6,12 +6,12 @@ import trio
 from triopacs import open_node
 from triopacs.actors import ActorStopped
 from triopacs.actors.node.ae_registry import ListAEs, LookupAE, RegisterAE, RemoteAE, UnknownAE
-from triopacs.config import Config, NodeSettings
+from triopacs.config import Config, HttpSettings, NodeSettings
 
 
 async def test_an_app_opens_a_node_and_asks_an_actor(tmp_path):
     viewer = RemoteAE(ae_title="VIEWER", host="127.0.0.1", port=11113)
-    config = Config(node=NodeSettings(port=0, data_dir=str(tmp_path / "data")), remote=(viewer,))
+    config = Config(http=HttpSettings(port=0, events_port=0), node=NodeSettings(port=0, data_dir=str(tmp_path / "data")), remote=(viewer,))
     async with open_node(config) as node:
         aes = node.ref("aes")
         assert await aes.ask(LookupAE(ae_title="VIEWER")) == viewer
@@ -27,7 +27,7 @@ async def test_an_app_opens_a_node_and_asks_an_actor(tmp_path):
 
 
 async def test_the_app_keeps_running_after_the_node_block(tmp_path):
-    config = Config(node=NodeSettings(port=0, data_dir=str(tmp_path)))
+    config = Config(http=HttpSettings(port=0, events_port=0), node=NodeSettings(port=0, data_dir=str(tmp_path)))
     async with trio.open_nursery() as app:
         done = trio.Event()
 
@@ -46,7 +46,7 @@ async def test_trace_file_is_written_when_configured(tmp_path):
     from triopacs.config import TraceSettings
 
     trace = tmp_path / "trace.jsonl"
-    config = Config(node=NodeSettings(port=0, data_dir=str(tmp_path)), trace=TraceSettings(file=str(trace)))
+    config = Config(http=HttpSettings(port=0, events_port=0), node=NodeSettings(port=0, data_dir=str(tmp_path)), trace=TraceSettings(file=str(trace)))
     async with open_node(config) as node:
         await node.ref("aes").ask(ListAEs())
     lines = trace.read_text().splitlines()

@@ -53,6 +53,7 @@ from ...protocol.uid import is_valid_uid
 from ..runtime.actor import Actor
 from ..runtime.errors import ActorError
 from ...client.link import DatasetSink, DimseLink, Incoming, LinkClosed, MemorySink, MessageReceived, ProtocolViolation
+from .activity import AssociationClosed, AssociationOpened, AssociationRejected
 from .listener import AdmitAssociation, Admission, ConnectionEnded, DropConnection
 from ..runtime.mailbox import current_actor
 from ..runtime.messages import message
@@ -198,6 +199,9 @@ class AssociationDescription:
     state: str
     bytes_received: int
     bytes_sent: int
+    called_ae_title: str = ""
+    contexts: tuple[str, ...] = ()  # the abstract syntaxes accepted
+    seconds: float = 0.0  # since the connection was accepted
 
 
 class AssociationActor(Actor):
@@ -241,6 +245,8 @@ class AssociationActor(Actor):
         self._waiting: deque[PeerMessage | Outgoing] = deque()
         self._handling: trio.lowlevel.Task | None = None
         self._own_events: deque[PeerEvent] = deque()  # what our own primitives caused
+        self._outcome = "closed"  # -> released or aborted, for AssociationClosed
+        self._began = 0.0
 
     @classmethod
     def for_replay(
@@ -257,6 +263,7 @@ class AssociationActor(Actor):
         return cls(stream=None, association_id=association_id, peer=peer, settings=settings, services=services, listener=listener)
 
     async def on_start(self) -> None:
+        self._began = trio.current_time()
         structlog.contextvars.bind_contextvars(association=self.association_id, peer=self.peer_address)
         self.log = self.ctx.log.bind(association=self.association_id, peer=self.peer_address)
         if self.stream is not None:
@@ -279,6 +286,7 @@ class AssociationActor(Actor):
 
     async def on_stop(self) -> None:
         self._tell_listener_we_ended()
+        self._publish_closed()
         if self.link is None:
             return
         if self.link.association.is_established:
@@ -293,6 +301,16 @@ class AssociationActor(Actor):
             self.ctx.lookup(self.listener).send_nowait(ConnectionEnded(association_id=self.association_id))
         except ActorError:
             pass  # the listener is restarting: it counts the running associations afresh
+
+    def _publish_closed(self) -> None:
+        if self.session is None:
+            return  # never established: AssociationRejected, or a connection that never asked
+        self.ctx.publish(AssociationClosed(
+            association_id=self.association_id, outcome=self._outcome,
+            bytes_received=self.link.bytes_received if self.link is not None else 0,
+            bytes_sent=self.link.bytes_sent if self.link is not None else 0,
+            seconds=trio.current_time() - self._began,
+        ))
 
     # --- the mailbox -------------------------------------------------------------------
 
@@ -332,13 +350,16 @@ class AssociationActor(Actor):
             case OperationFinished(message_id=message_id):
                 self._operation_finished(message_id)
             case PeerRequestedRelease():
+                self._outcome = "released"
                 self._cancel_operation()
                 await self.peer.respond_release()
                 self.log.info("association released")
             case PeerAborted(source=source, reason=reason, by_peer=by_peer):
+                self._outcome = "aborted"
                 self._cancel_operation()
                 self.log.info("association aborted", source=source, reason=reason, by_peer=by_peer)
             case PeerBrokeProtocol(error=error):
+                self._outcome = "aborted"
                 self._cancel_operation()
                 self.log.warning("association aborted: the peer broke the protocol", error=error)
             case PeerClosed():
@@ -347,6 +368,7 @@ class AssociationActor(Actor):
                 self._tell_listener_we_ended()
                 self.ctx.stop()
             case AbortAssociation(reason=reason):
+                self._outcome = "aborted"
                 self.log.warning("aborting on request", reason=reason)
                 await self.peer.abort()
             case DropConnection(reason=reason):
@@ -363,6 +385,9 @@ class AssociationActor(Actor):
                     state=self.link.association.state.name if self.link is not None else self._phase,
                     bytes_received=self.link.bytes_received if self.link is not None else 0,
                     bytes_sent=self.link.bytes_sent if self.link is not None else 0,
+                    called_ae_title=self.session.called_ae_title if self.session is not None else "",
+                    contexts=_abstract_syntaxes(self.session),
+                    seconds=trio.current_time() - self._began,
                 )
 
     # --- negotiation -------------------------------------------------------------------
@@ -397,6 +422,10 @@ class AssociationActor(Actor):
                     why=admission.reason or None,
                 )
                 await self.peer.reject(rj)
+                self.ctx.publish(AssociationRejected(
+                    association_id=self.association_id, peer=self.peer_address, calling_ae_title=self.calling_ae_title,
+                    reason=admission.reason or f"result {rj.result}, source {rj.source}, reason {rj.reason}",
+                ))
                 return
             self.session = Session(
                 association_id=self.association_id,
@@ -412,6 +441,10 @@ class AssociationActor(Actor):
             self.log = self.log.bind(calling_ae=self.calling_ae_title)
             await self.peer.accept(decision.response)
             self.log.info("association accepted", contexts=len(decision.negotiated.contexts))
+            self.ctx.publish(AssociationOpened(
+                association_id=self.association_id, peer=self.peer_address, calling_ae_title=self.calling_ae_title,
+                called_ae_title=self.session.called_ae_title, contexts=_abstract_syntaxes(self.session),
+            ))
         except LocalProtocolError:
             # The peer aborted or closed while we decided (its next read): ordinary.
             self.log.info("the peer left during negotiation")
@@ -586,6 +619,12 @@ class AssociationActor(Actor):
                 ),
                 received.context_id,
             )
+
+
+def _abstract_syntaxes(session: Session | None) -> tuple[str, ...]:
+    if session is None:
+        return ()
+    return tuple(sorted({c.abstract_syntax for c in session.negotiated.contexts}))
 
 
 def _peer_event(event: Incoming) -> PeerEvent | None:

@@ -63,6 +63,7 @@ from ...storage.query import (
     stored_syntaxes,
 )
 from ...storage.sql import in_transaction
+from ...storage.study_view import StudyView, study_view
 from ..runtime.actor import Actor
 from ..runtime.database_thread import DatabaseThread
 from ..runtime.errors import ActorError, ReplyError
@@ -157,6 +158,19 @@ class ListStudiesStoredBefore:
 class StudyPage:
     studies: tuple[StudySummary, ...]
     cursor: StudyCursor | None  # None: there are no more
+
+
+@message("index.describe-study")
+class DescribeStudy:
+    """One study as the admin API shows it (StudyDescription; its study is None when
+    the index has no such study)."""
+
+    study_instance_uid: str
+
+
+@message("index.study-description")
+class StudyDescription:
+    study: StudyView | None
 
 
 @message("index.delete-study")
@@ -258,7 +272,7 @@ class Reports:
     reports: tuple[StoredReport, ...]
 
 
-MAINTENANCE_READS = (ListStudiesStoredBefore, ListIndexedFiles, FilesToCheck, LookupInstanceFiles, ClassifyPaths, GetReports)
+MAINTENANCE_READS = (ListStudiesStoredBefore, DescribeStudy, ListIndexedFiles, FilesToCheck, LookupInstanceFiles, ClassifyPaths, GetReports)
 MAINTENANCE_WRITES = (DeleteStudy, RecordChecks, SaveReport)
 
 
@@ -449,6 +463,8 @@ class IndexActor(Actor):
             case ListStudiesStoredBefore(before=before, after=after, limit=limit):
                 studies, cursor = await self._in_reader(studies_stored_before, before, after, limit)
                 return StudyPage(studies=tuple(studies), cursor=cursor)
+            case DescribeStudy(study_instance_uid=uid):
+                return StudyDescription(study=await self._in_reader(study_view, uid))
             case ListIndexedFiles(after_pk=after_pk, limit=limit):
                 return IndexedFiles(files=tuple(await self._in_reader(indexed_files_after, after_pk, limit)))
             case FilesToCheck(limit=limit):

@@ -46,11 +46,14 @@ class SupervisorEscalated:
 
 
 class Subscription:
-    """One observer's queue. Iterate it; `dropped` counts what it missed."""
+    """One observer's queue. Iterate it; `dropped` counts what it missed, and
+    `overflowed` is set at the first miss (an observer that must see everything, such
+    as a stream client, gives up then)."""
 
     def __init__(self, types: tuple[type, ...], capacity: int) -> None:
         self.types = types
         self.dropped = 0
+        self.overflowed = trio.Event()
         self._send, self._receive = trio.open_memory_channel[object](capacity)
 
     def wants(self, event: object) -> bool:
@@ -61,6 +64,7 @@ class Subscription:
             self._send.send_nowait(event)
         except trio.WouldBlock:
             self.dropped += 1
+            self.overflowed.set()
         except trio.BrokenResourceError:
             pass
 

@@ -73,12 +73,12 @@ async def test_a_query_from_an_unknown_ae_is_aborted(orthanc_peer):
 
 async def test_move_from_orthanc_to_a_triopacs_node(tmp_path):
     from triopacs import open_node
-    from triopacs.config import Config, NodeSettings
+    from triopacs.config import Config, HttpSettings, NodeSettings
 
     population = write_population(tmp_path / "population", patients=(("TRIO0001", "DOE^JANE"),))
     study = [s for s in population if s.study_instance_uid == population[0].study_instance_uid]
     sent = by_instance_uid(path for s in study for path in s.paths)
-    config = Config(node=NodeSettings(ae_title="TRIONODE", port=0, data_dir=str(tmp_path / "node")))
+    config = Config(http=HttpSettings(port=0, events_port=0), node=NodeSettings(ae_title="TRIONODE", port=0, data_dir=str(tmp_path / "node")))
     async with open_node(config) as node:
         known = [RemoteAE(CLIENT_AE, 104), RemoteAE("TRIONODE", node.address.port)]
         async with orthanc(known_peers=known, parent_dir=tmp_path) as peer:

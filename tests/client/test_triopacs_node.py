@@ -4,14 +4,14 @@ from dicom_samples import build_mixed_folder
 
 from triopacs import connect, open_node
 from triopacs.client.contexts import storage_contexts_for, verification_contexts
-from triopacs.config import Config, NodeSettings
+from triopacs.config import Config, HttpSettings, NodeSettings
 
 from .helpers import LOOPBACK, assert_same_datasets, by_instance_uid
 
 
 async def test_echo_and_store_a_mixed_folder_into_a_node(tmp_path):
     files = [sample.path for sample in build_mixed_folder(tmp_path / "mixed")]
-    config = Config(node=NodeSettings(ae_title="TRIONODE", port=0, data_dir=str(tmp_path / "node")))
+    config = Config(http=HttpSettings(port=0, events_port=0), node=NodeSettings(ae_title="TRIONODE", port=0, data_dir=str(tmp_path / "node")))
     async with open_node(config) as node:
         contexts = [*verification_contexts(), *storage_contexts_for(files)]
         async with connect(LOOPBACK, node.address.port, called_ae_title="TRIONODE", contexts=contexts) as association:
@@ -35,6 +35,7 @@ async def test_find_get_and_move_against_a_node(tmp_path):
     files = [path for series in population for path in series.paths]
     async with storescp(extra_args=["+B"], parent_dir=tmp_path) as destination:
         config = Config(
+            http=HttpSettings(port=0, events_port=0),
             node=NodeSettings(ae_title="TRIONODE", port=0, data_dir=str(tmp_path / "node")),
             remote=(RemoteAE(ae_title=destination.ae_title, host=LOOPBACK, port=destination.port),),
         )

@@ -4,7 +4,8 @@
         await echoscu(peer(node))
 
 `running_node` builds a Config (port 0 on 127.0.0.1, data under tmp_path/"node") with any
-setting of any section given by its field name (they are unique across sections:
+setting of any section given by its field name (unique across sections, but for port= and
+bind=, which are [node]'s:
 max_associations=, duplicates=, ae_title=, ...), `remote` AEs and an optional trace
 file, and runs `open_node` inside the calling test's Trio loop until the block ends.
 """
@@ -39,10 +40,13 @@ def node_config(data_dir: Path, *, remote: Iterable[RemoteAE] = (), trace_file: 
     sections: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
     sections["node"].update(port=0, bind=LOOPBACK, data_dir=str(data_dir), ae_title=AE_TITLE)
     sections["log"].update(level="warning")
+    sections["http"].update(port=0, events_port=0)  # never the default ports: tests run beside other nodes
     if trace_file is not None:
         sections["trace"]["file"] = str(trace_file)
     for key, value in settings.items():
         owners = [name for name, cls in SECTIONS.items() if key in attrs.fields_dict(cls)]
+        if len(owners) > 1 and "node" in owners:
+            owners = ["node"]  # port= and bind= are the DICOM listener's ([http] has its own)
         if len(owners) != 1:
             raise TypeError(f"no single config section has a setting {key!r}")
         sections[owners[0]][key] = value

@@ -69,7 +69,7 @@ async def served_node(tmp_path: Path, *extra: str) -> AsyncIterator[ServedNode]:
     log_path = tmp_path / "node.log"
     with open(log_path, "wb") as log:
         process = await trio.lowlevel.open_process(
-            [*TRIOPACS, "serve", "--data", str(tmp_path / "data"), "--port", "0", "--ae-title", AE_TITLE,
+            [*TRIOPACS, "serve", "--data", str(tmp_path / "data"), "--port", "0", "--http-port", "0", "--events-port", "0", "--ae-title", AE_TITLE,
              "--log-format", "json", *extra],
             stdout=subprocess.PIPE, stderr=log,
         )

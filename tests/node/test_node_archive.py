@@ -36,7 +36,7 @@ async def run_archive(node):
 def toml_of(tmp_path, tier_table: str, **archive) -> str:
     lines = "".join(f"{key} = {json.dumps(value)}\n" for key, value in archive.items())
     return (
-        f'[node]\nport = 0\ndata_dir = "{tmp_path / "data"}"\n\n[log]\nlevel = "warning"\n\n'
+        f'[http]\nport = 0\nevents_port = 0\n[node]\nport = 0\ndata_dir = "{tmp_path / "data"}"\n\n[log]\nlevel = "warning"\n\n'
         f'[archive]\nenabled = true\nschedule = "0 2 1 1 *"\ndestination = "vault"\narchive_after = 0.0\n{lines}\n{tier_table}'
     )
 

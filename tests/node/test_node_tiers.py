@@ -172,7 +172,7 @@ async def test_a_bad_tier_stops_serve_with_one_line(tmp_path, s3_endpoint, azuri
     }
     for name, (table, expected) in cases.items():
         config = tmp_path / f"{name.replace(' ', '-')}.toml"
-        config.write_text(f'[node]\nport = 0\ndata_dir = "{tmp_path / "data"}"\n\n{table}')
+        config.write_text(f'[http]\nport = 0\nevents_port = 0\n[node]\nport = 0\ndata_dir = "{tmp_path / "data"}"\n\n{table}')
         result = await trio.run_process(
             [sys.executable, "-m", "triopacs", "serve", "--config", str(config)], capture_stdout=True, capture_stderr=True, check=False
         )
@@ -187,7 +187,7 @@ async def test_cli_migrate_now_and_tiers(tmp_path, study):
 
     toml = tmp_path / "node.toml"
     toml.write_text(
-        f'[node]\nport = 0\ndata_dir = "{tmp_path / "data"}"\n\n[log]\nlevel = "warning"\n\n'
+        f'[http]\nport = 0\nevents_port = 0\n[node]\nport = 0\ndata_dir = "{tmp_path / "data"}"\n\n[log]\nlevel = "warning"\n\n'
         f'[hsm]\nwarm_tier = "warm"\nhot_to_warm = 0.0\n\n'
         f'[[tier]]\nname = "warm"\nkind = "local"\npath = "{tmp_path / "warm"}"\nprefix = "w/"\n'
     )
@@ -279,7 +279,7 @@ async def test_node_sigkilled_mid_migration_loses_nothing_and_leaves_no_stray(tm
     data = tmp_path / "data"
     toml = tmp_path / "node.toml"
     toml.write_text(
-        f'[node]\nport = 0\ndata_dir = "{data}"\n\n[log]\nlevel = "warning"\n\n'
+        f'[http]\nport = 0\nevents_port = 0\n[node]\nport = 0\ndata_dir = "{data}"\n\n[log]\nlevel = "warning"\n\n'
         f'[hsm]\nenabled = true\nschedule = "every 1s"\nwarm_tier = "cold"\nhot_to_warm = 0.0\nmax_concurrent_migrations = 1\n\n'
         f'[[tier]]\nname = "cold"\nkind = "s3"\nprefix = "k/"\nbucket = "{settings.bucket}"\nendpoint_url = "{settings.endpoint_url}"\n'
         f'access_key_id = "testing"\nsecret_access_key = "testing"\n'

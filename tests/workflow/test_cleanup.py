@@ -275,7 +275,7 @@ async def test_a_node_killed_mid_cleanup_is_consistent_after_restart(tmp_path, s
     doomed_files = study_paths(data, doomed.study_instance_uid)
     config_file = tmp_path / "crash.toml"
     config_file.write_text(
-        f'[node]\nport = 0\nbind = "127.0.0.1"\ndata_dir = "{data}"\n[log]\nlevel = "warning"\n'
+        f'[http]\nport = 0\nevents_port = 0\n[node]\nport = 0\nbind = "127.0.0.1"\ndata_dir = "{data}"\n[log]\nlevel = "warning"\n'
         '[cleanup]\nenabled = true\ndefault_retention = 30\n[verification]\nenabled = false\n'
     )
     script = tmp_path / "crashing_node.py"

@@ -302,4 +302,4 @@ def test_statistics_count_durations_and_contention():
     assert stats.max_lock_duration == 4.0 and stats.avg_lock_duration == 2.5
     assert stats.active_locks == 0
     published = [type(e.event).__name__ for e in table.effects if isinstance(e, Publish)]
-    assert published == ["LockAcquired", "LockReleased", "LockAcquired", "LockReleased"]
+    assert published == ["LockAcquired", "LockContended", "LockReleased", "LockAcquired", "LockReleased"]

@@ -236,6 +236,17 @@ class LockReleased:
     reason: str = ""
 
 
+@message("locks.contended")
+class LockContended:
+    """A request found its study locked: it waits (`waits`), or is refused at once."""
+
+    study_uid: str
+    type: LockType
+    holder: str
+    held: tuple[LockType, ...]
+    waits: bool
+
+
 @message("locks.expired")
 class LockExpiredEvent:
     info: LockInfo

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 import attrs
 
 from ...actors import ActorStopped
-from .messages import LockAcquired, LockExpiredEvent, LockForceUnlocked, LockReleased
+from .messages import LockAcquired, LockContended, LockExpiredEvent, LockForceUnlocked, LockReleased
 from .types import (
     AlreadyLocked,
     InvalidLockType,
@@ -148,6 +148,9 @@ class LockTable:
         if at_head and compatible(request.type, held, self.config.max_shared_locks):
             return self._grant(request, now, effects).token()
         self._stats.contention += 1
+        effects.append(Publish(LockContended(
+            study_uid=request.study_uid, type=request.type, holder=request.holder, held=tuple(held), waits=wait > 0,
+        )))
         if wait <= 0:
             self._drop_if_idle(request.study_uid)
             if at_head and request.type is LockType.SHARED and all(k is LockType.SHARED for k in held):

@@ -4,11 +4,14 @@ Matches stream: each page the index finds is answered as Pending responses befor
 next page is asked for, and a C-CANCEL stops the walk with a Cancel status.
 """
 
+import trio
+
 from ....protocol.catalog import FIND_MODELS
 from ....protocol.commands import CFindRQ, CFindRSP
 from ....protocol.datasets import encode_dataset
 from ....protocol.negotiation import SupportedContext
 from ....protocol.status import QueryRetrieveStatus, Status
+from ..activity import QueryAnswered
 from ..index import FindMatches, QueryRefused
 from .base import RunningOperation, Service, Session
 from .identifiers import BadIdentifier, read_identifier
@@ -30,8 +33,12 @@ class FindService(Service):
     async def handle(self, session: Session, received, operation: RunningOperation | None) -> None:
         assert operation is not None
         request: CFindRQ = received.message
+        began, level, sent = trio.current_time(), "", 0
 
         async def finish(status: int, comment: str | None = None) -> None:
+            session.ctx.publish(QueryAnswered(
+                association_id=session.association_id, level=level, matches=sent, seconds=trio.current_time() - began, status=status,
+            ))
             await session.respond(
                 CFindRSP(
                     message_id_being_responded_to=request.message_id,
@@ -48,9 +55,9 @@ class FindService(Service):
             session.log.warning("query refused", status=hex(bad.status), reason=bad.reason)
             await finish(bad.status, bad.comment)
             return
+        level = str(identifier.get("QueryRetrieveLevel", "")) or "WORKLIST"
         index = session.ctx.lookup(self.index_path)
         cursor: int | None = 0
-        sent = 0
         while cursor is not None and not operation.cancel_requested:
             try:
                 page = await index.ask(
@@ -81,5 +88,5 @@ class FindService(Service):
         if operation.cancel_requested:
             await finish(QueryRetrieveStatus.CANCELED)
             return
-        session.log.info("query answered", level=str(identifier.get("QueryRetrieveLevel", "")), matches=sent)
+        session.log.info("query answered", level=level, matches=sent)
         await finish(Status.SUCCESS)

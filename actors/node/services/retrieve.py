@@ -33,6 +33,7 @@ from ....protocol.negotiation import AcceptedContext, SupportedContext
 from ....protocol.status import QueryRetrieveStatus, Status, StatusClass, status_class
 from ....storage.query import InformationModel, RetrieveItem
 from ....storage.transcoding import TranscodeError, transcode
+from ..activity import RetrieveFinished
 from ..ae_registry import LookupAE, UnknownAE
 from ....client.connection import connect, storage_contexts_for
 from ....client.datasets import context_for_file, file_chunks, locate, read_whole
@@ -143,6 +144,7 @@ class _Retrieve(Service):
     async def handle(self, session: Session, received, operation: RunningOperation | None) -> None:
         assert operation is not None
         request = received.message
+        began = trio.current_time()
         try:
             identifier, model, transfer_syntax = read_identifier(session, received)
             model = self._lenient_model(session, identifier, model)
@@ -159,6 +161,10 @@ class _Retrieve(Service):
         status = counts.final_status(operation.cancel_requested)
         failed = counts.failed_list()
         session.log.info(f"{self.verb} finished", status=hex(status), completed=counts.completed, failed=counts.failed, warning=counts.warning)
+        session.ctx.publish(RetrieveFinished(
+            association_id=session.association_id, kind=self.verb, completed=counts.completed, failed=counts.failed,
+            seconds=trio.current_time() - began, status=status,
+        ))
         await self._respond(
             session, received, status, counts=counts.counts(final=status != QueryRetrieveStatus.CANCELED),
             comment=counts.first_reason if status != Status.SUCCESS else None,

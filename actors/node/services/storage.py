@@ -41,6 +41,7 @@ from ....storage.object_writer import ObjectWriter
 from ....storage.part10 import file_meta_bytes
 from ...runtime.actor import ActorContext
 from ...runtime.errors import ActorError, ReplyError
+from ..activity import InstanceStored, StoreRefusedEvent
 from ..index import RecordInstance
 from ..tiers import HOT_TIER_PATH, DeleteObject, OpenWriter, Place, Placed
 from .base import Service, Session
@@ -128,6 +129,11 @@ class IncomingInstance:
         self._batches: trio.MemorySendChannel[list[bytes | memoryview]] | None = None
         self._writer_done = trio.Event()
         self._write_error: OSError | None = None
+
+    @property
+    def received(self) -> int:
+        """Bytes of the file so far: the file meta header and the dataset received."""
+        return self._received
 
     async def write(self, data: memoryview) -> None:
         if self.refusal is not None:
@@ -282,6 +288,17 @@ class StoreRefused(Exception):
         self.comment = comment
 
 
+def _publish_outcome(session: Session, request: CStoreRQ, incoming: "IncomingInstance", status: int, seconds: float) -> None:
+    if status == Status.SUCCESS and incoming.record is not None:
+        session.ctx.publish(InstanceStored(
+            association_id=session.association_id, calling_ae_title=session.calling_ae_title,
+            sop_class_uid=request.affected_sop_class_uid, study_instance_uid=incoming.record.study_instance_uid,
+            bytes=incoming.received, seconds=seconds,
+        ))
+    else:
+        session.ctx.publish(StoreRefusedEvent(association_id=session.association_id, sop_class_uid=request.affected_sop_class_uid, status=status))
+
+
 class StorageService(Service):
     requests = (CStoreRQ,)
     operation = True  # the commit (file, fsync, index) runs beside the association's mailbox
@@ -306,12 +323,14 @@ class StorageService(Service):
     async def handle(self, session: Session, received, operation) -> None:
         request: CStoreRQ = received.message
         incoming: IncomingInstance = received.dataset
+        began = trio.current_time()
         try:
             status, comment = await self.store(session, request, incoming)
         except StoreRefused as refused:
             await incoming.discard()
             status, comment = refused.status, refused.comment
             session.log.warning("store refused", sop_instance_uid=request.affected_sop_instance_uid, status=hex(status), reason=comment)
+        _publish_outcome(session, request, incoming, status, trio.current_time() - began)
         await session.respond(
             CStoreRSP(
                 message_id_being_responded_to=request.message_id,

@@ -67,6 +67,7 @@ def _status(config: Config) -> int:
 def _prefetch_now(config: Config, args: argparse.Namespace) -> int:
     from .supervisor import open_node
     from .workflow.prefetch import PrefetchPriors
+    from .workflow.prefetch.messages import PrefetchStudyDone, PrefetchStudyFailed
 
     # On for this run whatever the file says (a source must be configured); no periodic
     # cycle: this run is for the patient asked (and whatever the queue held).
@@ -76,12 +77,37 @@ def _prefetch_now(config: Config, args: argparse.Namespace) -> int:
     )
 
     async def main():
-        async with open_node(config) as node:
-            return await node.prefetch.ask(asked, timeout=None)
+        async with open_node(config) as node, trio.open_nursery() as nursery:
+            with node.subscribe(PrefetchStudyDone, PrefetchStudyFailed) as studies:
+                nursery.start_soon(_show_studies, studies)
+                done = await node.prefetch.ask(asked, timeout=None)
+                nursery.cancel_scope.cancel()
+                while True:  # what came in after the last the task showed
+                    try:
+                        _show_study(studies.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        return done
 
     done = trio.run(main)
     print(f"prefetched {done.patient_id}: {done.stats.summary()}")
     return EXIT_FAILURE if done.stats.studies_failed or done.stats.queries_failed else EXIT_OK
+
+
+async def _show_studies(events) -> None:
+    async for event in events:
+        _show_study(event)
+
+
+def _show_study(event) -> None:
+    """Progress on stderr, a line per study as it is done (how many there will be is
+    known only once every source has answered)."""
+    if hasattr(event, "error"):
+        outcome = f"failed ({event.error}){'' if event.final else ', will be tried again'}"
+    elif event.present:
+        outcome = "already here"
+    else:
+        outcome = f"{event.series} series, {event.instances} instances, {event.bytes / 1e6:.1f} MB"
+    print(f"study {event.study_instance_uid} from {event.source}: {outcome}", file=sys.stderr, flush=True)
 
 
 def prefetch(args: argparse.Namespace) -> int:

@@ -12,6 +12,8 @@ files into that node over a loopback association, as any C-STORE arrives.
 
 import argparse
 import sqlite3
+import sys
+import time
 from pathlib import Path
 
 import trio
@@ -84,14 +86,26 @@ def tiers(args: argparse.Namespace) -> int:
 def migrate(args: argparse.Namespace) -> int:
     from .log import configure_logging
     from .supervisor import open_node
-    from .workflow.migration import RunMigration
+    from .workflow.migration import MigrationProgress, RunMigration
 
     config = _own_node_config(load_config(args.config))
     configure_logging("warning", "console")
 
     async def main():
-        async with open_node(config) as node:
-            return await node.migration.ask(RunMigration(dry_run=args.dry_run), timeout=None)
+        async with open_node(config) as node, trio.open_nursery() as nursery:
+            with node.subscribe(MigrationProgress) as progress:
+                started = time.perf_counter()
+                nursery.start_soon(_show_progress, progress, started)
+                report = await node.migration.ask(RunMigration(dry_run=args.dry_run), timeout=None)
+                nursery.cancel_scope.cancel()
+                while True:  # what came in after the last the task showed
+                    try:
+                        _show(progress.receive_nowait(), started)
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+        if sys.stderr.isatty():
+            sys.stderr.write("\n")
+        return report
 
     report = trio.run(main)
     for uid, source, target in report.planned:
@@ -102,10 +116,37 @@ def migrate(args: argparse.Namespace) -> int:
     return 0 if report.failures == 0 else 1
 
 
+async def _show_progress(events, started: float) -> None:
+    async for event in events:
+        _show(event, started)
+
+
+def _show(event, started: float) -> None:
+    """A cycle's progress on stderr: one self-rewriting line on a terminal, a line per
+    batch otherwise."""
+    done = event.migrated + event.skipped + event.failures
+    rate = event.bytes / max(time.perf_counter() - started, 1e-9) / 1e6
+    width = 30
+    filled = width * done // max(event.chosen, 1)
+    line = f"[{'#' * filled}{'.' * (width - filled)}] {done}/{event.chosen} instances  {event.bytes / 1e6:.1f} MB  {rate:.1f} MB/s"
+    if event.failures:
+        line += f"  {event.failures} failed"
+    sys.stderr.write(f"\r{line} " if sys.stderr.isatty() else f"{line}\n")
+    sys.stderr.flush()
+
+
+def _show_fetched(done: int, total: int) -> None:
+    sys.stderr.write(f"\rfetched {done}/{total} files of the package " if sys.stderr.isatty() else f"fetched {done}/{total}\n")
+    if sys.stderr.isatty() and done == total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
 def restore(args: argparse.Namespace) -> int:
     import shutil
     import tempfile
 
+    from .cli_store import Progress
     from .client import connect
     from .client.contexts import storage_contexts_for
     from .log import configure_logging
@@ -123,9 +164,17 @@ def restore(args: argparse.Namespace) -> int:
         staging = Path(tempfile.mkdtemp(prefix="restore-", dir=config.data_dir))
         try:
             async with open_node(config) as node:
-                paths = await restore_study(node.system.lookup, config.archive.destination, args.study, staging)
+                paths = await restore_study(
+                    node.system.lookup, config.archive.destination, args.study, staging, on_fetched=_show_fetched
+                )
+                progress = Progress(len(paths))  # then each instance stored again, as `triopacs store` shows it
+                stored = 0
                 async with connect("127.0.0.1", node.address.port, called_ae_title=config.node.ae_title, contexts=storage_contexts_for(paths)) as association:
-                    stored = sum([(await association.store(path)).ok for path in paths])
+                    for path in paths:
+                        result = await association.store(path)
+                        stored += result.ok
+                        progress.file_done(path, path.stat().st_size, None if result.ok else f"status 0x{result.status:04X}")
+                progress.close()
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         print(f"restored {stored} of {len(paths)} instances of study {args.study}")

@@ -25,7 +25,7 @@ fetches each file checked against it, and stores them into the node.
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -153,8 +153,11 @@ async def archive(params: Mapping[str, Any], ctx: TaskContext) -> str | None:
     return f"{KIND}: {summary}" if failed else None
 
 
-async def restore_study(ctx_lookup, destination: str, study_uid: str, staging: Path) -> list[Path]:
-    """Fetch a package's files, each checked against its manifest, into `staging`; their paths."""
+async def restore_study(
+    ctx_lookup, destination: str, study_uid: str, staging: Path, on_fetched: Callable[[int, int], None] | None = None
+) -> list[Path]:
+    """Fetch a package's files, each checked against its manifest, into `staging`; their
+    paths. `on_fetched(done, total)` after each file (a progress bar)."""
     tier = ctx_lookup(tier_path(destination))
     _, manifest_key = package_keys(study_uid)
     staging.mkdir(parents=True, exist_ok=True)
@@ -168,4 +171,6 @@ async def restore_study(ctx_lookup, destination: str, study_uid: str, staging: P
         if fetched.size != entry["size"]:
             raise OSError(f"{entry['key']}: {fetched.size} bytes, the manifest says {entry['size']}")
         paths.append(dest)
+        if on_fetched is not None:
+            on_fetched(len(paths), len(manifest["instances"]))
     return paths

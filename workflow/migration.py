@@ -104,6 +104,18 @@ class MigrationCycleFinished:
     report: MigrationReport
 
 
+@attrs.frozen(kw_only=True)
+class MigrationProgress:
+    """Published after each batch of a cycle: what is done of what was chosen so far
+    (`chosen` grows as each tier pair's candidates are picked)."""
+
+    migrated: int
+    skipped: int
+    failures: int
+    bytes: int
+    chosen: int
+
+
 class MigrationRefused(ReplyError):
     pass
 
@@ -116,6 +128,12 @@ class _Tally:
     failures: int = 0
     failed: list = attrs.field(factory=list)
     planned: list = attrs.field(factory=list)
+    chosen: int = 0
+
+    def progress(self) -> MigrationProgress:
+        return MigrationProgress(
+            migrated=self.migrated, skipped=self.skipped, failures=self.failures, bytes=self.bytes, chosen=self.chosen
+        )
 
     def fail(self, uid: str, why: str) -> None:
         self.failures += 1
@@ -226,6 +244,7 @@ class MigrationService(Actor):
             tally.planned += [(p.sop_instance_uid, source, target) for p in chosen]
             tally.bytes += sum(p.size for p in chosen)
             return
+        tally.chosen += len(chosen)
         copies = trio.CapacityLimiter(self.policy.max_concurrent_migrations)
         studies = trio.CapacityLimiter(self.policy.max_concurrent_migrations)
         async with trio.open_nursery() as nursery:
@@ -256,6 +275,7 @@ class MigrationService(Actor):
         except (ReplyError, ActorError, AskTimeout) as error:  # the index failed the batch's journal or switch
             for placement in batch:
                 tally.fail(placement.sop_instance_uid, str(error))
+        self.ctx.publish(tally.progress())  # for a progress bar (triopacs migrate)
 
     async def _migrate(self, batch: list[Placement], target: str, tally: _Tally, copies: trio.CapacityLimiter) -> None:
         """Journal the batch (one transaction), copy and check each instance (at most

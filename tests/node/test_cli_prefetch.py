@@ -47,6 +47,10 @@ async def test_prefetch_a_patient_then_read_the_status(tmp_path):
     assert summary["counts"] == "1 patients, 1 studies prefetched (2 series, 4 instances"
     assert int(summary["bytes"]) > 4 * 500_000  # four 512x512 CT images
     assert summary["rest"] == "0 already present, 0 failed, 0 queries failed"
+    progress = [line for line in done.stderr.decode().splitlines() if line.startswith("study ")]
+    assert len(progress) == 1 and progress[0].endswith(" from QRSCP: 2 series, 4 instances, " + progress[0].rsplit(", ", 1)[1])
+    again_progress = [line for line in again.stderr.decode().splitlines() if line.startswith("study ")]
+    assert len(again_progress) == 1 and ": 1 series, 2 instances, " in again_progress[0]  # the MR; the CT was skipped
     # The longer lookback reaches the MR; the CT is here already.
     again_summary = SUMMARY.fullmatch(again.stdout.decode().strip())
     assert again_summary["counts"] == "1 patients, 1 studies prefetched (1 series, 2 instances"

@@ -74,6 +74,9 @@ async def archive_delete_restore(tmp_path, study, table):
     result = await trio.run_process([sys.executable, "-m", "triopacs", "restore", "--config", str(toml), uid], capture_stdout=True, capture_stderr=True, check=False)
     assert result.returncode == 0, result.stderr.decode()
     assert f"restored 5 of 5 instances of study {uid}" in result.stdout.decode()
+    # No terminal: a line per file fetched, then per file stored (among the node's log lines).
+    progress = [line for line in result.stderr.decode().splitlines() if line.startswith(("fetched ", "["))]
+    assert progress[:5] == [f"fetched {n}/5" for n in range(1, 6)] and progress[-1].startswith("[5/5] ") and progress[-1].endswith(": ok")
     async with open_node(load_config(toml)) as node:
         assert tiers_of(node) == {"local": 5}
         got = await getscu(peer(node), {"StudyInstanceUID": uid}, received_dir=tmp_path / "got")

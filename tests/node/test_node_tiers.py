@@ -203,6 +203,8 @@ async def test_cli_migrate_now_and_tiers(tmp_path, study):
     assert out.count("would move") == 5 and "would migrate 5 instances" in out
     code, out, err = await triopacs("migrate", "--now")
     assert code == 0 and "migrated 5 instances" in out, (out, err)
+    # Progress on stderr, a line per batch when it is no terminal; the last says all of it.
+    assert err.splitlines()[-1].startswith("[" + "#" * 30 + "] 5/5 instances"), err
     code, out, err = await triopacs("tiers")
     assert code == 0, err
     lines = {line.split()[0]: line.split() for line in out.splitlines()[1:]}

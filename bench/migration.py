@@ -3,7 +3,7 @@ migration service, against a plain upload loop of the same files with the same
 concurrency in the same run (boto3's upload_file with its TransferConfig; azure's
 upload_blob), printing MB/s (10^6 bytes) and the ratio.
 
-    .venv/bin/python bench/migration.py [--count 1000] [--concurrency 4] [--targets s3,azure]
+    .venv/bin/python bench/migration.py [--count 1000] [--concurrency 4] [--rounds 3] [--targets s3,azure]
 
 The instances are 512x512 CT images (~514 KiB), stored into a fresh node over one
 association first (not timed). The migration is timed as one cycle (RunMigration): per
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -123,51 +124,63 @@ async def migrate(
     return elapsed, report.bytes
 
 
+async def rounds(target: str, files: list[Path], work: Path, args) -> list[tuple]:
+    """`args.rounds` pairs of (plain loop, migration) against one server, the order
+    alternating from round to round so that a load that comes and goes on the machine
+    weighs on both sides alike. Returns (plain s, migration s, bytes, CPU plain, CPU
+    migration) per round."""
+    results = []
+    if target == "s3":
+        server, make = moto_s3(parent_dir=work), lambda e: s3_settings(e, bucket="bench", max_concurrency=args.concurrency)
+        create, plain_loop = create_bucket, plain_s3
+    else:
+        server = azurite_blob(parent_dir=work)
+        make = lambda e: azure_settings(e, container="bench", max_concurrency=args.concurrency, block_upload_threshold=64 * 1024 * 1024)  # noqa: E731
+        create, plain_loop = create_container, plain_azure
+    async with server as endpoint:
+        settings = make(endpoint)
+        async with AsyncioPortal() as portal:
+            await create(portal, settings)
+        cpu = Cpu(endpoint.server)
+        for number in range(args.rounds):
+            tier = TierDefinition(name="cold", kind=target, prefix=f"m{number}/", settings=settings)
+            profile = args.profile and number == 0 and f"{args.profile}-{target}.txt"
+            measured = {}
+            for side in ("plain", "migration") if number % 2 == 0 else ("migration", "plain"):
+                cpu.lap()
+                if side == "plain":
+                    elapsed = await trio.to_thread.run_sync(plain_loop, files, settings, args.concurrency)
+                else:
+                    elapsed, size = await migrate(files, tier, work / f"node-{target}-{number}", args.concurrency, cpu, profile)
+                measured[side] = (elapsed, cpu.lap())
+            results.append((measured["plain"][0], measured["migration"][0], size, measured["plain"][1], measured["migration"][1]))
+    return results
+
+
 async def main(args) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-migration-"))
     series = write_series(work / "source", SeriesSpec(count=args.count, modality="CT", study_instance_uid=new_uid()))
     files = list(series.paths)
     total = sum(p.stat().st_size for p in files)
-    rows = []
-    for target in args.targets.split(","):
-        if target == "s3":
-            async with moto_s3(parent_dir=work) as endpoint:
-                settings = s3_settings(endpoint, bucket="bench", max_concurrency=args.concurrency)
-                async with AsyncioPortal() as portal:
-                    await create_bucket(portal, settings)
-                cpu = Cpu(endpoint.server)
-                plain = await trio.to_thread.run_sync(plain_s3, files, settings, args.concurrency)
-                plain_cpu = cpu.lap()
-                tier = TierDefinition(name="cold", kind="s3", prefix="m/", settings=settings)
-                moved, size = await migrate(files, tier, work / "node-s3", args.concurrency, cpu, args.profile and f"{args.profile}-s3.txt")
-                moved_cpu = cpu.lap()
-        else:
-            async with azurite_blob(parent_dir=work) as endpoint:
-                settings = azure_settings(endpoint, container="bench", max_concurrency=args.concurrency,
-                                          block_upload_threshold=64 * 1024 * 1024)
-                async with AsyncioPortal() as portal:
-                    await create_container(portal, settings)
-                cpu = Cpu(endpoint.server)
-                plain = await trio.to_thread.run_sync(plain_azure, files, settings, args.concurrency)
-                plain_cpu = cpu.lap()
-                tier = TierDefinition(name="cold", kind="azure", prefix="m/", settings=settings)
-                moved, size = await migrate(files, tier, work / "node-azure", args.concurrency, cpu, args.profile and f"{args.profile}-azure.txt")
-                moved_cpu = cpu.lap()
-        rows.append((target, total / plain / 1e6, size / moved / 1e6, plain_cpu, moved_cpu))
-    print(f"{args.count} x {total / args.count / 1024:.0f} KiB, concurrency {args.concurrency}")
-    print("| target | plain loop MB/s | migration MB/s | ratio | CPU s client/server: plain | migration |")
-    print("|---|---|---|---|---|---|")
-    for target, plain_rate, moved_rate, plain_cpu, moved_cpu in rows:
-        print(
-            f"| {target} | {plain_rate:.1f} | {moved_rate:.1f} | {moved_rate / plain_rate:.2f}x "
-            f"| {plain_cpu[0]:.1f} / {plain_cpu[1]:.1f} | {moved_cpu[0]:.1f} / {moved_cpu[1]:.1f} |"
-        )
+    table = {target: await rounds(target, files, work, args) for target in args.targets.split(",")}
+    print(f"{args.count} x {total / args.count / 1024:.0f} KiB, concurrency {args.concurrency}, {args.rounds} rounds (order alternating)")
+    print("| target | round | plain loop MB/s | migration MB/s | ratio | CPU s client/server: plain | migration |")
+    print("|---|---|---|---|---|---|---|")
+    for target, results in table.items():
+        for number, (plain, moved, size, plain_cpu, moved_cpu) in enumerate(results, 1):
+            print(
+                f"| {target} | {number} | {total / plain / 1e6:.1f} | {size / moved / 1e6:.1f} | {plain / moved:.2f}x "
+                f"| {plain_cpu[0]:.1f} / {plain_cpu[1]:.1f} | {moved_cpu[0]:.1f} / {moved_cpu[1]:.1f} |"
+            )
+    for target, results in table.items():
+        print(f"{target}: median ratio {statistics.median(plain / moved for plain, moved, *_ in results):.2f}x")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--targets", default="s3,azure")
     parser.add_argument("--profile", help="py-spy the migration into PROFILE-{target}.txt (collapsed stacks; py-spy installed)")
     trio.run(main, parser.parse_args())

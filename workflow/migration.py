@@ -38,7 +38,7 @@ from ..actors.node.index_hsm import (
     ListMigrationJournal,
     SwitchTier,
 )
-from ..actors.node.tiers import DeleteObject, ListObjects, tier_path
+from ..actors.node.tiers import DeleteObject, ListObjects, RemoveObjects, tier_path
 from ..storage.hsm_db import COPYING, ABANDONED, SWITCHED, Move, Placement
 from ..storage.objects import instance_key
 from ..storage.tier_settings import HOT
@@ -354,23 +354,31 @@ class MigrationService(Actor):
                 found = await self.ctx.lookup(INDEX_PATH).ask(KnownKeys(tier=tier, keys=keys, journal=False))
                 named |= {(tier, key) for key in found.known}
         done: list[str] = []
+        doomed: dict[str, dict[str, Move]] = {}  # tier -> key -> move
+        for move, tier, key, remove in unused:
+            if remove and (tier, key) not in named:
+                doomed.setdefault(tier, {})[key] = move
+            else:
+                done.append(move.sop_instance_uid)
         async with trio.open_nursery() as nursery:
-            for move, tier, key, remove in unused:
-                if remove and (tier, key) not in named:
-                    nursery.start_soon(self._delete, move, tier, key, done)
-                else:
-                    done.append(move.sop_instance_uid)
+            for tier, moves_by_key in doomed.items():
+                nursery.start_soon(self._remove, tier, moves_by_key, done)
         if done:
             await self.ctx.lookup(INDEX_PATH).ask(EndMigration(sop_instance_uids=tuple(done)))
         return len(done)
 
-    async def _delete(self, move: Move, tier: str, key: str, done: list[str]) -> None:
+    async def _remove(self, tier: str, moves_by_key: dict[str, Move], done: list[str]) -> None:
+        """One ask per tier and batch: a local tier unlinks them in one thread call."""
         try:
-            await self.ctx.lookup(tier_path(tier)).ask(DeleteObject(key=key), timeout=None)
+            removal = await self.ctx.lookup(tier_path(tier)).ask(RemoveObjects(keys=tuple(moves_by_key)), timeout=None)
         except (ReplyError, ActorError, AskTimeout) as error:
-            self.ctx.log.warning("copy not removed yet; the journal keeps it", sop_instance_uid=move.sop_instance_uid, error=str(error))
+            self.ctx.log.warning("copies not removed yet; the journal keeps them", tier=tier, count=len(moves_by_key), error=str(error))
             return
-        done.append(move.sop_instance_uid)
+        done.extend(moves_by_key[key].sop_instance_uid for key in removal.done)
+        for key, why in removal.failed:
+            self.ctx.log.warning(
+                "copy not removed yet; the journal keeps it", sop_instance_uid=moves_by_key[key].sop_instance_uid, error=why
+            )
 
     async def _recover(self) -> int:
         journal = await self.ctx.lookup(INDEX_PATH).ask(ListMigrationJournal())

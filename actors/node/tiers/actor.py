@@ -143,7 +143,11 @@ class TierActor(Actor):
             # The reason first and short: a C-STORE's error comment holds 64 characters.
             reply.fail(TierFailure(f"tier {self.definition.name}: {error.strerror or error}", transient=True))
             return
-        self._health(True, "")
+        if isinstance(answer, Removed) and answer.failed:  # a batch answers its failures
+            self.counts["failures"] += len(answer.failed)
+            self._health(False, answer.failed[0][1])
+        else:
+            self._health(True, "")
         if not reply.done:  # an ask failed by the actor's stop meanwhile has its answer
             reply.send(answer)
 

@@ -4,6 +4,7 @@ the node's asyncio portal, one crossing per whole operation)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from functools import partial
 from pathlib import Path
@@ -143,17 +144,8 @@ class ObjectBackend:
         raise ObjectStoreError(f"an {self.definition.kind} tier's objects are parsed from a staged copy")
 
     async def remove(self, keys: tuple[str, ...]) -> Removal:
-        done, failed = [], []
-        for key in keys:
-            try:
-                await self.delete(key)
-            except ObjectMissing:
-                pass
-            except ObjectStoreError as error:
-                failed.append((key, str(error)))
-                continue
-            done.append(key)
-        return Removal(done=tuple(done), failed=tuple(failed))
+        # One portal crossing for the batch; the deletes run max_concurrency at a time.
+        return await self.portal.run(_remove_all, self.store, keys, self.definition.settings.max_concurrency)
 
     async def check_objects(self, expected: tuple[ExpectedObject, ...]) -> list[ObjectCheck]:
         """From the size and SHA-256 the store keeps with each object (written by the tier
@@ -168,6 +160,24 @@ class ObjectBackend:
             problem = mismatch(found.size, found.sha256, item) if item.checksum else ""
             checks.append(ObjectCheck(key=item.key, outcome=CORRUPT if problem else OK, detail=problem))
         return checks
+
+
+async def _remove_all(store: Any, keys: tuple[str, ...], concurrency: int) -> Removal:
+    """On the portal's loop: delete every key, gone already counting as done."""
+    slots = asyncio.Semaphore(concurrency)
+    failed: dict[str, str] = {}
+
+    async def remove(key: str) -> None:
+        async with slots:
+            try:
+                await store.delete(key)
+            except ObjectMissing:
+                pass
+            except ObjectStoreError as error:
+                failed[key] = str(error)
+
+    await asyncio.gather(*(remove(key) for key in keys))
+    return Removal(done=tuple(key for key in keys if key not in failed), failed=tuple(failed.items()))
 
 
 def backend_for(definition: TierDefinition, portal: AsyncioPortal | None) -> Backend:

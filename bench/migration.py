@@ -89,7 +89,7 @@ def profiler(output: str | None):
     collapsed stacks (one line a stack, with its sample count), or None."""
     if not output:
         return None
-    command = ["py-spy", "record", "--pid", str(os.getpid()), "--format", "raw", "--threads", "--rate", "200", "-o", output]
+    command = ["py-spy", "record", "--pid", str(os.getpid()), "--format", "raw", "--threads", "--nonblocking", "--rate", "200", "-o", output]
     return subprocess.Popen([str(Path(sys.executable).parent / command[0]), *command[1:]], stdout=subprocess.DEVNULL)
 
 

@@ -101,24 +101,42 @@ class AzureBlobStore:
         except AzureError as error:
             raise ObjectStoreError(f"container {name!r} is not writable: {error}") from None
 
+    def whole(self, size: int) -> bool:
+        """Whether an object of `size` bytes goes up in one request (put_body)."""
+        return size < self.settings.block_upload_threshold
+
     async def put_file(
         self, key: str, path: Path, *, size: int, sha256: str, access_tier: str | None = None
     ) -> StoredObject:
-        blob = self._container.get_blob_client(key)
-        named = access_tier or self.settings.access_tier
-        tier = StandardBlobTier(named) if named else None
+        if self.whole(size):
+            body, sent_md5 = await asyncio.to_thread(read_checked, path, key, size=size, sha256=sha256, md5=True)
+            return await self.put_body(key, body, sha256=sha256, md5=sent_md5, access_tier=access_tier)
+        tier = self._tier(access_tier)
         try:
-            if size < self.settings.block_upload_threshold:
-                # Checked before it leaves (size, SHA-256); Put Blob answers the MD5 the
-                # service computed of what it stored, which we compare.
-                body, sent_md5 = await asyncio.to_thread(read_checked, path, key, size=size, sha256=sha256, md5=True)
-                answer = await blob.upload_blob(body, overwrite=True, metadata={SHA256_METADATA: sha256}, standard_blob_tier=tier)
-                if bytes(answer.get("content_md5") or b"").hex() == sent_md5:
-                    return StoredObject(key=key, size=size, sha256=sha256, checked=True)
-            else:
-                await self._blocks(blob, path, size, sha256, tier)
+            await self._blocks(self._container.get_blob_client(key), path, size, sha256, tier)
         except AzureError as error:
             raise _error(key, "upload", error) from None
+        return await self._held(key, size)
+
+    async def put_body(self, key: str, body: bytes, *, sha256: str, md5: str, access_tier: str | None = None) -> StoredObject:
+        """One Put Blob of a body read_checked read (its size and SHA-256 are the index's).
+        The service answers the MD5 of what it stored, which we compare with `md5`."""
+        try:
+            answer = await self._container.get_blob_client(key).upload_blob(
+                body, overwrite=True, metadata={SHA256_METADATA: sha256}, standard_blob_tier=self._tier(access_tier)
+            )
+        except AzureError as error:
+            raise _error(key, "upload", error) from None
+        if bytes(answer.get("content_md5") or b"").hex() == md5:
+            return StoredObject(key=key, size=len(body), sha256=sha256, checked=True)
+        return await self._held(key, len(body))
+
+    def _tier(self, access_tier: str | None) -> StandardBlobTier | None:
+        named = access_tier or self.settings.access_tier
+        return StandardBlobTier(named) if named else None
+
+    async def _held(self, key: str, size: int) -> StoredObject:
+        """What the container holds at `key` after an upload of `size` bytes."""
         stored = await self.head(key)
         if stored.size != size:
             raise ObjectStoreError(f"upload {key}: {stored.size} bytes stored, {size} sent", transient=True)

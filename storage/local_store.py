@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import uuid
 from pathlib import Path, PurePosixPath
 
 from collections.abc import Iterator, Sequence
@@ -26,6 +27,7 @@ from .objects import CHUNK, ObjectMissing, ObjectStoreError, StoredObject, verif
 from .part10 import WrittenFile
 
 INCOMING = "incoming"  # a local tier's area for writers whose key is not known yet
+TRASH = ".trash"  # removed files wait here to be unlinked, outside any lock (empty_trash)
 
 
 def key_path(root: Path, key: str) -> Path:
@@ -147,6 +149,8 @@ class LocalStore:
             return
         for entry in entries:
             here = (*parts, entry.name)
+            if here == (TRASH,):
+                continue  # no objects: files waiting to be unlinked
             if entry.is_dir(follow_symlinks=False):
                 if after is None or here >= after[: len(here)]:
                     yield from self._walk_folder(Path(entry.path), here, prefix, after)
@@ -168,11 +172,18 @@ class LocalStore:
         return writer.place(self.path(key), overwrite=overwrite)
 
     def remove(self, keys: Sequence[str]) -> Removal:
-        """Unlink the files, make that durable, and remove the folders it emptied (never a
-        key's top folder). A file already gone counts as removed."""
+        """Take the files away from their keys, make that durable, and remove the folders
+        it emptied (never a key's top folder). A file already gone counts as removed.
+
+        They are renamed into the trash rather than unlinked: a rename costs ~0.03 ms
+        here, an unlink of a 514 KiB file ~2 ms of waiting on the filesystem, and a
+        removal often runs under a study lock (migration, deletion). empty_trash
+        unlinks them later; whatever a crash leaves there is garbage by construction."""
         done: list[str] = []
         failed: list[tuple[str, str]] = []
         folders: dict[Path, Path] = {}
+        trash = self.root / TRASH
+        trash.mkdir(exist_ok=True)
         for key in keys:
             try:
                 path = self.path(key)
@@ -180,12 +191,17 @@ class LocalStore:
                 failed.append((key, str(error)))
                 continue
             try:
-                os.unlink(path)
+                os.rename(path, trash / f"{uuid.uuid4().hex}.dcm")
             except FileNotFoundError:
                 pass
             except OSError as error:
-                failed.append((key, f"{type(error).__name__}: {error.strerror or error}"))
-                continue
+                try:  # EXDEV: a folder of the tier on another filesystem
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+                except OSError:
+                    failed.append((key, f"{type(error).__name__}: {error.strerror or error}"))
+                    continue
             done.append(key)
             folders[path.parent] = self.root / PurePosixPath(key).parts[0]
         for folder in folders:
@@ -194,6 +210,16 @@ class LocalStore:
         for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
             remove_empty_folders(folder, folders[folder])
         return Removal(done=tuple(done), failed=tuple(failed))
+
+    def empty_trash(self) -> int:
+        """Unlink what remove() put in the trash; how many files that was."""
+        try:
+            entries = list(os.scandir(self.root / TRASH))
+        except FileNotFoundError:
+            return 0
+        for entry in entries:
+            discard(entry.path)
+        return len(entries)
 
     def check_objects(self, expected: Sequence[ExpectedObject]) -> list[ObjectCheck]:
         return check_local(self.root, expected)

@@ -128,23 +128,38 @@ class S3Store:
             arguments["ServerSideEncryption"] = self.settings.server_side_encryption
         return arguments
 
+    def whole(self, size: int) -> bool:
+        """Whether an object of `size` bytes goes up in one request (put_body)."""
+        return size < self.settings.multipart_threshold
+
     async def put_file(self, key: str, path: Path, *, size: int, sha256: str) -> StoredObject:
         """Upload a local file as `key`; it must be `size` bytes with `sha256` (the index's)."""
+        if self.whole(size):
+            body, sent_md5 = await asyncio.to_thread(read_checked, path, key, size=size, sha256=sha256, md5=True)
+            return await self.put_body(key, body, sha256=sha256, md5=sent_md5)
         try:
-            if size < self.settings.multipart_threshold:
-                # Checked before it leaves; the store checks it again on arrival against
-                # ChecksumSHA256 (S3, MinIO; moto does not), and its answer's ETag is the
-                # MD5 of what it received, which we compare (any store; not under SSE-KMS).
-                body, sent_md5 = await asyncio.to_thread(read_checked, path, key, size=size, sha256=sha256, md5=True)
-                answer = await self._client.put_object(
-                    Bucket=self.settings.bucket, Key=key, Body=body, ChecksumSHA256=_base64(sha256), **self._put_arguments(sha256)
-                )
-                if self.settings.server_side_encryption != "aws:kms" and answer.get("ETag", "").strip('"') == sent_md5:
-                    return StoredObject(key=key, size=size, sha256=sha256, checked=True)
-            else:
-                await self._multipart(key, path, size, sha256)
+            await self._multipart(key, path, size, sha256)
         except (ClientError, BotoCoreError) as error:
             raise _error(key, "upload", error) from None
+        return await self._held(key, size)
+
+    async def put_body(self, key: str, body: bytes, *, sha256: str, md5: str) -> StoredObject:
+        """One PUT of a body read_checked read (its size and SHA-256 are the index's). The
+        store checks it again on arrival against ChecksumSHA256 (S3, MinIO; moto does
+        not), and its answer's ETag is the MD5 of what it received, which we compare
+        with `md5` (any store; not under SSE-KMS)."""
+        try:
+            answer = await self._client.put_object(
+                Bucket=self.settings.bucket, Key=key, Body=body, ChecksumSHA256=_base64(sha256), **self._put_arguments(sha256)
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise _error(key, "upload", error) from None
+        if self.settings.server_side_encryption != "aws:kms" and answer.get("ETag", "").strip('"') == md5:
+            return StoredObject(key=key, size=len(body), sha256=sha256, checked=True)
+        return await self._held(key, len(body))
+
+    async def _held(self, key: str, size: int) -> StoredObject:
+        """What the bucket holds at `key` after an upload of `size` bytes."""
         stored = await self.head(key)
         if stored.size != size:
             raise ObjectStoreError(f"upload {key}: {stored.size} bytes stored, {size} sent", transient=True)

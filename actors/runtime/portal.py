@@ -26,9 +26,33 @@ class PortalClosed(RuntimeError):
     pass
 
 
-def _notify(token: trio.lowlevel.TrioToken, done: trio.Event) -> None:
+class _Handoff:
+    """Callbacks for another thread's loop, run in one wakeup however many arrive before
+    that loop comes round to them: under load a crossing costs the other thread one
+    wakeup per burst, not one per call. Order is kept."""
+
+    def __init__(self, schedule: Callable[[Callable[[], None]], object]) -> None:
+        self._schedule = schedule  # loop.call_soon_threadsafe, or a Trio token's run_sync_soon
+        self._lock = threading.Lock()
+        self._pending: list[Callable[[], None]] = []
+
+    def submit(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            self._pending.append(callback)
+            first = len(self._pending) == 1
+        if first:
+            self._schedule(self._run)
+
+    def _run(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for callback in pending:
+            callback()
+
+
+def _notify(back: _Handoff, done: trio.Event) -> None:
     try:
-        token.run_sync_soon(done.set)
+        back.submit(done.set)
     except trio.RunFinishedError:
         pass  # the Trio side is gone; nobody is waiting any more
 
@@ -38,6 +62,8 @@ class AsyncioPortal:
         self._name = name
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._to_asyncio: _Handoff | None = None
+        self._to_trio: dict[trio.lowlevel.TrioToken, _Handoff] = {}  # one per Trio run using the portal
         self.crossings = 0
 
     async def __aenter__(self) -> "AsyncioPortal":
@@ -54,6 +80,7 @@ class AsyncioPortal:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)  # libraries may ask for "the current loop" in this thread
         self._loop = loop
+        self._to_asyncio = _Handoff(loop.call_soon_threadsafe)
         loop.call_soon(ready.set)
         try:
             loop.run_forever()
@@ -86,23 +113,26 @@ class AsyncioPortal:
         if loop is None:
             raise PortalClosed("the asyncio portal is not running")
         token = trio.lowlevel.current_trio_token()
+        back = self._to_trio.get(token) or self._to_trio.setdefault(token, _Handoff(token.run_sync_soon))
+        there = self._to_asyncio
+        assert there is not None
         done = trio.Event()
         holder: dict[str, asyncio.Task[T]] = {}
 
         def start() -> None:  # runs on the asyncio loop
             task = loop.create_task(fn(*args))  # type: ignore[arg-type]
             holder["task"] = task
-            task.add_done_callback(lambda _: _notify(token, done))
+            task.add_done_callback(lambda _: _notify(back, done))
 
         self.crossings += 1
         # Waiting on the asyncio thread: a mock clock must not jump meanwhile (threads.py).
         with waiting_on_another_thread():
-            loop.call_soon_threadsafe(start)
+            there.submit(start)
             try:
                 await done.wait()
             except trio.Cancelled:
-                # call_soon_threadsafe keeps order, so `start` has run before this.
-                loop.call_soon_threadsafe(lambda: holder["task"].cancel())
+                # The handoff keeps order, so `start` has run before this.
+                there.submit(lambda: holder["task"].cancel())
                 with trio.CancelScope(shield=True):
                     await done.wait()
                 raise

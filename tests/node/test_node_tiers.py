@@ -18,6 +18,7 @@ from triopacs.actors.node.index_hsm import BeginMigration
 from triopacs.actors.node.tiers import GetTierStatistics
 from triopacs.config import Config, HsmSettings
 from triopacs.storage.hsm_db import Move
+from triopacs.storage.local_store import TRASH
 from triopacs.storage.s3 import S3Store
 from triopacs.storage.tier_settings import LocalSettings, TierDefinition
 from triopacs.workflow.migration import MigrationCycleFinished, RunMigration
@@ -43,6 +44,12 @@ def tiers_of(node) -> dict[str, int]:
 
 def received(paths) -> dict[str, bytes]:
     return {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID): dataset_bytes(p)[1] for p in paths}
+
+
+async def trash_emptied(*roots) -> None:
+    with trio.fail_after(10):
+        while any(any((root / TRASH).iterdir()) for root in roots if (root / TRASH).is_dir()):
+            await trio.sleep(0.01)  # polling a condition: emptying the trash is the tiers' own business
 
 
 async def migrate(node, dry_run=False):
@@ -141,8 +148,12 @@ async def test_interrupted_moves_are_finished_at_start_and_strays_removed(tmp_pa
         second = moves[1]
         db.execute("UPDATE instance SET tier = 'warm', file_path = ? WHERE sop_instance_uid = ?", (second.target_key, second.sop_instance_uid))
         db.execute("UPDATE migration_journal SET state = 'switched' WHERE sop_instance_uid = ?", (second.sop_instance_uid,))
+    for root in (warm, config.data_dir):  # what a crash left in the trashes
+        (root / TRASH).mkdir(exist_ok=True)
+        (root / TRASH / "leftover.dcm").write_bytes(b"removed before the crash")
     async with open_node(config) as node:
         report = await migrate(node)  # waits for the start-up recovery (one cycle at a time)
+        await trash_emptied(warm, config.data_dir)  # the leftovers, and the sources removed since
         assert index_rows(node, "SELECT count(*) FROM migration_journal") == [(0,)]
         assert tiers_of(node) == {"local": 4, "warm": 1}
         first_copy = warm / moves[0].target_key
@@ -154,6 +165,15 @@ async def test_interrupted_moves_are_finished_at_start_and_strays_removed(tmp_pa
         got = await getscu(peer(node), {"StudyInstanceUID": study[0].study_instance_uid}, received_dir=tmp_path / "got")
     got.check()
     assert len(got.received_files()) == 5  # 0 lost
+
+
+async def test_a_tier_empties_its_trash_at_start(tmp_path):
+    config = tiered(tmp_path, [warm_tier(tmp_path)], warm_tier="warm", hot_to_warm=NEVER)
+    for root in (tmp_path / "warm", config.data_dir):
+        (root / TRASH).mkdir(parents=True)
+        (root / TRASH / "leftover.dcm").write_bytes(b"removed before a crash")
+    async with open_node(config):
+        await trash_emptied(tmp_path / "warm", config.data_dir)
 
 
 async def test_a_bad_tier_stops_serve_with_one_line(tmp_path, s3_endpoint, azurite_endpoint):

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from triopacs.storage.local_store import LocalStore, key_path
+from triopacs.storage.local_store import TRASH, LocalStore, key_path
 from triopacs.storage.objects import ChecksumMismatch, ObjectMissing, ObjectStoreError
 
 
@@ -140,6 +140,18 @@ def test_removal_prunes_emptied_folders_but_never_the_top_one_and_refuses_unsafe
     assert not (tmp_path / "files/s").exists() and (tmp_path / "files/t/1.dcm").exists()
     store.remove(["files/t/1.dcm"])
     assert (tmp_path / "files").is_dir() and not (tmp_path / "files/t").exists()
+
+
+def test_removed_files_wait_in_the_trash_unlisted_until_it_is_emptied(tmp_path):
+    store = LocalStore(tmp_path)
+    for key in ("a/1.dcm", "a/2.dcm", "b/1.dcm"):
+        (tmp_path / key).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / key).write_bytes(key.encode())
+    assert store.remove(["a/1.dcm", "a/2.dcm"]).done == ("a/1.dcm", "a/2.dcm")
+    assert sorted(p.read_bytes() for p in (tmp_path / TRASH).iterdir()) == [b"a/1.dcm", b"a/2.dcm"]
+    assert [found.key for found in store.list("")[0]] == ["b/1.dcm"]
+    assert store.empty_trash() == 2
+    assert list((tmp_path / TRASH).iterdir()) == [] and store.empty_trash() == 0
 
 
 def test_checks_tell_ok_missing_corrupt_and_a_wrong_structure_apart(tmp_path):

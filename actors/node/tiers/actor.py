@@ -69,6 +69,7 @@ class TierActor(Actor):
         self.limiter = trio.CapacityLimiter(max_concurrency)
         self.counts = {"puts": 0, "fetches": 0, "deletes": 0, "failures": 0, "bytes_in": 0, "bytes_out": 0}
         self.healthy, self.problem = True, ""
+        self.sweeping, self.sweep_again = False, False
 
     async def on_start(self) -> None:
         self.backend: Backend = backend_for(self.definition, self.ctx.system.portal)
@@ -77,6 +78,7 @@ class TierActor(Actor):
             await self.backend.check()
         except ObjectStoreError as error:  # checked at node start already: it failed since
             self._health(False, str(error))
+        self._sweep_soon()  # what a crash left in the trash
 
     async def on_stop(self) -> None:
         backend = getattr(self, "backend", None)
@@ -192,6 +194,7 @@ class TierActor(Actor):
             case RemoveObjects(keys=keys):
                 removal = await backend.remove(keys)
                 self.counts["deletes"] += len(removal.done)
+                self._sweep_soon()
                 return Removed(done=removal.done, failed=removal.failed)
             case CheckObjects(expected=expected):
                 return ObjectsChecked(checks=tuple(await backend.check_objects(expected)))
@@ -200,6 +203,26 @@ class TierActor(Actor):
             case ListObjects(prefix=prefix, cursor=cursor, limit=limit):
                 found, next_cursor = await backend.list(self.definition.prefix + prefix, cursor, limit)
                 return ObjectPage(objects=tuple(found), cursor=next_cursor)
+
+    def _sweep_soon(self) -> None:
+        """Empty the trash beside the mailbox, one sweep at a time (a removal meanwhile
+        asks for one more round)."""
+        if self.sweeping:
+            self.sweep_again = True
+            return
+        self.sweeping = True
+        self.ctx.nursery.start_soon(self._sweep)
+
+    async def _sweep(self) -> None:
+        try:
+            self.sweep_again = True
+            while self.sweep_again:
+                self.sweep_again = False
+                await self.backend.empty_trash()
+        except OSError as error:  # the next removal tries again
+            self.ctx.log.warning("trash not emptied", tier=self.definition.name, error=str(error))
+        finally:
+            self.sweeping = False
 
     def _fetched(self, size: int) -> None:
         self.counts["fetches"] += 1

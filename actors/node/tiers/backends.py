@@ -17,7 +17,7 @@ from ....storage.deletion import Removal
 from ....storage.local_store import INCOMING, LocalStore
 from ....storage.object_checks import CORRUPT, MISSING, OK, ExpectedObject, ObjectCheck, mismatch
 from ....storage.object_writer import ObjectWriter
-from ....storage.objects import ObjectMissing, ObjectStoreError, StoredObject
+from ....storage.objects import ObjectMissing, ObjectStoreError, StoredObject, read_checked
 from ....storage.part10 import WrittenFile
 from ....storage.tier_settings import HOT, TierDefinition
 
@@ -37,6 +37,7 @@ class Backend(Protocol):
     async def remove(self, keys: tuple[str, ...]) -> Removal: ...
     async def check_objects(self, expected: tuple[ExpectedObject, ...]) -> list[ObjectCheck]: ...
     async def read_record(self, key: str) -> InstanceRecord: ...
+    async def empty_trash(self) -> int: ...
 
 
 class LocalBackend:
@@ -88,6 +89,9 @@ class LocalBackend:
     async def read_record(self, key: str) -> InstanceRecord:
         return await run_sync_in_thread(self.store.read_record, key)
 
+    async def empty_trash(self) -> int:
+        return await run_sync_in_thread(self.store.empty_trash)
+
 
 class ObjectBackend:
     """S3Store or AzureBlobStore, opened once on the portal's loop and kept for the
@@ -117,6 +121,11 @@ class ObjectBackend:
         await self.portal.run(self.store.check)
 
     async def put_file(self, key: str, path: Path, *, size: int, sha256: str) -> StoredObject:
+        if self.store.whole(size):
+            # Read and hashed on one of our worker threads: the asyncio loop, which runs
+            # every upload's requests, only sends.
+            body, md5 = await run_sync_in_thread(partial(read_checked, path, key, size=size, sha256=sha256, md5=True))
+            return await self.portal.run(partial(self.store.put_body, key, body, sha256=sha256, md5=md5))
         return await self.portal.run(partial(self.store.put_file, key, path, size=size, sha256=sha256))
 
     async def get_file(self, key: str, dest: Path, *, expected_sha256: str | None) -> StoredObject:
@@ -142,6 +151,9 @@ class ObjectBackend:
 
     async def read_record(self, key: str) -> InstanceRecord:
         raise ObjectStoreError(f"an {self.definition.kind} tier's objects are parsed from a staged copy")
+
+    async def empty_trash(self) -> int:
+        return 0  # a delete is final at once
 
     async def remove(self, keys: tuple[str, ...]) -> Removal:
         # One portal crossing for the batch; the deletes run max_concurrency at a time.

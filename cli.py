@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import attrs
 import structlog
 import trio
 
@@ -105,10 +104,9 @@ def _serve(args: argparse.Namespace) -> int:
     from .supervisor import Node, TierUnavailable
     from .web.node import run_node
 
-    config = load_config(args.config, overrides=_serve_overrides(args))
-    if args.workers is None and not config.node.workers:
-        # A standalone node uses every core; an embedded one stays in its program's process.
-        config = attrs.evolve(config, node=attrs.evolve(config.node, workers=os.cpu_count() or 1))
+    # A standalone node uses every core unless told otherwise; an embedded one stays in
+    # its program's process (the setting's own default, 0).
+    config = load_config(args.config, overrides=_serve_overrides(args), defaults={"node": {"workers": os.cpu_count() or 1}})
     configure_logging(config.log.level, config.log.format)
     log = structlog.get_logger()
 

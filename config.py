@@ -587,8 +587,10 @@ def load_config(
     *,
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    defaults: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Config:
-    """The effective config: file, then environment, then explicit overrides (CLI flags)."""
+    """The effective config: `defaults` (a program's own, e.g. `serve`'s worker count),
+    then the file, then environment, then explicit overrides (CLI flags)."""
     data: dict[str, Any] = {}
     if path is not None:
         try:
@@ -598,6 +600,11 @@ def load_config(
             raise ConfigError("--config", str(path), "no such file") from None
         except tomllib.TOMLDecodeError as error:
             raise ConfigError("--config", str(path), f"not valid TOML ({error})") from None
+    for section, values in (defaults or {}).items():
+        present = data.setdefault(section, {})
+        if isinstance(present, dict):
+            for key, value in values.items():
+                present.setdefault(key, value)
     data = merge(data, environment_overrides(os.environ if environ is None else environ))
     data = merge(data, overrides or {})
     return from_mapping(data)

@@ -106,14 +106,17 @@ async def test_a_worklist_query_served_by_a_worker_is_published_on_the_nodes_bus
 async def test_serve_runs_one_worker_per_core_by_default_and_none_with_workers_0(tmp_path):
     from .served import _children, served_node
 
-    for folder in ("default", "none"):
+    for folder in ("default", "none", "file"):
         (tmp_path / folder).mkdir()
+    (tmp_path / "file" / "triopacs.toml").write_text("[node]\nworkers = 0\n")
     async with served_node(tmp_path / "default") as node:
         (await echoscu(peer_of(node))).check()
         assert len(_children(node.process.pid)) == (os.cpu_count() or 1)
     async with served_node(tmp_path / "none", "--workers", "0") as node:
         (await echoscu(peer_of(node))).check()
         assert _children(node.process.pid) == []
+    async with served_node(tmp_path / "file", "--config", str(tmp_path / "file" / "triopacs.toml")) as node:
+        assert _children(node.process.pid) == []  # the file's 0 is the user's, not serve's default
 
 
 def peer_of(served):

@@ -85,6 +85,8 @@ class Session:
 class Service:
     requests: ClassVar[tuple[type[DimseRequest], ...]] = ()
     operation: ClassVar[bool] = False
+    # What a peer must be allowed (storage/access.py) to use it; None: anyone (C-ECHO).
+    permission: ClassVar[str | None] = None
 
     def contexts(self) -> list[SupportedContext]:
         return []

@@ -20,6 +20,7 @@ PAGE = 50
 
 
 class FindService(Service):
+    permission = "query"
     requests = (CFindRQ,)
     operation = True
 

@@ -18,7 +18,8 @@ or warned; Failure A702 when all of them failed; Cancel FE00 after a C-CANCEL. E
 Success carries the Failed SOP Instance UID List when there are failures.
 """
 
-from collections.abc import AsyncIterator
+import ssl
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -37,7 +38,7 @@ from ..activity import RetrieveFinished
 from ..ae_registry import LookupAE, UnknownAE
 from ....client.connection import connect, storage_contexts_for
 from ....client.datasets import context_for_file, file_chunks, locate, read_whole
-from ....client.errors import ClientError, NoPresentationContext
+from ....client.errors import ClientError, ConnectionFailed, NoPresentationContext
 from ....client.results import MoveOriginator
 from ...runtime.errors import ActorError, ReplyError
 from ..index import HeldSyntaxes, InstanceList, ListHeldSyntaxes, ListInstances, QueryRefused
@@ -102,6 +103,7 @@ class SubOperations:
 
 
 class _Retrieve(Service):
+    permission = "retrieve"
     operation = True
     response_type: type[CMoveRSP] | type[CGetRSP]
 
@@ -227,12 +229,15 @@ class MoveService(_Retrieve):
 
     def __init__(
         self, *, index_path: str, aes_path: str, ae_title: str, dimse_timeout: float,
-        patient_level_in_study_root: bool = True, **tiers,
+        patient_level_in_study_root: bool = True, tls_client: Callable[[], ssl.SSLContext] | None = None, **tiers,
     ) -> None:
+        """`tls_client`: makes the context for destinations marked tls ([tls] settings);
+        None: such a destination cannot be reached (its sub-operations fail)."""
         super().__init__(index_path=index_path, patient_level_in_study_root=patient_level_in_study_root, **tiers)
         self.aes_path = aes_path
         self.ae_title = ae_title
         self.dimse_timeout = dimse_timeout
+        self.tls_client = tls_client
 
     def contexts(self) -> list[SupportedContext]:
         return [SupportedContext(abstract_syntax=uid) for uid in MOVE_MODELS]
@@ -250,6 +255,8 @@ class MoveService(_Retrieve):
         contexts = storage_contexts_for(sorted({(i.sop_class_uid, i.transfer_syntax_uid) for i in items}))
         queue = list(items)
         try:
+            if destination.tls and self.tls_client is None:
+                raise ConnectionFailed(destination.host, destination.port, "the destination needs TLS and [tls] has no certificates")
             async with connect(
                 destination.host,
                 destination.port,
@@ -257,6 +264,7 @@ class MoveService(_Retrieve):
                 calling_ae_title=self.ae_title,
                 contexts=contexts,
                 dimse_timeout=self.dimse_timeout,
+                ssl_context=self.tls_client() if destination.tls else None,
             ) as association:
                 while queue and not operation.cancel_requested:
                     item = queue.pop(0)

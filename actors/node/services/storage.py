@@ -300,6 +300,7 @@ def _publish_outcome(session: Session, request: CStoreRQ, incoming: "IncomingIns
 
 
 class StorageService(Service):
+    permission = "store"
     requests = (CStoreRQ,)
     operation = True  # the commit (file, fsync, index) runs beside the association's mailbox
 

@@ -21,6 +21,7 @@ PAGE = 50
 
 
 class WorklistService(Service):
+    permission = "worklist"
     requests = (CFindRQ,)
     operation = True
 

@@ -19,6 +19,8 @@ from .actors.node.ae_registry import RemoteAE
 from .storage.tier_settings import TierDefinition, TierSettingError, tier_definition
 
 ENV_PREFIX = "TRIOPACS_"
+# Variables of ours that are not settings: a password for the CLI (never a config value).
+NOT_SETTINGS = frozenset({"TRIOPACS_PASSWORD"})
 
 
 class ConfigError(ValueError):
@@ -608,7 +610,7 @@ def environment_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any
     """TRIOPACS_<SECTION>_<KEY> variables as a partial mapping, e.g. TRIOPACS_NODE_PORT."""
     result: dict[str, dict[str, Any]] = {}
     for variable, text in environ.items():
-        if not variable.startswith(ENV_PREFIX):
+        if not variable.startswith(ENV_PREFIX) or variable in NOT_SETTINGS:
             continue
         rest = variable[len(ENV_PREFIX):].lower()
         for section, cls in SECTIONS.items():

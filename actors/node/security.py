@@ -106,6 +106,12 @@ class SetPassword:
     password: str = attrs.field(repr=False)
 
 
+@message("security.set-role")
+class SetRole:
+    username: str
+    role: str
+
+
 @message("security.remove-user")
 class RemoveUser:
     username: str
@@ -152,7 +158,7 @@ def _refused(reason: str, code: int = REJECT_NO_REASON) -> AccessVerdict:
 class SecurityActor(Actor):
     accepts = (
         CheckAssociation, Authenticate, IssueToken, CheckToken,
-        AddUser, SetPassword, RemoveUser, ListUsers, PutAERule, RemoveAERule, ListAERules,
+        AddUser, SetPassword, SetRole, RemoveUser, ListUsers, PutAERule, RemoveAERule, ListAERules,
     )
     resources = {"database": FileResource(companions=("-wal", "-journal"))}
 
@@ -202,24 +208,29 @@ class SecurityActor(Actor):
                 await self._change(security_db.add_user, username, role, password, replace=replace)
             case SetPassword(username=username, password=password):
                 await self._change(security_db.set_password, username, password)
+            case SetRole(username=username, role=role):
+                await self._change(security_db.set_role, username, role)
             case RemoveUser(username=username):
-                await self._change(security_db.remove_user, username)
+                if not await self._change(security_db.remove_user, username):
+                    raise SecurityRefused(f"no user {username!r}")
                 self._tokens = {k: v for k, v in self._tokens.items() if v[0] != username}
             case ListUsers():
                 return Users(entries=tuple((u.username, u.role) for u in sorted(self._users.values(), key=lambda u: u.username)))
             case PutAERule(rule=rule):
                 await self._change(security_db.put_ae_rule, rule)
             case RemoveAERule(ae_title=ae_title):
-                await self._change(security_db.remove_ae_rule, ae_title)
+                if not await self._change(security_db.remove_ae_rule, ae_title):
+                    raise SecurityRefused(f"no rule for calling AE {ae_title!r}")
             case ListAERules():
                 return AERules(rules=tuple(sorted(self._rules.values(), key=lambda r: r.ae_title)))
 
-    async def _change(self, fn, *args, **kwargs) -> None:
+    async def _change(self, fn, *args, **kwargs):
         try:
-            await self.db.run(lambda db: fn(db, *args, **kwargs))
+            result = await self.db.run(lambda db: fn(db, *args, **kwargs))
         except security_db.SecurityInputError as error:
             raise SecurityRefused(str(error)) from None
         await self._reload()
+        return result
 
     # --- decisions -------------------------------------------------------------------------
 

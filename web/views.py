@@ -38,6 +38,13 @@ class Version:
 
 
 @attrs.frozen(kw_only=True)
+class TokenView:
+    token: str = field("send it as `Authorization: Bearer <token>`")
+    username: str = field("whose token it is")
+    expires_in: float = field("seconds it stays valid")
+
+
+@attrs.frozen(kw_only=True)
 class Endpoints:
     dicom: str = field("host:port of the DICOM listener")
     http: str = field("base URL of this API")

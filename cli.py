@@ -24,6 +24,7 @@ from .cli_prefetch import add_prefetch_commands, prefetch
 from .cli_tiers import TIER_COMMANDS, add_tier_commands
 from .cli_status import STATUS_COMMANDS, add_status_command
 from .cli_security import SECURITY_COMMANDS, add_security_commands
+from .cli_audit import AUDIT_COMMANDS, add_audit_commands
 from .config import ConfigError, default_toml, load_config
 from .log import configure_logging
 from .actors.runtime.errors import first_of
@@ -83,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     add_prefetch_commands(commands)
     add_tier_commands(commands)
     add_security_commands(commands)
+    add_audit_commands(commands)
     return parser
 
 
@@ -174,7 +176,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "serve": _serve, "config": _config, "replay": _replay, "worklist": worklist, "prefetch": prefetch,
-    **SCU_COMMANDS, **NSERVICE_COMMANDS, **TIER_COMMANDS, **STATUS_COMMANDS, **SECURITY_COMMANDS,
+    **SCU_COMMANDS, **NSERVICE_COMMANDS, **TIER_COMMANDS, **STATUS_COMMANDS, **SECURITY_COMMANDS, **AUDIT_COMMANDS,
 }
 
 

@@ -59,6 +59,7 @@ from .actors.node.association import AssociationActor, AssociationSettings, Serv
 from .actors.node.listener import GetAddress, Listener, ListeningOn, TlsListening
 from .client.tls import client_context, server_context
 from .actors.node.commitment import CommitmentActor, CommitmentSettings
+from .actors.node.audit import AUDIT_PATH, AuditActor
 from .actors.node.security import AccessPolicy, SecurityActor
 from .actors.node.index import IndexActor
 from .actors.node.services import VerificationService
@@ -128,6 +129,11 @@ class Node:
     def aes(self) -> ActorRef:
         """The remote AE registry: LookupAE, RegisterAE, ForgetAE, ListAEs."""
         return self.system.lookup(AES)
+
+    @property
+    def audit(self) -> ActorRef:
+        """The audit trail's writer (triopacs.actors.node.audit); absent unless [audit] enabled."""
+        return self.system.lookup(AUDIT_PATH)
 
     @property
     def security(self) -> ActorRef:
@@ -398,8 +404,30 @@ def security_specs(config: Config) -> list[ActorSpec]:
     return [ActorSpec(name="security", actor=SecurityActor, args={"database": security_database(config), "policy": policy})]
 
 
+def audit_file(config: Config) -> Path:
+    return Path(config.audit.path) if config.audit.path else config.data_dir / "audit" / "audit.jsonl"
+
+
+def audit_path(config: Config) -> str | None:
+    """The audit actor's path, when [audit] is on (senders skip auditing on None)."""
+    return AUDIT_PATH if config.audit.enabled else None
+
+
+def audit_specs(config: Config) -> list[ActorSpec]:
+    if not config.audit.enabled:
+        return []
+    return [ActorSpec(
+        name="audit", actor=AuditActor, capacity=8192,
+        args={
+            "path": str(audit_file(config)), "source": config.node.ae_title,
+            "fsync": config.audit.sync == "fsync", "rotate_bytes": config.audit.rotate_bytes,
+        },
+    )]
+
+
 def service_specs(config: Config) -> list[ActorSpec | SupervisorSpec]:
     specs: list[ActorSpec | SupervisorSpec] = [
+        *audit_specs(config),  # first: every other actor may record to it
         ActorSpec(name="aes", actor=AERegistry, args={"remotes": config.remote}),
         *security_specs(config),
         # Before the index and commitment: at start they ask the tiers (finishing deletions, checks).
@@ -522,6 +550,7 @@ def association_settings(config: Config) -> AssociationSettings:
         min_peer_pdu_length=network.min_peer_pdu_length,
         max_sequence_depth=network.max_sequence_depth,
         access_control=config.access.enabled,
+        audit_path=audit_path(config),
     )
 
 
@@ -588,6 +617,8 @@ def association_specs(config: Config) -> list[ActorSpec | SupervisorSpec]:
         "names": itertools.count(1),  # outlives a restart of the listener: names stay unique
         "workers": tuple(f"{WORKERS}/w{i}" for i in range(1, worker_count(config) + 1)),
         "tls": tls_listening(config),
+        "audit_path": audit_path(config),
+        "ae_title": config.node.ae_title,
     }
     return [ActorSpec(name="listener", actor=Listener, args=listener_args)]
 

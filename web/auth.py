@@ -16,7 +16,9 @@ import binascii
 
 from starlette.requests import Request
 
+from ..actors.node.audit import audit
 from ..actors.node.security import SECURITY_PATH, AccessVerdict, Authenticate, CheckToken
+from ..storage import audit_records
 from .problems import ApiProblem
 
 # Longest Authorization header value looked at; a longer one is refused unread.
@@ -31,10 +33,44 @@ class Unauthorized(ApiProblem):
 
 
 class Guard:
-    def __init__(self, admin, *, enabled: bool, open_probes: bool) -> None:
+    def __init__(self, admin, *, enabled: bool, open_probes: bool, audit_path: str | None = None) -> None:
         self.admin = admin
         self.enabled = enabled
         self.open_probes = open_probes
+        self.audit_path = audit_path  # the audit actor, when [audit] is on
+
+    async def record(self, request: Request, verdict: AccessVerdict | None, make) -> None:
+        """Record an audit record made by `make(ae_title, peer)`, if a trail is kept."""
+        if self.audit_path is None:
+            return
+        peer = audit_records.Peer(
+            host=request.client.host if request.client else "", username=verdict.username if verdict is not None else "",
+        )
+        await audit(self.admin.ctx, make(self.admin.config.node.ae_title, peer), self.audit_path)
+
+    async def guarded(self, request: Request, endpoint, handler, data: bool):
+        """Run `handler` behind the check; record logins refused and, for `data` routes
+        (those that read or change studies), the access and its status."""
+        try:
+            verdict = await self.check(request, endpoint.permission)
+        except Unauthorized as refused:
+            await self.record(request, None, lambda ae, peer: audit_records.web_login(ae, peer, ok=False, reason=refused.problem.detail))
+            raise
+        if not data:
+            return await handler(request)
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status_code
+            return response
+        except ApiProblem as problem:
+            status = problem.problem.status
+            raise
+        finally:
+            await self.record(request, verdict, lambda ae, peer: audit_records.web_access(
+                ae, peer, method=request.method, path=request.url.path, status=status,
+                study_uid=request.path_params.get("uid", ""),
+            ))
 
     def is_open(self, permission: str | None) -> bool:
         """Routes anyone may call: all of them with [access] off; probes (permission None)

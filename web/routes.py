@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from importlib import resources
 
+import attrs
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -13,7 +14,9 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from ..actors import ReplyError, converter
+from ..actors.node.audit import AUDIT_PATH
 from ..actors.node.security import SECURITY_PATH, IssueToken
+from ..storage import audit_records
 from .auth import Guard, Unauthorized, basic_credentials
 from .admin import Admin
 from .endpoint import Endpoint, Parameter
@@ -108,7 +111,9 @@ def endpoints(admin: Admin, metrics_path: str, guard: Guard) -> list[Endpoint]:
         try:
             issued = await admin.ask(SECURITY_PATH, IssueToken(username=username, password=password))
         except ReplyError:
+            await guard.record(request, None, lambda ae, peer: audit_records.web_login(ae, peer, ok=False, reason=f"token refused for {username!r}"))
             raise Unauthorized("wrong credentials") from None
+        await guard.record(request, None, lambda ae, peer: audit_records.web_login(ae, attrs.evolve(peer, username=username), ok=True))
         return _json(TokenView(token=issued.token, username=issued.username, expires_in=issued.expires_in))
 
     uid = Parameter(name="uid", where="path", description="a Study Instance UID")
@@ -172,16 +177,20 @@ def guarded(endpoint: Endpoint, guard: Guard):
     if endpoint.permission == "":  # checks its own credentials (the token endpoint)
         return endpoint.handler
 
+    # Routes that read or change studies are audited, their refusals too.
+    data = endpoint.permission in ("query", "delete")
+
     async def handler(request: Request) -> Response:
-        await guard.check(request, endpoint.permission)
-        return await endpoint.handler(request)
+        return await guard.guarded(request, endpoint, endpoint.handler, data)
 
     return handler
 
 
 def build_app(admin: Admin, metrics_path: str) -> Starlette:
     access = admin.config.access
-    guard = Guard(admin, enabled=access.enabled, open_probes=access.open_probes)
+    guard = Guard(
+        admin, enabled=access.enabled, open_probes=access.open_probes, audit_path=AUDIT_PATH if admin.config.audit.enabled else None
+    )
     table = endpoints(admin, metrics_path, guard)
     openapi = json.dumps(document(table))
     page = status_page()

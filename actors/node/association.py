@@ -70,6 +70,8 @@ from .peer import (
     PeerRequestedRelease,
 )
 from .outgoing import Outgoing, PeerUnavailable, SendRequest, send_and_wait
+from ...storage import audit_records
+from .audit import audit
 from .security import SECURITY_PATH, AccessVerdict, CheckAssociation
 from .services.base import RunningOperation, Service, Session
 
@@ -88,6 +90,7 @@ class AssociationSettings:
     # [access] on: the security actor decides who may associate and what each may do.
     access_control: bool = False
     security_path: str = SECURITY_PATH
+    audit_path: str | None = None  # the audit actor, when [audit] is on
 
 
 class ServiceSet:
@@ -447,6 +450,10 @@ class AssociationActor(Actor):
                     why=why or None,
                     username=_identity_name(request) or None,
                 )
+                await audit(self.ctx, audit_records.association(
+                    self.settings.ae_title, self._audit_peer(_identity_name(request)), accepted=False,
+                    reason=why or f"result {rj.result}, source {rj.source}, reason {rj.reason}",
+                ), self.settings.audit_path)
                 await self.peer.reject(rj)
                 self.ctx.publish(AssociationRejected(
                     association_id=self.association_id, peer=self.peer_address, calling_ae_title=self.calling_ae_title,
@@ -467,8 +474,10 @@ class AssociationActor(Actor):
                 ctx=self.ctx,
                 settings=self.settings,
             )
+            self.session.username, self.session.tls_subject = self.username, self.tls_subject
             structlog.contextvars.bind_contextvars(calling_ae=self.calling_ae_title)
             self.log = self.log.bind(calling_ae=self.calling_ae_title)
+            await self.session.audit(audit_records.association(self.settings.ae_title, self.session.audit_peer(), accepted=True))
             await self.peer.accept(decision.response)
             self.log.info("association accepted", contexts=len(decision.negotiated.contexts))
             self.ctx.publish(AssociationOpened(
@@ -479,6 +488,11 @@ class AssociationActor(Actor):
         except LocalProtocolError:
             # The peer aborted or closed while we decided (its next read): ordinary.
             self.log.info("the peer left during negotiation")
+
+    def _audit_peer(self, username: str = "") -> audit_records.Peer:
+        return audit_records.Peer(
+            ae_title=self.calling_ae_title, host=self.peer_address.rsplit(":", 1)[0], username=username, tls_subject=self.tls_subject
+        )
 
     async def _access(self, request) -> AccessVerdict | None:
         """The security actor's verdict on this peer (None: access control is off)."""

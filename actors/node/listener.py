@@ -40,7 +40,9 @@ from ...client.tls import handshake_failure, subject_text
 from ..runtime.actor import Actor
 from ..runtime.messages import message
 from ..runtime.supervision import ActorSpec, Restart
+from ...storage import audit_records
 from .activity import TlsRefused
+from .audit import audit
 from .workers import TakeConnection
 
 # Accept errors that mean "try again in a moment" (too many open files, memory).
@@ -127,6 +129,8 @@ class Listener(Actor):
         names: Iterator[int] | None = None,
         workers: tuple[str, ...] = (),
         tls: TlsListening | None = None,
+        audit_path: str | None = None,
+        ae_title: str = "",
     ) -> None:
         """`workers`: the worker hosts (actors/node/workers.py) that serve the
         associations; none: they run here, as siblings of the listener."""
@@ -146,6 +150,8 @@ class Listener(Actor):
         self._hosting: dict[str, str] = {}  # association id -> the worker serving it
         self._handed: Counter[str] = Counter()  # connections given to each worker
         self.tls = tls
+        self.audit_path = audit_path  # TLS refusals are recorded there, when [audit] is on
+        self.ae_title = ae_title
         self._handshakes: dict[int, trio.CancelScope] = {}  # running TLS handshakes, oldest first
         self._handshake_names = itertools.count(1)
 
@@ -266,6 +272,7 @@ class Listener(Actor):
             self.ctx.log.warning("TLS connection refused", peer=peer, reason=failure)
             self.ctx.publish(TlsRefused(peer=peer, reason=failure))
             await trio.aclose_forcefully(stream)
+            await audit(self.ctx, audit_records.tls_refused(self.ae_title, audit_records.Peer(host=host), failure), self.audit_path)
             return
         subject = subject_text(secure.getpeercert())
         await self._start_association(secure, peer=peer, tls_subject=subject)

@@ -24,7 +24,8 @@ from peers import run_dcmtk, storescu
 from peers.dicom_servers import storescp
 
 from triopacs import connect, open_node
-from triopacs.config import TlsSettings
+from triopacs.config import AuditSettings, TlsSettings
+from triopacs.storage.audit_log import entries
 from triopacs.actors.node.activity import AssociationOpened, TlsRefused
 from triopacs.actors.node.ae_registry import RemoteAE
 from triopacs.client.contexts import storage_contexts_for
@@ -48,8 +49,9 @@ def secure_node(tmp_path, files, **options):
     overrides [tls] settings (node_config takes settings by a name that must be unique,
     and [tls] shares port and enabled with other sections)."""
     tls = tls_settings(files, **options.pop("tls", {}))
+    audit = AuditSettings(enabled=options.pop("audit", False))
     config = node_config(tmp_path / "node", **options)
-    return open_node(attrs.evolve(config, tls=TlsSettings(**tls)))
+    return open_node(attrs.evolve(config, tls=TlsSettings(**tls), audit=audit))
 
 
 def ours(files, *, cert=None, key=None, ca=None) -> ssl.SSLContext:
@@ -115,7 +117,7 @@ async def _secure_scu(port: int, *args: str, timeout: float = 60) -> dict:
 
 
 async def test_bad_certificates_and_wrong_transports_are_refused_and_the_node_serves_on(tmp_path, tls_files):
-    async with secure_node(tmp_path, tls_files) as node:
+    async with secure_node(tmp_path, tls_files, audit=True) as node:
         tls_port = node.address.tls_port
         with node.subscribe(TlsRefused, capacity=64) as refused:
             # A certificate from a CA the node does not trust; an expired one; none at all.
@@ -146,6 +148,14 @@ async def test_bad_certificates_and_wrong_transports_are_refused_and_the_node_se
                 pass
         async with connect(LOOPBACK, tls_port, called_ae_title=AE_TITLE, ssl_context=ours(tls_files)) as association:
             await association.echo()
+        trail = [e.fields for e in entries(node.config.data_dir / "audit" / "audit.jsonl")]
+    # Each refusal is a Security Alert (node authentication) in the audit trail; the
+    # association that got through carries the client certificate's subject.
+    alerts = [r for r in trail if r["event"]["code"] == "110113"]
+    assert len(alerts) >= 5 and all(r["event_types"][0]["code"] == "110126" for r in alerts)
+    assert any("expired" in r["outcome_text"] for r in alerts)
+    [login] = [r for r in trail if r["event"]["code"] == "110114"]
+    assert "CN=modality1" in login["participants"][0]["user_name"]
 
 
 async def test_stalled_handshakes_time_out_and_a_flood_cannot_hold_the_port(tmp_path, tls_files):

@@ -32,6 +32,7 @@ from ....protocol.commands import CGetRQ, CGetRSP, CMoveRQ, CMoveRSP, CStoreRQ, 
 from ....protocol.datasets import encode_dataset
 from ....protocol.negotiation import AcceptedContext, SupportedContext
 from ....protocol.status import QueryRetrieveStatus, Status, StatusClass, status_class
+from ....storage import audit_records
 from ....storage.query import InformationModel, RetrieveItem
 from ....storage.transcoding import TranscodeError, transcode
 from ..activity import RetrieveFinished
@@ -46,7 +47,7 @@ from ..index_hsm import TouchInstances
 from ..tiers import Stage, Staged, discard_staged
 from ....client.link import LinkClosed
 from .base import RunningOperation, Service, Session
-from .identifiers import BadIdentifier, read_identifier
+from .identifiers import BadIdentifier, audited_keys, read_identifier
 
 
 @attrs.define
@@ -166,6 +167,14 @@ class _Retrieve(Service):
         session.ctx.publish(RetrieveFinished(
             association_id=session.association_id, kind=self.verb, completed=counts.completed, failed=counts.failed,
             seconds=trio.current_time() - began, status=status,
+        ))
+        keys = audited_keys(identifier)
+        patient_id = keys.get("PatientID", "")
+        await session.audit(audit_records.retrieve(
+            session.called_ae_title, session.audit_peer(), kind=self.verb,
+            destination=getattr(request, "move_destination", None) or session.calling_ae_title,
+            studies=[(uid, patient_id) for uid in keys.get("StudyInstanceUID", "").split("\\")] if patient_id or "StudyInstanceUID" in keys else [],
+            completed=counts.completed, failed=counts.failed, status=status,
         ))
         await self._respond(
             session, received, status, counts=counts.counts(final=status != QueryRetrieveStatus.CANCELED),

@@ -77,6 +77,8 @@ class AssociationView:
     bytes_received: int = field("bytes read from the peer")
     bytes_sent: int = field("bytes written to the peer")
     age: float = field("seconds since the connection was accepted")
+    tls_subject: str = field("the peer certificate's subject over DICOM TLS (empty: plain TCP or no certificate)", default="")
+    username: str = field("the user identity the peer proved (empty: none)", default="")
 
 
 @attrs.frozen(kw_only=True)

@@ -463,7 +463,7 @@ class AssociationActor(Actor):
                 ))
                 return
             if verdict is not None:
-                self.username, self.permissions = verdict.username, verdict.permissions
+                self.username, self.permissions = verdict.username, frozenset(verdict.permissions)
             self.session = Session(
                 association_id=self.association_id,
                 link=self.peer,

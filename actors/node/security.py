@@ -77,7 +77,7 @@ class CheckToken:
 @message("security.verdict")
 class AccessVerdict:
     allowed: bool
-    permissions: frozenset[str] = frozenset()
+    permissions: tuple[str, ...] = ()  # sorted (a tuple: traces carry it as JSON)
     username: str = ""
     role: str = ""
     reason: str = ""  # why not (for the log and the audit trail)
@@ -236,7 +236,7 @@ class SecurityActor(Actor):
 
     async def _check_association(self, request: CheckAssociation) -> AccessVerdict:
         if not self.policy.enabled:
-            return AccessVerdict(allowed=True, permissions=ALL_DICOM)
+            return AccessVerdict(allowed=True, permissions=tuple(sorted(ALL_DICOM)))
         title = request.calling_ae_title
         rule = self._rules.get(title)
         if rule is None and self.policy.unknown_ae != "identity":
@@ -247,7 +247,7 @@ class SecurityActor(Actor):
             return _refused(f"calling AE {title!r} may not call from {request.host}", REJECT_CALLING_AE)
         if request.identity_type is None:
             if rule is not None and rule.role:
-                return AccessVerdict(allowed=True, permissions=ROLES[rule.role], role=rule.role)
+                return AccessVerdict(allowed=True, permissions=tuple(sorted(ROLES[rule.role])), role=rule.role)
             return _refused(f"calling AE {title!r} must send a user identity")
         if request.identity_type == UserIdentityType.USERNAME_AND_PASSCODE:
             verdict = await self._login(request.username, request.passcode)
@@ -285,7 +285,7 @@ class SecurityActor(Actor):
 
     @staticmethod
     def _granted(user: security_db.UserRecord) -> AccessVerdict:
-        return AccessVerdict(allowed=True, permissions=ROLES[user.role], username=user.username, role=user.role)
+        return AccessVerdict(allowed=True, permissions=tuple(sorted(ROLES[user.role])), username=user.username, role=user.role)
 
 
 _DUMMY_HASH = "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="

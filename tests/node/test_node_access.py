@@ -5,15 +5,11 @@ database before the node starts (the CLI test writes them through the CLI)."""
 
 from __future__ import annotations
 
-import json
-import sys
-from pathlib import Path
 
 import attrs
 import pytest
-import trio
 from dicom_samples import SeriesSpec, write_series
-from peers import echoscu, run_dcmtk, storescu
+from peers import echoscu, storescu
 from pydicom import Dataset
 
 from triopacs import connect, open_node
@@ -24,9 +20,8 @@ from triopacs.client.errors import AssociationRejected as Rejected
 from triopacs.storage.access import AERule
 from triopacs.storage.security_db import add_user, open_security_db, put_ae_rule
 
-from .nodes import AE_TITLE, LOOPBACK, counts, node_config, peer
+from .nodes import AE_TITLE, LOOPBACK, counts, node_config, peer, secure_scu
 
-SECURE_SCU = Path(__file__).with_name("pynetdicom_secure_scu.py")
 PASSWORD = "correct horse battery"
 
 
@@ -120,9 +115,9 @@ async def test_user_identity_decides_what_an_association_may_do(tmp_path, series
         stored = await storescu(peer(node), other.paths, calling_ae="WORKSTATION", extra_args=["--user", "tech", "--password", PASSWORD])
         stored.check(expected=1)
         # pynetdicom asks for a positive response and gets one.
-        result = await _secure_scu(port, "--calling-ae", "WORKSTATION", "--user", "tech", "--passcode", PASSWORD)
+        result = await secure_scu(port, "--calling-ae", "WORKSTATION", "--user", "tech", "--passcode", PASSWORD)
         assert result["associated"] and result["identity_response"] is True and result["echo"] == 0
-        result = await _secure_scu(port, "--calling-ae", "WORKSTATION", "--user", "tech", "--passcode", "nope")
+        result = await secure_scu(port, "--calling-ae", "WORKSTATION", "--user", "tech", "--passcode", "nope")
         assert result["rejected"]
         assert (await counts(node)).instances == 3
 
@@ -135,14 +130,6 @@ async def test_unknown_aes_may_come_with_a_user_identity_when_the_policy_says_so
         with pytest.raises(Rejected):
             async with connect(LOOPBACK, node.address.port, called_ae_title=AE_TITLE, calling_ae_title="ANYONE"):
                 pass
-
-
-async def _secure_scu(port: int, *args: str, timeout: float = 60) -> dict:
-    argv = [sys.executable, str(SECURE_SCU), str(port), AE_TITLE, *args]
-    with trio.fail_after(timeout):
-        done = await trio.run_process(argv, capture_stdout=True, capture_stderr=True, check=False)
-    assert done.returncode == 0, done.stderr.decode(errors="replace")
-    return json.loads(done.stdout)
 
 
 def test_user_and_ae_commands(tmp_path, capsys, monkeypatch):

@@ -18,7 +18,7 @@ from peers import echoscu, findscu, getscu, movescu, storescu
 from triopacs import connect, open_node
 from triopacs.actors.node.audit import GetAuditStatus
 from triopacs.client.contexts import storage_contexts_for
-from triopacs.config import AuditSettings, NetworkSettings
+from triopacs.config import AuditSettings
 from triopacs.storage.audit_log import entries
 
 from .nodes import AE_TITLE, LOOPBACK, node_config, peer, remote

@@ -8,18 +8,15 @@ Certificates come from tests/peers/certificates.py, made once per session.
 
 from __future__ import annotations
 
-import json
 import os
 import ssl
-import sys
-from pathlib import Path
 
 import attrs
 import pytest
 import trio
 from cli_process import run_cli
 from pydicom import Dataset
-from dicom_samples import SeriesSpec, new_uid, write_series
+from dicom_samples import SeriesSpec, write_series
 from peers import run_dcmtk, storescu
 from peers.dicom_servers import storescp
 
@@ -32,9 +29,8 @@ from triopacs.client.contexts import storage_contexts_for
 from triopacs.client.errors import ClientError, ConnectionFailed
 from triopacs.client.tls import client_context
 
-from .nodes import AE_TITLE, LOOPBACK, Address, counts, node_config
+from .nodes import AE_TITLE, LOOPBACK, Address, counts, node_config, secure_scu
 
-SECURE_SCU = Path(__file__).with_name("pynetdicom_secure_scu.py")
 
 
 def tls_settings(files, **more):
@@ -100,20 +96,12 @@ async def test_dcmtk_and_pynetdicom_tls_clients(tmp_path, tls_files, series):
         )
         assert found.returncode == 0 and "Find Response: 1" in found.output, found.describe()
         other = write_series(tmp_path / "more", SeriesSpec(count=2, modality="MR", patient_id="TLS2"))
-        result = await _secure_scu(
+        result = await secure_scu(
             node.address.tls_port, "--tls", str(tls_files.ca), str(tls_files.client_cert), str(tls_files.client_key),
             *map(str, other.paths),
         )
         assert result["associated"] and result["echo"] == 0 and result["stored"] == [0, 0]
         assert (await counts(node)).instances == 5
-
-
-async def _secure_scu(port: int, *args: str, timeout: float = 60) -> dict:
-    argv = [sys.executable, str(SECURE_SCU), str(port), AE_TITLE, *args]
-    with trio.fail_after(timeout):
-        done = await trio.run_process(argv, capture_stdout=True, capture_stderr=True, check=False)
-    assert done.returncode == 0, done.stderr.decode(errors="replace")
-    return json.loads(done.stdout)
 
 
 async def test_bad_certificates_and_wrong_transports_are_refused_and_the_node_serves_on(tmp_path, tls_files):

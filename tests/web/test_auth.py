@@ -66,3 +66,20 @@ async def test_closed_probes_need_credentials_too(tmp_path):
         assert (await request(node, "GET", "/live")).status_code == 401
         assert (await request(node, "GET", "/metrics", headers=basic("reader"))).status_code == 403
         assert (await request(node, "GET", "/metrics", headers=basic("admin"))).status_code == 200
+
+
+async def test_the_event_stream_needs_a_user_allowed_system(tmp_path):
+    from trio_websocket import ConnectionRejected, open_websocket_url
+
+    from web.client import events_url
+
+    async with guarded_node(tmp_path) as node:
+        for headers, status in (([], 401), ([(b"authorization", basic("reader")["Authorization"].encode())], 403)):
+            try:
+                async with open_websocket_url(events_url(node), extra_headers=headers):
+                    raise AssertionError("the stream let an unauthorized client in")
+            except ConnectionRejected as rejected:
+                assert rejected.status_code == status
+        admin = [(b"authorization", basic("admin")["Authorization"].encode())]
+        async with open_websocket_url(events_url(node, "?types=activity"), extra_headers=admin) as ws:
+            await ws.aclose()

@@ -30,6 +30,7 @@ USER_AUTHENTICATION = Code("110114", "User Authentication")
 # Event type codes.
 LOGIN = Code("110122", "Login")
 NODE_AUTHENTICATION = Code("110126", "Node Authentication")
+RESTRICTED_FUNCTION = Code("110132", "Use of Restricted Function")
 # Active participant roles.
 APPLICATION = Code("110150", "Application")
 DESTINATION = Code("110152", "Destination Role ID")
@@ -144,6 +145,16 @@ def tls_refused(ae_title: str, peer: Peer, reason: str) -> AuditRecord:
         event=SECURITY_ALERT, action="E", outcome=MINOR_FAILURE, outcome_text=reason, event_types=(NODE_AUTHENTICATION,),
         participants=(requestor(peer), ourselves(ae_title)),
         objects=(ParticipantObject(id=peer.host, id_type=NODE_ID, type=SYSTEM_OBJECT, role=ROLE_REPORT),),
+    )
+
+
+def not_authorized(ae_title: str, peer: Peer, *, operation: str, sop_class_uid: str, reason: str) -> AuditRecord:
+    """A DIMSE request refused because the peer's role lacks its permission (0124)."""
+    return AuditRecord(
+        event=SECURITY_ALERT, action="E", outcome=MINOR_FAILURE, outcome_text=reason, event_types=(RESTRICTED_FUNCTION,),
+        participants=(requestor(peer), ourselves(ae_title)),
+        objects=(ParticipantObject(id=sop_class_uid, id_type=SOP_CLASS_UID, type=SYSTEM_OBJECT, role=ROLE_REPORT,
+                                   details=(("operation", operation),)),),
     )
 
 

@@ -564,7 +564,12 @@ class AssociationActor(Actor):
             return
         if self.permissions is not None and service.permission is not None and service.permission not in self.permissions:
             who = f"user {self.username!r}" if self.username else f"calling AE {self.calling_ae_title!r}"
-            await self._refuse(received, Status.NOT_AUTHORIZED, f"{who} may not {service.permission}")
+            reason = f"{who} may not {service.permission}"
+            await self.session.audit(audit_records.not_authorized(
+                self.settings.ae_title, self.session.audit_peer(), operation=type(message).__name__,
+                sop_class_uid=self._abstract_syntax(received.context_id) or "", reason=reason,
+            ))
+            await self._refuse(received, Status.NOT_AUTHORIZED, reason)
             return
         misplaced = dataset_out_of_place(message)
         if misplaced is not None:

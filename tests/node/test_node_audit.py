@@ -127,3 +127,31 @@ async def test_audit_records_are_written_before_the_answer(tmp_path, sync):
             for done, path in enumerate(series.paths, 1):
                 assert (await association.store(path)).ok
                 assert len(by_event(records(node), "110104", "C")) == done
+
+
+async def test_worker_processes_ask_the_security_and_audit_actors_of_the_node(tmp_path):
+    """Associations in a worker process reach /node/services/security and /audit over
+    the process link: rules, roles and records work as in one process."""
+    from triopacs.config import AccessSettings
+    from triopacs.storage.access import AERule
+    from triopacs.storage.security_db import open_security_db, put_ae_rule
+
+    (tmp_path / "node").mkdir()
+    db = open_security_db(str(tmp_path / "node" / "security.sqlite"))
+    put_ae_rule(db, AERule(ae_title="STORESCU", role="technologist"))
+    put_ae_rule(db, AERule(ae_title="LOOKER", role="viewer"))
+    db.close()
+    series = write_series(tmp_path / "in", SeriesSpec(count=2, modality="CT", patient_id="WRK1"))
+    config = attrs.evolve(
+        node_config(tmp_path / "node", workers=1), audit=AuditSettings(enabled=True), access=AccessSettings(enabled=True)
+    )
+    async with open_node(config) as node:
+        (await storescu(peer(node), series.paths)).check(expected=2)
+        refused = await storescu(peer(node), series.paths, calling_ae="LOOKER")
+        assert all("0x124" in status for _path, status in refused.responses), refused.tool.describe()
+        assert (await echoscu(peer(node), calling_ae="STRANGER")).returncode != 0
+        found = records(node)
+    assert len(by_event(found, "110104", "C")) == 2
+    alerts = by_event(found, "110113")
+    assert len(alerts) == 2 and alerts[0]["event_types"][0]["code"] == "110132" and "may not store" in alerts[0]["outcome_text"]
+    assert [r["outcome"] for r in by_event(found, "110114")] == [0, 0, 4]

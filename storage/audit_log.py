@@ -91,9 +91,10 @@ class AuditLog:
         lines, numbers = [], []
         for record in records:
             self.seq += 1
-            fields = {**record, "seq": self.seq, "time": now_text(), "source": source, "prev": self.head}
-            fields["hash"] = self.head = record_hash(fields)
-            lines.append(canonical(fields) + b"\n")
+            body = canonical({**record, "seq": self.seq, "time": now_text(), "source": source, "prev": self.head})
+            self.head = hashlib.sha256(body).hexdigest()
+            # The line is the hashed body with its hash added last (verify takes it out again).
+            lines.append(body[:-1] + b',"hash":"' + self.head.encode("ascii") + b'"}\n')
             numbers.append(self.seq)
         self._file.write(b"".join(lines))
         self._file.flush()

@@ -81,6 +81,32 @@ class AuditRecord:
     objects: tuple[ParticipantObject, ...] = ()
 
 
+def _code_fields(code: Code | None) -> dict[str, str] | None:
+    return None if code is None else {"code": code.code, "meaning": code.meaning, "scheme": code.scheme}
+
+
+def record_fields(record: AuditRecord) -> dict[str, Any]:
+    """The record as JSON-ready fields (what attrs.asdict gives, several times faster:
+    one is made per C-STORE)."""
+    return {
+        "event": _code_fields(record.event),
+        "action": record.action,
+        "outcome": record.outcome,
+        "outcome_text": record.outcome_text,
+        "event_types": [_code_fields(c) for c in record.event_types],
+        "participants": [
+            {"user_id": p.user_id, "requestor": p.requestor, "alt_user_id": p.alt_user_id, "user_name": p.user_name,
+             "address": p.address, "role": _code_fields(p.role)}
+            for p in record.participants
+        ],
+        "objects": [
+            {"id": o.id, "id_type": _code_fields(o.id_type), "type": o.type, "role": o.role, "name": o.name,
+             "details": [list(d) for d in o.details]}
+            for o in record.objects
+        ],
+    }
+
+
 def outcome_of(status: int) -> int:
     """A DIMSE status as an event outcome: success and warnings succeed; a cancel or a
     refusal is a minor failure; anything else serious."""

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import attrs
 import structlog
 import trio
 
 from ...storage.audit_log import AuditLog
-from ...storage.audit_records import AuditRecord
+from ...storage.audit_records import AuditRecord, record_fields
 from ..runtime.actor import Actor
 from ..runtime.errors import ActorError
 from ..runtime.mailbox import Reply
@@ -93,7 +92,7 @@ class AuditActor(Actor):
     async def handle(self, message):
         match message:
             case RecordAudit(record=record):
-                self._pending.append((attrs.asdict(record), self.ctx.defer_reply()))
+                self._pending.append((record_fields(record), self.ctx.defer_reply()))
                 self._wake.set()
             case GetAuditStatus():
                 return AuditStatus(records=self.records, batches=self.batches, head_seq=self.log_file.seq, head=self.log_file.head)

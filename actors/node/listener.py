@@ -263,7 +263,7 @@ class Listener(Actor):
         with scope:
             try:
                 await secure.do_handshake()
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as error:
+            except Exception as error:  # noqa: BLE001 - whatever a peer's bytes cause ends its connection alone
                 failure = handshake_failure(error)
         self._handshakes.pop(name, None)
         if scope.cancelled_caught:

@@ -195,3 +195,14 @@ async def test_our_scu_over_tls_to_dcmtk_storescp(tmp_path, tls_files, series):
                 progress = [p async for p in association.move(query, "SECURESCP", level="STUDY")]
             assert (progress[-1].completed, progress[-1].failed) == (3, 0)
         assert len(scp.stored_files()) == 3
+
+
+async def test_serve_refuses_a_certificate_it_cannot_load_with_one_line(tmp_path, tls_files):
+    config = tmp_path / "node.toml"
+    config.write_text(
+        f'[node]\nport = 0\ndata_dir = "{tmp_path / "data"}"\nworkers = 0\n[http]\nenabled = false\n'
+        f'[tls]\nenabled = true\nport = 0\ncert_file = "{tmp_path / "missing.pem"}"\nkey_file = "{tls_files.server_key}"\n'
+    )
+    done = await run_cli(["serve", "--config", str(config)])
+    assert done.returncode == 2, done.stderr.decode()
+    assert b"missing.pem' does not exist" in done.stderr and done.stderr.count(b"\n") == 1

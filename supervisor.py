@@ -219,6 +219,7 @@ def commitment_settings(config: Config) -> CommitmentSettings:
         ae_title=config.node.ae_title,
         connect_timeout=10.0,
         dimse_timeout=config.network.dimse_timeout,
+        tls_client=tls_client_factory(config),
     )
 
 
@@ -245,7 +246,10 @@ def prefetch_policy(config: Config) -> PrefetchPolicy:
         section,
         sources=tuple(PrefetchSource(remote=s.remote, retrieve=s.retrieve) for s in section.source),
         criteria=from_section(PrefetchCriteria, section),
-        remote=from_section(RemoteSettings, section, calling_ae_title=config.node.ae_title, dimse_timeout=config.network.dimse_timeout),
+        remote=from_section(
+            RemoteSettings, section, calling_ae_title=config.node.ae_title, dimse_timeout=config.network.dimse_timeout,
+            tls_client=tls_client_factory(config),
+        ),
     )
 
 

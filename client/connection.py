@@ -71,6 +71,7 @@ from .errors import (
     OperationFailed,
 )
 from .tls import handshake_failure
+from .tls_stream import TlsStream
 from .operations import FindQuery, GetProgress, MoveProgress
 from .receive import InstanceCallback, target_for
 from .results import MoveOriginator, ReceivedInstance, RetrieveProgress, StoreResult
@@ -198,7 +199,7 @@ async def _open_stream(
             stream = await trio.open_tcp_stream(host, port)
             if ssl_context is None:
                 return stream
-            secure = trio.SSLStream(stream, ssl_context, server_hostname=server_hostname or host)
+            secure = TlsStream(stream, ssl_context, server_side=False, server_hostname=server_hostname or host)
             try:
                 await secure.do_handshake()
             except BaseException:

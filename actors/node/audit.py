@@ -6,9 +6,10 @@ C-GET, the listener for TLS refusals, the admin API for its data reads and chang
 its logins. The answer comes once the record is written - with sync = fsync, on disk -
 so an operation is answered only after its record is safe.
 
-Group commit: records that arrive while a write is under way wait for the next one,
-and a whole batch shares one write and one fsync; so many associations storing at once
-pay for one fsync per batch, not one each. Writes run on a thread of the actor's.
+Group commit (sync = fsync): records that arrive while a write is under way wait for
+the next one, and a whole batch shares one write and one fsync, on a thread; so many
+associations storing at once pay for one fsync per batch, not one each. With sync = os
+a record is written at once, in the actor (a write into the page cache).
 
 Senders use `audit()` below: it waits a bounded time (a stuck disk must not hold a
 C-STORE for long), and a record it could not deliver is logged as an error.
@@ -92,6 +93,13 @@ class AuditActor(Actor):
     async def handle(self, message):
         match message:
             case RecordAudit(record=record):
+                if not self.fsync:
+                    # Nothing to wait for but a write into the page cache: done here,
+                    # without a thread crossing.
+                    [seq] = self.log_file.append([record_fields(record)], self.source)
+                    self.records += 1
+                    self.batches += 1
+                    return AuditRecorded(seq=seq)
                 self._pending.append((record_fields(record), self.ctx.defer_reply()))
                 self._wake.set()
             case GetAuditStatus():

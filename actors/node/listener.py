@@ -37,6 +37,7 @@ import attrs
 import trio
 
 from ...client.tls import handshake_failure, subject_text
+from ...client.tls_stream import TlsStream
 from ..runtime.actor import Actor
 from ..runtime.messages import message
 from ..runtime.supervision import ActorSpec, Restart
@@ -258,7 +259,7 @@ class Listener(Actor):
             self._handshakes.pop(name, None)
             return
         peer = f"{host}:{port}"
-        secure = trio.SSLStream(stream, self.tls.context, server_side=True)
+        secure = TlsStream(stream, self.tls.context, server_side=True)
         failure = None
         with scope:
             try:

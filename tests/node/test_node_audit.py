@@ -7,11 +7,14 @@ and `export` on the result, and on a tampered copy."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import xml.etree.ElementTree as ET
 
 import attrs
 import pytest
 import trio
+from cli_process import TRIOPACS, LineReader
 from dicom_samples import SeriesSpec, write_series
 from peers import echoscu, findscu, getscu, movescu, storescu
 
@@ -19,9 +22,9 @@ from triopacs import connect, open_node
 from triopacs.actors.node.audit import GetAuditStatus
 from triopacs.client.contexts import storage_contexts_for
 from triopacs.config import AuditSettings
-from triopacs.storage.audit_log import entries
+from triopacs.storage.audit_log import entries, verify
 
-from .nodes import AE_TITLE, LOOPBACK, node_config, peer, remote
+from .nodes import AE_TITLE, LOOPBACK, Address, node_config, peer, remote
 from web.client import request
 
 
@@ -155,3 +158,26 @@ async def test_worker_processes_ask_the_security_and_audit_actors_of_the_node(tm
     alerts = by_event(found, "110113")
     assert len(alerts) == 2 and alerts[0]["event_types"][0]["code"] == "110132" and "may not store" in alerts[0]["outcome_text"]
     assert [r["outcome"] for r in by_event(found, "110114")] == [0, 0, 4]
+
+
+async def test_a_killed_node_loses_no_record_of_what_it_answered(tmp_path):
+    """SIGKILL right after the stores were answered (durability fsync, one worker
+    process): every answered store has its record, and the chain verifies."""
+    series = write_series(tmp_path / "in", SeriesSpec(count=5, modality="CT", patient_id="KILL1"))
+    config = tmp_path / "node.toml"
+    config.write_text(f'[node]\nport = 0\ndata_dir = "{tmp_path / "data"}"\nworkers = 1\n[http]\nenabled = false\n[audit]\nenabled = true\n')
+    process = await trio.lowlevel.open_process([*TRIOPACS, "serve", "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        with trio.fail_after(60):
+            line = await LineReader(process.stdout).readline()
+        assert line.startswith("ready"), line
+        port = int(line.split("dicom=")[1].split()[0].rsplit(":", 1)[1])
+        (await storescu(Address(AE_TITLE, port), series.paths)).check(expected=5)
+        process.send_signal(signal.SIGKILL)
+        await process.wait()
+    finally:
+        process.kill()
+        await process.wait()
+    trail = tmp_path / "data" / "audit" / "audit.jsonl"
+    stores = [e.fields for e in entries(trail) if e.fields["event"]["code"] == "110104"]
+    assert len(stores) == 5 and verify(trail).ok

@@ -555,6 +555,7 @@ def association_settings(config: Config) -> AssociationSettings:
         max_sequence_depth=network.max_sequence_depth,
         access_control=config.access.enabled,
         audit_path=audit_path(config),
+        audit_wait=config.audit.sync == "fsync",
     )
 
 

@@ -91,6 +91,7 @@ class AssociationSettings:
     access_control: bool = False
     security_path: str = SECURITY_PATH
     audit_path: str | None = None  # the audit actor, when [audit] is on
+    audit_wait: bool = True  # answer only once the record is on disk ([audit] sync = fsync)
 
 
 class ServiceSet:

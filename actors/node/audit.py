@@ -128,11 +128,16 @@ class AuditActor(Actor):
             reply.send(AuditRecorded(seq=seq))
 
 
-async def audit(ctx, record: AuditRecord, path: str | None = AUDIT_PATH) -> None:
-    """Record `record` and wait (bounded) until it is written; None path: auditing is off."""
+async def audit(ctx, record: AuditRecord, path: str | None = AUDIT_PATH, *, wait: bool = True) -> None:
+    """Record `record` and wait (bounded) until it is written; None path: auditing is off.
+    `wait` false (sync = os, where a written record is not durable anyway): only put it
+    in the audit actor's mailbox, which waits while the mailbox is full."""
     if path is None:
         return
     try:
+        if not wait:
+            await ctx.lookup(path).send(RecordAudit(record=record))
+            return
         await ctx.lookup(path).ask(RecordAudit(record=record), timeout=AUDIT_WAIT)
     except (ActorError, OSError) as error:
         structlog.get_logger().error("audit record lost", event_id=record.event.code, error=str(error) or type(error).__name__)

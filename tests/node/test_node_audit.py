@@ -119,17 +119,26 @@ async def test_concurrent_stores_share_fsyncs_and_the_trail_verifies(tmp_path, c
     assert "record 12 was changed" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("sync", ["fsync", "os"])
-async def test_audit_records_are_written_before_the_answer(tmp_path, sync):
-    """Each store's record is in the file (flushed) when its C-STORE-RSP arrives."""
+async def test_with_sync_fsync_records_are_on_disk_before_the_answer(tmp_path):
     series = write_series(tmp_path / "in", SeriesSpec(count=3, modality="CT", patient_id="ORDER"))
-    config = node_config(tmp_path / "node")
-    config = attrs.evolve(config, audit=AuditSettings(enabled=True, sync=sync))
+    config = attrs.evolve(node_config(tmp_path / "node"), audit=AuditSettings(enabled=True, sync="fsync"))
     async with open_node(config) as node:
         async with connect(LOOPBACK, node.address.port, called_ae_title=AE_TITLE, contexts=storage_contexts_for(series.paths)) as association:
             for done, path in enumerate(series.paths, 1):
                 assert (await association.store(path)).ok
                 assert len(by_event(records(node), "110104", "C")) == done
+
+
+async def test_with_sync_os_records_are_handed_over_without_waiting(tmp_path):
+    series = write_series(tmp_path / "in", SeriesSpec(count=3, modality="CT", patient_id="LATER"))
+    config = attrs.evolve(node_config(tmp_path / "node"), audit=AuditSettings(enabled=True, sync="os"))
+    async with open_node(config) as node:
+        async with connect(LOOPBACK, node.address.port, called_ae_title=AE_TITLE, contexts=storage_contexts_for(series.paths)) as association:
+            for path in series.paths:
+                assert (await association.store(path)).ok
+        # The mailbox is first in, first out: once this is answered every record before it is written.
+        status = await node.audit.ask(GetAuditStatus())
+        assert status.records == 4 and len(by_event(records(node), "110104", "C")) == 3
 
 
 async def test_worker_processes_ask_the_security_and_audit_actors_of_the_node(tmp_path):

@@ -80,7 +80,8 @@ class Session:
 
     async def audit(self, record: AuditRecord) -> None:
         """Record it in the audit trail, if one is kept; returns once it is written."""
-        await audit(self.ctx, record, getattr(self.settings, "audit_path", None))
+        settings = self.settings
+        await audit(self.ctx, record, getattr(settings, "audit_path", None), wait=getattr(settings, "audit_wait", True))
 
     def context(self, context_id: int) -> AcceptedContext:
         accepted = self.negotiated.context(context_id)

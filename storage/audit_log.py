@@ -2,7 +2,7 @@
 
 Each line is one record: its fields, `seq` (1, 2, 3, ... across files), `time` (UTC),
 `source` (our AE title), `prev` (the previous record's hash; 64 zeros for the first)
-and `hash`, the SHA-256 of the line's canonical JSON without `hash`. So a record
+and `hash`, the SHA-256 of the record's compact JSON without `hash` (in its own key order). So a record
 changed no longer matches its hash; one removed or inserted breaks `seq` and the next
 record's `prev`. `verify` names the first such break.
 
@@ -35,7 +35,9 @@ _ROTATED = re.compile(r"^(?P<stem>.+)\.(?P<seq>\d{12})\.jsonl$")
 
 
 def canonical(fields: dict[str, Any]) -> bytes:
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """The bytes hashed: compact JSON in the fields' own order, which a JSON parser keeps,
+    so `verify` gets the same bytes back from a line it reads."""
+    return json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def record_hash(fields: dict[str, Any]) -> str:

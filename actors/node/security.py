@@ -200,7 +200,10 @@ class SecurityActor(Actor):
                 if not verdict.allowed:
                     raise SecurityRefused(verdict.reason)
                 token = secrets.token_urlsafe(32)
-                self._tokens[hashlib.sha256(token.encode()).digest()] = (username, time.monotonic() + TOKEN_LIFETIME)
+                now = time.monotonic()
+                # Expired tokens go when a new one is issued: the table stays as small as the live ones.
+                self._tokens = {k: v for k, v in self._tokens.items() if v[1] > now}
+                self._tokens[hashlib.sha256(token.encode()).digest()] = (username, now + TOKEN_LIFETIME)
                 return IssuedToken(token=token, username=username, expires_in=TOKEN_LIFETIME)
             case CheckToken(token=token):
                 return self._check_token(token)

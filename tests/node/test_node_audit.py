@@ -12,7 +12,6 @@ import subprocess
 import xml.etree.ElementTree as ET
 
 import attrs
-import pytest
 import trio
 from cli_process import TRIOPACS, LineReader
 from dicom_samples import SeriesSpec, write_series

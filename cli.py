@@ -22,9 +22,12 @@ from .cli_worklist import add_worklist_commands, worklist
 from .cli_prefetch import add_prefetch_commands, prefetch
 from .cli_tiers import TIER_COMMANDS, add_tier_commands
 from .cli_status import STATUS_COMMANDS, add_status_command
+from .cli_security import SECURITY_COMMANDS, add_security_commands
+from .cli_audit import AUDIT_COMMANDS, add_audit_commands
 from .config import ConfigError, default_toml, load_config
 from .log import configure_logging
 from .actors.runtime.errors import first_of
+from .client.tls import TlsSetupError
 from .storage.data_lock import DataDirectoryInUse
 
 EXIT_FAILURE = 1
@@ -79,6 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     add_worklist_commands(commands)
     add_prefetch_commands(commands)
     add_tier_commands(commands)
+    add_security_commands(commands)
+    add_audit_commands(commands)
     return parser
 
 
@@ -130,7 +135,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         return trio.run(main)
     except BaseException as error:  # a refusal at start-up is one line, exit 2
-        refused = first_of(error, TierUnavailable)
+        refused = first_of(error, TierUnavailable) or first_of(error, TlsSetupError)
         if refused is None:
             raise
         raise UsageError(str(refused)) from None
@@ -169,7 +174,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "serve": _serve, "config": _config, "replay": _replay, "worklist": worklist, "prefetch": prefetch,
-    **SCU_COMMANDS, **NSERVICE_COMMANDS, **TIER_COMMANDS, **STATUS_COMMANDS,
+    **SCU_COMMANDS, **NSERVICE_COMMANDS, **TIER_COMMANDS, **STATUS_COMMANDS, **SECURITY_COMMANDS, **AUDIT_COMMANDS,
 }
 
 

@@ -48,6 +48,17 @@ def _network_options() -> argparse.ArgumentParser:
     common.add_argument("--connect-timeout", type=float, default=10.0, metavar="S", help="TCP connect timeout (default 10)")
     common.add_argument("--max-pdu", type=int, default=65536, metavar="N", help="our maximum PDU length (default 65536)")
     common.add_argument("-v", "--verbose", action="store_true", help="log the association's progress on stderr")
+    tls = common.add_argument_group("DICOM TLS and user identity")
+    tls.add_argument("--tls", action="store_true", help="connect with DICOM TLS (TLS 1.2/1.3, BCP 195)")
+    tls.add_argument("--tls-ca", metavar="FILE", default="", help="PEM CAs to check the peer's certificate against (default: the system's)")
+    tls.add_argument("--tls-cert", metavar="FILE", default="", help="our client certificate (PEM), for peers that want one")
+    tls.add_argument("--tls-key", metavar="FILE", default="", help="the private key of --tls-cert")
+    tls.add_argument("--tls-no-hostname-check", action="store_true", help="accept a certificate that does not name the host")
+    tls.add_argument("--user", metavar="NAME", help="send a user identity (PS3.7 D.3.3.7)")
+    tls.add_argument(
+        "--password", metavar="PASSCODE",
+        help="its passcode (default: the TRIOPACS_PASSWORD environment variable, if set; else username only)",
+    )
     return common
 
 
@@ -110,9 +121,27 @@ def _error(name: str, message: object) -> None:
     print(f"triopacs {name}: {message}", file=sys.stderr, flush=True)
 
 
+def _tls_context(args: argparse.Namespace):
+    if not args.tls:
+        return None
+    from .client.tls import TlsSetupError, client_context
+
+    try:
+        return client_context(
+            ca_file=args.tls_ca, cert_file=args.tls_cert, key_file=args.tls_key, check_hostname=not args.tls_no_hostname_check
+        )
+    except TlsSetupError as error:
+        from .client.errors import InvalidInput
+
+        raise InvalidInput(str(error)) from None
+
+
 def _connect(args: argparse.Namespace, contexts=None):
+    import os
+
     from .client.connection import connect
 
+    password = args.password if args.password is not None else os.environ.get("TRIOPACS_PASSWORD")
     return connect(
         args.host,
         args.port,
@@ -122,6 +151,9 @@ def _connect(args: argparse.Namespace, contexts=None):
         max_pdu_length=args.max_pdu,
         connect_timeout=args.connect_timeout,
         dimse_timeout=args.timeout,
+        ssl_context=_tls_context(args),
+        username=args.user,
+        passcode=password if args.user is not None else None,
     )
 
 

@@ -19,6 +19,8 @@ from .actors.node.ae_registry import RemoteAE
 from .storage.tier_settings import TierDefinition, TierSettingError, tier_definition
 
 ENV_PREFIX = "TRIOPACS_"
+# Variables of ours that are not settings: a password for the CLI (never a config value).
+NOT_SETTINGS = frozenset({"TRIOPACS_PASSWORD"})
 
 
 class ConfigError(ValueError):
@@ -90,6 +92,49 @@ class NetworkSettings:
     min_peer_pdu_length: int = setting(1024, "A peer announcing a smaller maximum PDU length is rejected (permanent, no reason given); 0 (unlimited) is fine.", between(8, 65536))
     max_sequence_depth: int = setting(64, "Sequences nested deeper than this in a received dataset or identifier are refused (C000 / A900).", between(1, 200))
     max_inflated_bytes: int = setting(1 << 30, "A deflated dataset that inflates past this many bytes is refused (C000).", between(1 << 20, 1 << 40))
+
+
+def tls_version(value: str) -> str | None:
+    return None if value in ("1.2", "1.3") else "must be 1.2 or 1.3 (older versions are never offered)"
+
+
+@attrs.frozen(kw_only=True)
+class TlsSettings:
+    enabled: bool = setting(False, "Serve DICOM over TLS (PS3.15 Annex B, BCP 195) on tls.port, beside the plain port unless plain_port is false.")
+    port: int = setting(2762, "DICOM TLS port (2762 is the registered one); 0 picks a free one.", between(0, 65535))
+    plain_port: bool = setting(True, "Keep the plain TCP port [node] port open too; false: only TLS is served.")
+    cert_file: str = setting("", "PEM file with our certificate (and its chain): presented to peers, and to TLS [[remote]]s as our client certificate.", example="/etc/triopacs/node.pem")
+    key_file: str = setting("", "PEM file with the private key of cert_file.", example="/etc/triopacs/node.key")
+    ca_file: str = setting("", "PEM file of the CAs whose certificates we trust: client certificates are checked against it, and TLS [[remote]]s' server certificates.", example="/etc/triopacs/ca.pem")
+    require_client_certificate: bool = setting(False, "Mutual authentication: refuse a TLS client that presents no certificate signed by ca_file.")
+    min_version: str = setting("1.2", "Oldest TLS version accepted: 1.2 or 1.3.", tls_version)
+    handshake_timeout: float = setting(10.0, "Seconds a client gets to finish the TLS handshake; a slower one is closed.", between(0.1, 600))
+    check_hostname: bool = setting(True, "As a client, check that a TLS [[remote]]'s certificate names its host.")
+
+
+@attrs.frozen(kw_only=True)
+class AccessSettings:
+    enabled: bool = setting(
+        False, "Check every association against the AE rules and users of <data>/security.sqlite (`triopacs ae`, `triopacs user`), "
+        "and every admin API request against the users. Off: anyone may do anything, as before (calling_ae_titles still applies).",
+    )
+    unknown_ae: str = setting(
+        "reject", "A calling AE title with no rule: reject it (calling AE not recognized), or admit it when it proves a user identity.",
+        one_of("reject", "identity"),
+    )
+    accept_username_only: bool = setting(False, "Trust a user identity that names a user without a passcode (type 1); off: a passcode is needed.")
+    open_probes: bool = setting(True, "/live, /ready, /health and /metrics answer without credentials (monitoring); false: they need a user too.")
+
+
+@attrs.frozen(kw_only=True)
+class AuditSettings:
+    enabled: bool = setting(False, "Keep a tamper-evident audit trail (DICOM audit vocabulary, hash-chained JSON lines) in <data>/audit/ (or path).")
+    path: str = setting("", "The audit trail's current file; empty: <data>/audit/audit.jsonl. Rotated files sit beside it.")
+    sync: str = setting(
+        "fsync", "fsync: a record is on disk before the operation it records is answered (many records share one fsync); "
+        "os: the operating system writes it when it likes.", one_of("fsync", "os"),
+    )
+    rotate_bytes: int = setting(64 * 1024 * 1024, "The file is rotated when it passes this size; the chain continues in the next one.", between(4096, 1 << 40))
 
 
 @attrs.frozen(kw_only=True)
@@ -358,6 +403,9 @@ class HttpSettings:
 class Config:
     node: NodeSettings = NodeSettings()
     network: NetworkSettings = NetworkSettings()
+    tls: TlsSettings = TlsSettings()
+    access: AccessSettings = AccessSettings()
+    audit: AuditSettings = AuditSettings()
     storage: StorageSettings = StorageSettings()
     query: QuerySettings = QuerySettings()
     log: LogSettings = LogSettings()
@@ -393,6 +441,10 @@ class Config:
                 raise ConfigError("prefetch.source", source.remote, f"must name a [[remote]] ({', '.join(sorted(remotes)) or 'none configured'})")
         if self.prefetch.enabled and not self.prefetch.source:
             raise ConfigError("prefetch.source", [], "must name at least one [[remote]] when [prefetch] is enabled")
+        if self.tls.enabled and not (self.tls.cert_file and self.tls.key_file):
+            raise ConfigError("tls.cert_file", self.tls.cert_file, "TLS needs cert_file and key_file")
+        if self.tls.require_client_certificate and not self.tls.ca_file:
+            raise ConfigError("tls.ca_file", "", "must name the CAs to check client certificates against when require_client_certificate is true")
         if self.archive.enabled and not self.archive.destination:
             raise ConfigError("archive.destination", "", "must name a [[tier]] when [archive] is enabled")
 
@@ -495,14 +547,15 @@ def from_mapping(data: Mapping[str, Any]) -> Config:
     entries = []
     for index, entry in enumerate(remotes):
         missing = {"ae_title", "host", "port"} - set(entry)
-        extra = set(entry) - {"ae_title", "host", "port"}
+        extra = set(entry) - {"ae_title", "host", "port", "tls"}
         if missing or extra:
-            raise ConfigError(f"remote[{index}]", dict(entry), "needs exactly ae_title, host and port")
+            raise ConfigError(f"remote[{index}]", dict(entry), "needs ae_title, host and port (and may say tls = true)")
         entries.append(
             RemoteAE(
                 ae_title=_structure_field(f"remote[{index}].ae_title", entry["ae_title"], str),
                 host=_structure_field(f"remote[{index}].host", entry["host"], str),
                 port=_structure_field(f"remote[{index}].port", entry["port"], int),
+                tls=_structure_field(f"remote[{index}].tls", entry.get("tls", False), bool),
             )
         )
     tiers = data.get("tier", [])
@@ -557,7 +610,7 @@ def environment_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any
     """TRIOPACS_<SECTION>_<KEY> variables as a partial mapping, e.g. TRIOPACS_NODE_PORT."""
     result: dict[str, dict[str, Any]] = {}
     for variable, text in environ.items():
-        if not variable.startswith(ENV_PREFIX):
+        if not variable.startswith(ENV_PREFIX) or variable in NOT_SETTINGS:
             continue
         rest = variable[len(ENV_PREFIX):].lower()
         for section, cls in SECTIONS.items():

@@ -28,7 +28,9 @@ moves them to the configured tiers (local paths, S3, Azure Blob) by last access.
 cancelled. Both own the node's asyncio portal and trace file and close them on exit.
 """
 
+import functools
 import itertools
+import ssl
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import ExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
@@ -54,8 +56,11 @@ from .actors import (
 from .actors.runtime.threads import run_sync_in_thread
 from .actors.node.ae_registry import AERegistry
 from .actors.node.association import AssociationActor, AssociationSettings, ServiceSet
-from .actors.node.listener import GetAddress, Listener, ListeningOn
+from .actors.node.listener import GetAddress, Listener, ListeningOn, TlsListening
+from .client.tls import client_context, server_context
 from .actors.node.commitment import CommitmentActor, CommitmentSettings
+from .actors.node.audit import AUDIT_PATH, AuditActor
+from .actors.node.security import AccessPolicy, SecurityActor
 from .actors.node.index import IndexActor
 from .actors.node.services import VerificationService
 from .actors.node.services.commitment import StorageCommitmentService
@@ -126,6 +131,16 @@ class Node:
         return self.system.lookup(AES)
 
     @property
+    def audit(self) -> ActorRef:
+        """The audit trail's writer (triopacs.actors.node.audit); absent unless [audit] enabled."""
+        return self.system.lookup(AUDIT_PATH)
+
+    @property
+    def security(self) -> ActorRef:
+        """Users, roles and AE rules (triopacs.actors.node.security); absent unless [access] enabled."""
+        return self.system.lookup(f"{SERVICES}/security")
+
+    @property
     def locks(self) -> ActorRef:
         """The study lock manager (triopacs.workflow: Lock, Unlock, ...)."""
         return self.system.lookup(LOCKS)
@@ -178,7 +193,8 @@ class Node:
     def describe(self) -> str:
         return (
             f"{self.config.node.ae_title} dicom={self.address.host}:{self.address.port}"
-            f" data={self.config.data_dir.resolve()}"
+            + (f" dicom-tls={self.address.host}:{self.address.tls_port}" if self.address.tls_port is not None else "")
+            + f" data={self.config.data_dir.resolve()}"
             + (f" http=http://{self.http.host}:{self.http.port}/" if self.http is not None else "")
             + (f" events=ws://{self.events.host}:{self.events.port}/events" if self.events is not None else "")
         )
@@ -203,6 +219,7 @@ def commitment_settings(config: Config) -> CommitmentSettings:
         ae_title=config.node.ae_title,
         connect_timeout=10.0,
         dimse_timeout=config.network.dimse_timeout,
+        tls_client=tls_client_factory(config),
     )
 
 
@@ -229,7 +246,10 @@ def prefetch_policy(config: Config) -> PrefetchPolicy:
         section,
         sources=tuple(PrefetchSource(remote=s.remote, retrieve=s.retrieve) for s in section.source),
         criteria=from_section(PrefetchCriteria, section),
-        remote=from_section(RemoteSettings, section, calling_ae_title=config.node.ae_title, dimse_timeout=config.network.dimse_timeout),
+        remote=from_section(
+            RemoteSettings, section, calling_ae_title=config.node.ae_title, dimse_timeout=config.network.dimse_timeout,
+            tls_client=tls_client_factory(config),
+        ),
     )
 
 
@@ -374,9 +394,46 @@ def tier_specs(config: Config) -> SupervisorSpec:
     )
 
 
+def security_database(config: Config) -> str:
+    return str(config.data_dir / "security.sqlite")
+
+
+def security_specs(config: Config) -> list[ActorSpec]:
+    """The security actor, when [access] is on (users, roles, AE rules)."""
+    if not config.access.enabled:
+        return []
+    policy = AccessPolicy(
+        enabled=True, unknown_ae=config.access.unknown_ae, accept_username_only=config.access.accept_username_only
+    )
+    return [ActorSpec(name="security", actor=SecurityActor, args={"database": security_database(config), "policy": policy})]
+
+
+def audit_file(config: Config) -> Path:
+    return Path(config.audit.path) if config.audit.path else config.data_dir / "audit" / "audit.jsonl"
+
+
+def audit_path(config: Config) -> str | None:
+    """The audit actor's path, when [audit] is on (senders skip auditing on None)."""
+    return AUDIT_PATH if config.audit.enabled else None
+
+
+def audit_specs(config: Config) -> list[ActorSpec]:
+    if not config.audit.enabled:
+        return []
+    return [ActorSpec(
+        name="audit", actor=AuditActor, capacity=8192,
+        args={
+            "path": str(audit_file(config)), "source": config.node.ae_title,
+            "fsync": config.audit.sync == "fsync", "rotate_bytes": config.audit.rotate_bytes,
+        },
+    )]
+
+
 def service_specs(config: Config) -> list[ActorSpec | SupervisorSpec]:
     specs: list[ActorSpec | SupervisorSpec] = [
+        *audit_specs(config),  # first: every other actor may record to it
         ActorSpec(name="aes", actor=AERegistry, args={"remotes": config.remote}),
+        *security_specs(config),
         # Before the index and commitment: at start they ask the tiers (finishing deletions, checks).
         tier_specs(config),
         index_spec(config),
@@ -434,6 +491,18 @@ def study_guard(config: Config):
     return guard
 
 
+def tls_client_factory(config: Config) -> Callable[[], ssl.SSLContext] | None:
+    """Our TLS client context for [[remote]]s marked tls: our certificate, the CAs we
+    trust ([tls] section); None without a certificate or CA file to use."""
+    tls = config.tls
+    if not (tls.cert_file or tls.ca_file):
+        return None
+    return functools.partial(
+        client_context, ca_file=tls.ca_file, cert_file=tls.cert_file, key_file=tls.key_file,
+        check_hostname=tls.check_hostname, min_version=tls.min_version,
+    )
+
+
 def dicom_services(config: Config) -> ServiceSet:
     storage = StoreSettings(
         layout=Layout(config.storage.layout),
@@ -456,6 +525,7 @@ def dicom_services(config: Config) -> ServiceSet:
                 patient_level_in_study_root=config.query.patient_level_in_study_root,
                 tiers_path=TIERS_PATH,
                 track_access_time=config.hsm.track_access_time,
+                tls_client=tls_client_factory(config),
             ),
             GetService(
                 index_path=INDEX,
@@ -483,6 +553,9 @@ def association_settings(config: Config) -> AssociationSettings:
         dimse_timeout=network.dimse_timeout,
         min_peer_pdu_length=network.min_peer_pdu_length,
         max_sequence_depth=network.max_sequence_depth,
+        access_control=config.access.enabled,
+        audit_path=audit_path(config),
+        audit_wait=config.audit.sync == "fsync",
     )
 
 
@@ -492,7 +565,7 @@ def association_factory(config: Config) -> Callable[..., AssociationActor]:
     settings = association_settings(config)
     services = dicom_services(config)
 
-    def make_association(stream, association_id: str, peer: str, listener: str) -> AssociationActor:
+    def make_association(stream, association_id: str, peer: str, listener: str, tls_subject: str | None = None) -> AssociationActor:
         return AssociationActor(
             stream=stream,
             association_id=association_id,
@@ -500,6 +573,7 @@ def association_factory(config: Config) -> Callable[..., AssociationActor]:
             settings=settings,
             services=services,
             listener=listener,
+            tls_subject=tls_subject,
         )
 
     return make_association
@@ -523,6 +597,18 @@ def worker_specs(config: Config, routes: WorkerRoutes) -> list[ActorSpec]:
     ]
 
 
+def tls_listening(config: Config) -> TlsListening | None:
+    """The TLS port's settings, its server context loaded (TlsSetupError names a bad file)."""
+    tls = config.tls
+    if not tls.enabled:
+        return None
+    context = server_context(
+        cert_file=tls.cert_file, key_file=tls.key_file, ca_file=tls.ca_file,
+        require_client_certificate=tls.require_client_certificate, min_version=tls.min_version,
+    )
+    return TlsListening(port=tls.port, context=context, handshake_timeout=tls.handshake_timeout, plain_port=tls.plain_port)
+
+
 def association_specs(config: Config) -> list[ActorSpec | SupervisorSpec]:
     make_association = association_factory(config)
     network = config.network
@@ -535,6 +621,9 @@ def association_specs(config: Config) -> list[ActorSpec | SupervisorSpec]:
         "make_association": make_association,
         "names": itertools.count(1),  # outlives a restart of the listener: names stay unique
         "workers": tuple(f"{WORKERS}/w{i}" for i in range(1, worker_count(config) + 1)),
+        "tls": tls_listening(config),
+        "audit_path": audit_path(config),
+        "ae_title": config.node.ae_title,
     }
     return [ActorSpec(name="listener", actor=Listener, args=listener_args)]
 

@@ -23,6 +23,7 @@ underneath (sending, receiving, timeouts, cancelling, closing) is client_session
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
@@ -34,6 +35,8 @@ from pydicom.valuerep import PersonName
 from ..protocol.catalog import MODALITY_WORKLIST_FIND, VERIFICATION
 from ..protocol.commands import CEchoRQ, CEchoRSP, CFindRQ, CGetRQ, CMoveRQ, CStoreRQ, CStoreRSP, Priority
 from ..protocol.errors import LocalProtocolError
+from ..protocol.codes import UserIdentityType
+from ..protocol.items import UserIdentityRQ
 from ..protocol.negotiation import AcceptedContext, ProposedContext, build_request
 from ..protocol.status import StatusClass, status_class
 from .contexts import (
@@ -67,6 +70,8 @@ from .errors import (
     NoPresentationContext,
     OperationFailed,
 )
+from .tls import handshake_failure
+from .tls_stream import TlsStream
 from .operations import FindQuery, GetProgress, MoveProgress
 from .receive import InstanceCallback, target_for
 from .results import MoveOriginator, ReceivedInstance, RetrieveProgress, StoreResult
@@ -116,8 +121,17 @@ async def connect(
     dimse_timeout: float = 60.0,
     artim_timeout: float = 30.0,
     close_timeout: float = 10.0,
+    ssl_context: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+    username: str | None = None,
+    passcode: str | None = None,
 ) -> AsyncIterator[ClientAssociation]:
     """Open an association; release it (or abort it, see the module doc) when the block ends.
+
+    ssl_context: DICOM TLS (client/tls.py `client_context`); the handshake counts against
+    connect_timeout, and its certificate is checked for `server_hostname` (default: host).
+    username (and passcode): a user identity sub-item (PS3.7 D.3.3.7) asking for a
+    positive response; a peer that refuses the identity rejects the association.
 
     contexts: what to propose (default: `default_contexts()`). connect_timeout bounds the
     TCP connect; artim_timeout the wait for the A-ASSOCIATE answer (and the link's ARTIM
@@ -131,11 +145,12 @@ async def connect(
             called_ae_title=called_ae_title,
             contexts=proposed,
             max_pdu_length=max_pdu_length,
+            user_identity=user_identity_item(username, passcode),
         )
         rq.encode()  # bad AE titles fail here, before any connection
     except LocalProtocolError as error:
         raise InvalidInput(str(error)) from None
-    stream = await _open_stream(host, port, connect_timeout)
+    stream = await _open_stream(host, port, connect_timeout, ssl_context, server_hostname)
     association = ClientAssociation(
         stream,
         peer=f"{host}:{port}",
@@ -165,12 +180,36 @@ async def connect(
         raise failure
 
 
-async def _open_stream(host: str, port: int, timeout: float) -> trio.SocketStream:
+def user_identity_item(username: str | None, passcode: str | None) -> UserIdentityRQ | None:
+    if username is None:
+        return None
+    return UserIdentityRQ(
+        identity_type=UserIdentityType.USERNAME_AND_PASSCODE if passcode is not None else UserIdentityType.USERNAME,
+        positive_response_requested=True,
+        primary_field=username.encode("utf-8"),
+        secondary_field=(passcode or "").encode("utf-8"),
+    )
+
+
+async def _open_stream(
+    host: str, port: int, timeout: float, ssl_context: ssl.SSLContext | None = None, server_hostname: str | None = None
+) -> trio.abc.Stream:
     try:
         with trio.fail_after(timeout):
-            return await trio.open_tcp_stream(host, port)
+            stream = await trio.open_tcp_stream(host, port)
+            if ssl_context is None:
+                return stream
+            secure = TlsStream(stream, ssl_context, server_side=False, server_hostname=server_hostname or host)
+            try:
+                await secure.do_handshake()
+            except BaseException:
+                await trio.aclose_forcefully(stream)
+                raise
+            return secure
     except trio.TooSlowError:
         raise ConnectionFailed(host, port, f"no answer within {timeout:g} s") from None
+    except (trio.BrokenResourceError, ssl.SSLError) as error:
+        raise ConnectionFailed(host, port, f"TLS handshake failed ({handshake_failure(error)})") from None
     except OSError as error:
         raise ConnectionFailed(host, port, _why_not(error)) from None
 

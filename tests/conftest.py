@@ -22,3 +22,4 @@ from peers.fixtures import (  # noqa: E402,F401
     s3_endpoint,
     storescp_peer,
 )
+from peers.certificates import tls_files  # noqa: E402,F401

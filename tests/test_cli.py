@@ -117,8 +117,8 @@ async def test_replay_command_fails_when_behaviour_differs(tmp_path):
     assert result.returncode == 1
     out = result.stdout.decode()
     assert "reply /node/services/aes -> None" in out
-    assert '-{"payload":{"ae_title":"WS1","host":"127.0.0.1","port":4007},"type":"aes.remote-ae"}' in out
-    assert '+{"payload":{"ae_title":"WS1","host":"127.0.0.1","port":4006},"type":"aes.remote-ae"}' in out
+    assert '-{"payload":{"ae_title":"WS1","host":"127.0.0.1","port":4007,"tls":false},"type":"aes.remote-ae"}' in out
+    assert '+{"payload":{"ae_title":"WS1","host":"127.0.0.1","port":4006,"tls":false},"type":"aes.remote-ae"}' in out
 
 
 async def test_replay_of_a_missing_file_is_exit_2(tmp_path):

@@ -42,6 +42,12 @@ def test_file_then_environment_then_flags(tmp_path):
         ({"nodes": {}}, "nodes", "unknown section"),
         ({"remote": [{"ae_title": "A", "host": "h", "port": 0}]}, "remote", "between 1 and 65535"),
         ({"remote": [{"ae_title": "A", "host": "h"}]}, "remote[0]", "ae_title, host and port"),
+        ({"remote": [{"ae_title": "A", "host": "h", "port": 1, "tls": "yes"}]}, "remote[0].tls", "true or false"),
+        ({"tls": {"enabled": True}}, "tls.cert_file", "cert_file and key_file"),
+        ({"tls": {"require_client_certificate": True, "cert_file": "a", "key_file": "b"}}, "tls.ca_file", "client certificates"),
+        ({"tls": {"min_version": "1.1"}}, "tls.min_version", "1.2 or 1.3"),
+        ({"access": {"unknown_ae": "allow"}}, "access.unknown_ae", "reject, identity"),
+        ({"audit": {"sync": "never"}}, "audit.sync", "fsync, os"),
     ],
 )
 def test_errors_name_key_value_and_what_is_allowed(data, key, fragment):
@@ -121,3 +127,18 @@ def test_tier_tables_are_read_strictly():
         from_mapping({"hsm": {"warm_tier": "nowhere"}})
     with pytest.raises(ConfigError, match="once"):
         from_mapping({"tier": [{"name": "a", "kind": "local", "path": "/x"}] * 2})
+
+
+def test_security_sections_and_a_tls_remote(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[tls]\nenabled = true\ncert_file = "n.pem"\nkey_file = "n.key"\nca_file = "ca.pem"\nrequire_client_certificate = true\n'
+        '[access]\nenabled = true\nunknown_ae = "identity"\n[audit]\nenabled = true\nsync = "os"\n'
+        '[[remote]]\nae_title = "SECURE"\nhost = "pacs.example"\nport = 2762\ntls = true\n'
+    )
+    config = load_config(path, environ={"TRIOPACS_PASSWORD": "not a setting"})
+    assert config.tls.enabled and config.tls.port == 2762 and config.tls.require_client_certificate
+    assert config.access.unknown_ae == "identity" and config.audit.sync == "os"
+    assert config.remote == (RemoteAE(ae_title="SECURE", host="pacs.example", port=2762, tls=True),)
+    # Off by default: an embedded node without these sections is as open as before.
+    assert not (Config().tls.enabled or Config().access.enabled or Config().audit.enabled)

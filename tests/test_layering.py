@@ -32,6 +32,8 @@ LAYERS = {
     "cli_tiers": 6,
     "cli_prefetch": 6,
     "cli_status": 6,
+    "cli_security": 6,
+    "cli_audit": 6,
     "__main__": 6,
     "web": 6,
     "": 7,  # the package root: the embedding API, importing from anywhere below

@@ -183,6 +183,7 @@ class Admin:
             AssociationView(
                 association_id=d.association_id, peer=d.peer, calling_ae_title=d.calling_ae_title, called_ae_title=d.called_ae_title,
                 state=d.state, contexts=d.contexts, bytes_received=d.bytes_received, bytes_sent=d.bytes_sent, age=d.seconds,
+                tls_subject=d.tls_subject or "", username=d.username,
             )
             for d in found
         ]

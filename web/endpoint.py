@@ -32,3 +32,6 @@ class Endpoint:
     media_type: str = "application/json"
     parameters: tuple[Parameter, ...] = ()
     errors: tuple[tuple[int, str], ...] = ()
+    # What a caller's role must allow with [access] on (storage/access.py); None: a
+    # probe, open while [access] open_probes.
+    permission: str | None = "system"

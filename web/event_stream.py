@@ -16,9 +16,11 @@ from urllib.parse import parse_qs, urlsplit
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, WebSocketServer
 
-from ..actors import Actor
+from ..actors import Actor, ActorError
 from ..actors.node.listener import GetAddress, ListeningOn
+from ..actors.node.security import SECURITY_PATH, Authenticate, CheckToken
 from ..config import HttpSettings
+from .auth import MAX_CREDENTIALS, Unauthorized, basic_credentials
 from .connections import BoundedListener
 from .event_json import event_json, event_type, wanted
 
@@ -30,8 +32,11 @@ class EventStream(Actor):
     replayable = False  # driven by sockets
     accepts = (GetAddress,)
 
-    def __init__(self, *, settings: HttpSettings) -> None:
+    def __init__(self, *, settings: HttpSettings, access: bool = False) -> None:
+        """`access`: [access] is on - a client needs a user whose role allows `system`
+        (HTTP basic or a bearer token in the Authorization header, or ?token=)."""
         self.settings = settings
+        self.access = access
         self.clients = 0
 
     async def on_start(self) -> None:
@@ -66,13 +71,42 @@ class EventStream(Actor):
         if self.clients >= self.settings.max_event_clients:
             await request.reject(503, body=b"too many event stream clients")
             return
-        types = tuple(t.strip() for value in parse_qs(target.query).get("types", []) for t in value.split(",") if t.strip())
+        query = parse_qs(target.query)
+        if self.access:
+            refusal = await self._refusal(request, query)
+            if refusal is not None:
+                await request.reject(refusal[0], body=refusal[1])
+                return
+        types = tuple(t.strip() for value in query.get("types", []) for t in value.split(",") if t.strip())
         ws = await request.accept()
         self.clients += 1
         try:
             await self._stream(ws, types)
         finally:
             self.clients -= 1
+
+    async def _refusal(self, request: WebSocketRequest, query: dict) -> tuple[int, bytes] | None:
+        """Why the client may not watch (status, body), or None."""
+        header = next((value.decode("latin-1") for name, value in request.headers if name.lower() == b"authorization"), "")
+        scheme, _, value = header.partition(" ")
+        try:
+            if scheme.lower() == "basic" and len(header) <= MAX_CREDENTIALS:
+                username, password = basic_credentials(value)
+                ask = Authenticate(username=username, password=password)
+            elif scheme.lower() == "bearer" or query.get("token"):
+                ask = CheckToken(token=value.strip() if scheme.lower() == "bearer" else query["token"][0])
+            else:
+                return 401, b"credentials needed: HTTP basic, a bearer token, or ?token="
+            verdict = await self.ctx.lookup(SECURITY_PATH).ask(ask, timeout=10)
+        except Unauthorized:
+            return 401, b"malformed credentials"
+        except ActorError:
+            return 503, b"access control is not available"
+        if not verdict.allowed:
+            return 401, b"wrong credentials"
+        if "system" not in verdict.permissions:
+            return 403, b"the user's role may not watch the event stream"
+        return None
 
     async def _stream(self, ws: WebSocketConnection, types: tuple[str, ...]) -> None:
         with self.ctx.system.bus.subscribe(capacity=self.settings.event_buffer) as events:

@@ -32,7 +32,7 @@ def web_spec(config: Config, phase: NodePhase) -> SupervisorSpec:
         name="web",
         children=[
             ActorSpec(name="metrics", actor=MetricsActor, args={"ae_title": config.node.ae_title}),
-            ActorSpec(name="events", actor=EventStream, args={"settings": config.http}),
+            ActorSpec(name="events", actor=EventStream, args={"settings": config.http, "access": config.access.enabled}),
             ActorSpec(
                 name="http",
                 actor=HttpActor,

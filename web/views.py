@@ -38,6 +38,13 @@ class Version:
 
 
 @attrs.frozen(kw_only=True)
+class TokenView:
+    token: str = field("send it as `Authorization: Bearer <token>`")
+    username: str = field("whose token it is")
+    expires_in: float = field("seconds it stays valid")
+
+
+@attrs.frozen(kw_only=True)
 class Endpoints:
     dicom: str = field("host:port of the DICOM listener")
     http: str = field("base URL of this API")
@@ -70,6 +77,8 @@ class AssociationView:
     bytes_received: int = field("bytes read from the peer")
     bytes_sent: int = field("bytes written to the peer")
     age: float = field("seconds since the connection was accepted")
+    tls_subject: str = field("the peer certificate's subject over DICOM TLS (empty: plain TCP or no certificate)", default="")
+    username: str = field("the user identity the peer proved (empty: none)", default="")
 
 
 @attrs.frozen(kw_only=True)

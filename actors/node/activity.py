@@ -14,6 +14,17 @@ class AssociationOpened:
     calling_ae_title: str
     called_ae_title: str
     contexts: tuple[str, ...]  # the abstract syntaxes accepted
+    tls_subject: str | None = None  # the peer certificate's subject (TLS); None: plain TCP
+    username: str = ""  # the user identity the peer proved, if any
+
+
+@message("activity.tls-refused")
+class TlsRefused:
+    """A connection to the TLS port that never became a TLS session: a certificate the
+    node does not trust, plain TCP, a handshake too slow."""
+
+    peer: str
+    reason: str
 
 
 @message("activity.association-rejected")
@@ -22,6 +33,9 @@ class AssociationRejected:
     peer: str
     calling_ae_title: str
     reason: str
+    called_ae_title: str = ""
+    tls_subject: str | None = None
+    username: str = ""
 
 
 @message("activity.association-closed")
@@ -69,5 +83,5 @@ class RetrieveFinished:
     status: int
 
 
-ASSOCIATION_EVENTS = (AssociationOpened, AssociationRejected, AssociationClosed)
+ASSOCIATION_EVENTS = (AssociationOpened, AssociationRejected, AssociationClosed, TlsRefused)
 ACTIVITY_EVENTS = (*ASSOCIATION_EVENTS, InstanceStored, StoreRefusedEvent, QueryAnswered, RetrieveFinished)

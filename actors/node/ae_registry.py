@@ -14,6 +14,7 @@ class RemoteAE:
     ae_title: str
     host: str
     port: int
+    tls: bool = False  # connect to it with DICOM TLS ([tls] gives our certificate and the CAs)
 
 
 @message("aes.lookup")

@@ -46,7 +46,9 @@ from ...protocol.commands import (
 from ...protocol.elements import CHECKERS, VR
 from ...protocol.errors import LocalProtocolError
 from ...protocol.events import Aborted, AssociationRequested, ConnectionClosed, ReleaseRequested
+from ...protocol.codes import RejectResult, RejectSource
 from ...protocol.negotiation import DEFAULT_MIN_PEER_PDU_LENGTH, AcceptorPolicy, SupportedContext, negotiate
+from ...protocol.pdu import AAssociateRJ
 from ...protocol.status import Status
 from ...protocol.structure import DEFAULT_MAX_DEPTH
 from ...protocol.uid import is_valid_uid
@@ -68,6 +70,9 @@ from .peer import (
     PeerRequestedRelease,
 )
 from .outgoing import Outgoing, PeerUnavailable, SendRequest, send_and_wait
+from ...storage import audit_records
+from .audit import audit
+from .security import SECURITY_PATH, AccessVerdict, CheckAssociation
 from .services.base import RunningOperation, Service, Session
 
 
@@ -82,6 +87,11 @@ class AssociationSettings:
     dimse_timeout: float = 60.0
     min_peer_pdu_length: int = DEFAULT_MIN_PEER_PDU_LENGTH
     max_sequence_depth: int = DEFAULT_MAX_DEPTH
+    # [access] on: the security actor decides who may associate and what each may do.
+    access_control: bool = False
+    security_path: str = SECURITY_PATH
+    audit_path: str | None = None  # the audit actor, when [audit] is on
+    audit_wait: bool = True  # answer only once the record is on disk ([audit] sync = fsync)
 
 
 class ServiceSet:
@@ -202,6 +212,8 @@ class AssociationDescription:
     called_ae_title: str = ""
     contexts: tuple[str, ...] = ()  # the abstract syntaxes accepted
     seconds: float = 0.0  # since the connection was accepted
+    tls_subject: str | None = None  # the peer certificate's subject (TLS); None: plain TCP
+    username: str = ""  # the user identity the peer proved, if any
 
 
 class AssociationActor(Actor):
@@ -228,8 +240,10 @@ class AssociationActor(Actor):
         settings: AssociationSettings,
         services: ServiceSet,
         listener: str | None = None,
+        tls_subject: str | None = None,
     ) -> None:
         self.stream = stream  # None in a replay: no socket, inputs come from the trace
+        self.tls_subject = tls_subject  # the peer certificate's subject ("" none sent); None: plain TCP
         self.association_id = association_id
         self.peer_address = peer
         self.settings = settings
@@ -247,6 +261,8 @@ class AssociationActor(Actor):
         self._own_events: deque[PeerEvent] = deque()  # what our own primitives caused
         self._outcome = "closed"  # -> released or aborted, for AssociationClosed
         self._began = 0.0
+        self.username = ""  # the user identity the peer proved
+        self.permissions: frozenset[str] | None = None  # what it may do; None: anything (access control off)
 
     @classmethod
     def for_replay(
@@ -388,6 +404,8 @@ class AssociationActor(Actor):
                     called_ae_title=self.session.called_ae_title if self.session is not None else "",
                     contexts=_abstract_syntaxes(self.session),
                     seconds=trio.current_time() - self._began,
+                    tls_subject=self.tls_subject,
+                    username=self.username,
                 )
 
     # --- negotiation -------------------------------------------------------------------
@@ -404,11 +422,22 @@ class AssociationActor(Actor):
             min_peer_pdu_length=self.settings.min_peer_pdu_length,
         )
         admission = await self._admission()
+        verdict = await self._access(request) if admission.admitted else None
         # A requestor that takes the SCP role for some SOP classes (a C-GET) will receive
         # on those contexts: what we hold decides their transfer syntaxes.
         sending = {role.sop_class_uid for role in request.user_information.role_selections if role.scp_role}
         held = await self.services.held_syntaxes(self.ctx, sending) if sending and admission.admitted else None
-        decision = negotiate(request, policy, too_many_associations=not admission.admitted, held_syntaxes=held)
+        decision = negotiate(
+            request, policy, too_many_associations=not admission.admitted, held_syntaxes=held,
+            # A checked username (and passcode) is answered with an empty server response.
+            identity_response=b"" if verdict is not None and verdict.identity_accepted else None,
+        )
+        why = admission.reason
+        if decision.negotiated is not None and verdict is not None and not verdict.allowed:
+            decision = attrs.evolve(decision, negotiated=None, response=AAssociateRJ(
+                result=RejectResult.REJECTED_PERMANENT, source=RejectSource.SERVICE_USER, reason=verdict.reject_reason
+            ))
+            why = verdict.reason
         try:
             if decision.negotiated is None:
                 rj = decision.response
@@ -419,14 +448,23 @@ class AssociationActor(Actor):
                     result=rj.result,
                     source=rj.source,
                     reason=rj.reason,
-                    why=admission.reason or None,
+                    why=why or None,
+                    username=_identity_name(request) or None,
                 )
+                await audit(self.ctx, audit_records.association(
+                    self.settings.ae_title, self._audit_peer(_identity_name(request)), accepted=False,
+                    reason=why or f"result {rj.result}, source {rj.source}, reason {rj.reason}",
+                ), self.settings.audit_path)
                 await self.peer.reject(rj)
                 self.ctx.publish(AssociationRejected(
                     association_id=self.association_id, peer=self.peer_address, calling_ae_title=self.calling_ae_title,
-                    reason=admission.reason or f"result {rj.result}, source {rj.source}, reason {rj.reason}",
+                    reason=why or f"result {rj.result}, source {rj.source}, reason {rj.reason}",
+                    called_ae_title=request.called_ae_title.strip(), tls_subject=self.tls_subject,
+                    username=_identity_name(request),
                 ))
                 return
+            if verdict is not None:
+                self.username, self.permissions = verdict.username, frozenset(verdict.permissions)
             self.session = Session(
                 association_id=self.association_id,
                 link=self.peer,
@@ -437,17 +475,42 @@ class AssociationActor(Actor):
                 ctx=self.ctx,
                 settings=self.settings,
             )
+            self.session.username, self.session.tls_subject = self.username, self.tls_subject
             structlog.contextvars.bind_contextvars(calling_ae=self.calling_ae_title)
             self.log = self.log.bind(calling_ae=self.calling_ae_title)
+            await self.session.audit(audit_records.association(self.settings.ae_title, self.session.audit_peer(), accepted=True))
             await self.peer.accept(decision.response)
             self.log.info("association accepted", contexts=len(decision.negotiated.contexts))
             self.ctx.publish(AssociationOpened(
                 association_id=self.association_id, peer=self.peer_address, calling_ae_title=self.calling_ae_title,
                 called_ae_title=self.session.called_ae_title, contexts=_abstract_syntaxes(self.session),
+                tls_subject=self.tls_subject, username=self.username,
             ))
         except LocalProtocolError:
             # The peer aborted or closed while we decided (its next read): ordinary.
             self.log.info("the peer left during negotiation")
+
+    def _audit_peer(self, username: str = "") -> audit_records.Peer:
+        return audit_records.Peer(
+            ae_title=self.calling_ae_title, host=self.peer_address.rsplit(":", 1)[0], username=username, tls_subject=self.tls_subject
+        )
+
+    async def _access(self, request) -> AccessVerdict | None:
+        """The security actor's verdict on this peer (None: access control is off)."""
+        if not self.settings.access_control:
+            return None
+        identity = request.user_information.user_identity
+        check = CheckAssociation(
+            calling_ae_title=self.calling_ae_title,
+            host=self.peer_address.rsplit(":", 1)[0],
+            identity_type=identity.identity_type if identity is not None else None,
+            username=_identity_name(request),
+            passcode=identity.secondary_field.decode("utf-8", "replace") if identity is not None else "",
+        )
+        try:
+            return await self.ctx.lookup(self.settings.security_path).ask(check, timeout=self.settings.artim_timeout)
+        except ActorError as error:
+            return AccessVerdict(allowed=False, reason=f"access control is not available: {error}")
 
     async def _admission(self) -> Admission:
         if self.listener is None:
@@ -499,6 +562,15 @@ class AssociationActor(Actor):
         service = self.services.for_request(type(message), self._abstract_syntax(received.context_id))
         if service is None or not self._serves_context(service, received.context_id):
             await self._refuse(received, Status.UNRECOGNIZED_OPERATION if service is None else Status.SOP_CLASS_NOT_SUPPORTED)
+            return
+        if self.permissions is not None and service.permission is not None and service.permission not in self.permissions:
+            who = f"user {self.username!r}" if self.username else f"calling AE {self.calling_ae_title!r}"
+            reason = f"{who} may not {service.permission}"
+            await self.session.audit(audit_records.not_authorized(
+                self.settings.ae_title, self.session.audit_peer(), operation=type(message).__name__,
+                sop_class_uid=self._abstract_syntax(received.context_id) or "", reason=reason,
+            ))
+            await self._refuse(received, Status.NOT_AUTHORIZED, reason)
             return
         misplaced = dataset_out_of_place(message)
         if misplaced is not None:
@@ -619,6 +691,13 @@ class AssociationActor(Actor):
                 ),
                 received.context_id,
             )
+
+
+def _identity_name(request) -> str:
+    identity = request.user_information.user_identity
+    if identity is None or identity.identity_type not in (1, 2):
+        return ""
+    return identity.primary_field.decode("utf-8", "replace")[:64]
 
 
 def _abstract_syntaxes(session: Session | None) -> tuple[str, ...]:

@@ -20,15 +20,16 @@ back with messages (`Checked`, `DeliveryDue`); the mailbox never waits on them.
 """
 
 import math
+import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import attrs
 import trio
 
 from ...client.commitment import commitment_contexts, event_information
 from ...client.connection import connect
-from ...client.errors import ClientError
+from ...client.errors import ClientError, ConnectionFailed
 from ...protocol.catalog import STORAGE_COMMITMENT_PUSH_MODEL, STORAGE_COMMITMENT_PUSH_MODEL_INSTANCE
 from ...protocol.commands import NEventReportRQ
 from ...protocol.status import Status
@@ -61,6 +62,8 @@ class CommitmentSettings:
     max_attempts: int = 50
     connect_timeout: float = 10.0
     dimse_timeout: float = 60.0
+    # Makes our TLS client context for requestors marked tls ([tls]); None: they cannot be reached.
+    tls_client: Callable[[], ssl.SSLContext] | None = None
 
     def delay(self, attempts: int) -> float:
         """Seconds before attempt `attempts + 1`, after `attempts` failures."""
@@ -238,6 +241,8 @@ class CommitmentActor(Actor):
             raise Undelivered(str(error)) from None
         rq, information = self._report(request.result, request.transaction_uid)
         try:
+            if remote.tls and self.settings.tls_client is None:
+                raise ConnectionFailed(remote.host, remote.port, "the requestor needs TLS and [tls] has no certificates")
             async with connect(
                 remote.host,
                 remote.port,
@@ -246,6 +251,7 @@ class CommitmentActor(Actor):
                 contexts=commitment_contexts(as_scp=True),
                 connect_timeout=self.settings.connect_timeout,
                 dimse_timeout=self.settings.dimse_timeout,
+                ssl_context=self.settings.tls_client() if remote.tls else None,
             ) as association:
                 answer = await association.n_event_report(rq.affected_sop_class_uid, rq.affected_sop_instance_uid, rq.event_type_id, information)
         except ClientError as error:

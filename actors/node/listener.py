@@ -15,20 +15,35 @@ Two limits, counted here (docs/limits.md):
   association asks (`AdmitAssociation`) and one past the limit is rejected (transient,
   local limit exceeded) as PS3.8 says to.
 
+With TLS on (`tls`), a second socket serves DICOM TLS (PS3.15 Annex B): each connection
+gets its handshake in a task of its own, within `handshake_timeout`, before it becomes a
+waiting connection like any other. At most `max_waiting` handshakes run at once; one
+more cancels the oldest, so stalled handshakes cannot hold the port. A handshake that
+fails (an untrusted or expired certificate, plain TCP, too slow) is logged with its
+reason and published as `TlsRefused`. TLS associations are served in the node's process,
+never handed to a worker: a TLS session cannot change processes.
+
 Nothing a peer does restarts the listener: an error on one connection (a reset before
 the peer's address could be read, a refused start) is that connection's end alone.
 """
 
 import errno
 import itertools
+import ssl
 from collections import Counter
 from collections.abc import Callable, Iterator
 
+import attrs
 import trio
 
+from ...client.tls import handshake_failure, subject_text
+from ...client.tls_stream import TlsStream
 from ..runtime.actor import Actor
 from ..runtime.messages import message
 from ..runtime.supervision import ActorSpec, Restart
+from ...storage import audit_records
+from .activity import TlsRefused
+from .audit import audit
 from .workers import TakeConnection
 
 # Accept errors that mean "try again in a moment" (too many open files, memory).
@@ -44,6 +59,7 @@ class GetAddress:
 class ListeningOn:
     host: str
     port: int
+    tls_port: int | None = None  # the DICOM TLS port, when TLS is on
 
 
 @message("listener.admit")
@@ -83,8 +99,19 @@ class ConnectionCounts:
     evicted: int  # waiting connections closed to make room, since the listener started
 
 
-# (stream, association id, peer "host:port", the listener's path) -> the association actor
-AssociationFactory = Callable[[trio.SocketStream, str, str, str], Actor]
+# (stream, association id, peer "host:port", the listener's path) -> the association
+# actor; a TLS stream comes with its peer's certificate subject (tls_subject=..., "" if none)
+AssociationFactory = Callable[..., Actor]
+
+
+@attrs.frozen(kw_only=True)
+class TlsListening:
+    """The TLS port: its server context (client/tls.py) and how long a handshake may take."""
+
+    port: int
+    context: ssl.SSLContext
+    handshake_timeout: float = 10.0
+    plain_port: bool = True  # the plain TCP port stays open beside it
 
 
 class Listener(Actor):
@@ -102,6 +129,9 @@ class Listener(Actor):
         max_waiting_per_address: int = 32,
         names: Iterator[int] | None = None,
         workers: tuple[str, ...] = (),
+        tls: TlsListening | None = None,
+        audit_path: str | None = None,
+        ae_title: str = "",
     ) -> None:
         """`workers`: the worker hosts (actors/node/workers.py) that serve the
         associations; none: they run here, as siblings of the listener."""
@@ -120,6 +150,11 @@ class Listener(Actor):
         self.workers = workers
         self._hosting: dict[str, str] = {}  # association id -> the worker serving it
         self._handed: Counter[str] = Counter()  # connections given to each worker
+        self.tls = tls
+        self.audit_path = audit_path  # TLS refusals are recorded there, when [audit] is on
+        self.ae_title = ae_title
+        self._handshakes: dict[int, trio.CancelScope] = {}  # running TLS handshakes, oldest first
+        self._handshake_names = itertools.count(1)
 
     async def on_start(self) -> None:
         # After a restart the associations already running are counted as admitted.
@@ -127,12 +162,16 @@ class Listener(Actor):
         own_name = self.ctx.path.rsplit("/", 1)[-1]
         self._associations = {name for name in siblings if name != own_name}
         # trio sets TCP_NODELAY on every accepted stream: no 40 ms Nagle stalls.
-        listeners = await trio.open_tcp_listeners(self.port, host=self.bind)
-        host, port = listeners[0].socket.getsockname()[:2]
-        self.address = ListeningOn(host=host, port=port)
-        for listener in listeners:
-            self.ctx.nursery.start_soon(self._accept_forever, listener)
-        self.ctx.log.info("listening", host=host, port=port)
+        plain = await trio.open_tcp_listeners(self.port, host=self.bind) if self.tls is None or self.tls.plain_port else []
+        secure = await trio.open_tcp_listeners(self.tls.port, host=self.bind) if self.tls is not None else []
+        host, port = (plain or secure)[0].socket.getsockname()[:2]
+        tls_port = secure[0].socket.getsockname()[1] if secure else None
+        self.address = ListeningOn(host=host, port=port if plain else tls_port, tls_port=tls_port)
+        for listener in plain:
+            self.ctx.nursery.start_soon(self._accept_forever, listener, self._start_association)
+        for listener in secure:
+            self.ctx.nursery.start_soon(self._accept_forever, listener, self._start_handshake)
+        self.ctx.log.info("listening", host=host, port=port if plain else None, tls_port=tls_port)
 
     async def handle(self, message):
         match message:
@@ -188,7 +227,7 @@ class Listener(Actor):
         except Exception:  # noqa: BLE001 - gone already, or its mailbox is full: ARTIM ends it
             pass
 
-    async def _accept_forever(self, listener: trio.SocketListener) -> None:
+    async def _accept_forever(self, listener: trio.SocketListener, serve) -> None:
         async with listener:
             while True:
                 try:
@@ -199,28 +238,69 @@ class Listener(Actor):
                     self.ctx.log.error("cannot accept a connection now", error=str(error))
                     await trio.sleep(0.1)  # the resource may free up; don't spin
                     continue
-                await self._start_association(stream)
+                await serve(stream)
 
-    async def _start_association(self, stream: trio.SocketStream) -> None:
-        """Start the connection's actor. Whatever goes wrong stays this connection's problem."""
-        association_id = f"a{next(self._names)}"
+    async def _start_handshake(self, stream: trio.SocketStream) -> None:
+        """Run the TLS handshake beside the accept loop; past max_waiting handshakes the
+        oldest is cancelled."""
+        if len(self._handshakes) >= self.max_waiting:
+            oldest = next(iter(self._handshakes))
+            self._handshakes.pop(oldest).cancel()
+        name = next(self._handshake_names)
+        scope = trio.CancelScope(deadline=trio.current_time() + self.tls.handshake_timeout)
+        self._handshakes[name] = scope
+        self.ctx.nursery.start_soon(self._handshake, stream, scope, name)
+
+    async def _handshake(self, stream: trio.SocketStream, scope: trio.CancelScope, name: int) -> None:
         try:
             host, port = stream.socket.getpeername()[:2]
-        except OSError as error:  # reset before we got to it: nothing to serve
-            self.ctx.log.debug("connection gone before it was served", error=str(error))
+        except OSError:
             await stream.aclose()
+            self._handshakes.pop(name, None)
             return
         peer = f"{host}:{port}"
+        secure = TlsStream(stream, self.tls.context, server_side=True)
+        failure = None
+        with scope:
+            try:
+                await secure.do_handshake()
+            except Exception as error:  # noqa: BLE001 - whatever a peer's bytes cause ends its connection alone
+                failure = handshake_failure(error)
+        self._handshakes.pop(name, None)
+        if scope.cancelled_caught:
+            failure = f"no TLS handshake within {self.tls.handshake_timeout:g} s" if trio.current_time() >= scope.deadline else "closed to make room for newer TLS handshakes"
+        if failure is not None:
+            self.ctx.log.warning("TLS connection refused", peer=peer, reason=failure)
+            self.ctx.publish(TlsRefused(peer=peer, reason=failure))
+            await trio.aclose_forcefully(stream)
+            await audit(self.ctx, audit_records.tls_refused(self.ae_title, audit_records.Peer(host=host), failure), self.audit_path)
+            return
+        subject = subject_text(secure.getpeercert())
+        await self._start_association(secure, peer=peer, tls_subject=subject)
+
+    async def _start_association(self, stream, *, peer: str | None = None, tls_subject: str | None = None) -> None:
+        """Start the connection's actor. Whatever goes wrong stays this connection's problem."""
+        association_id = f"a{next(self._names)}"
+        if peer is None:
+            try:
+                host, port = stream.socket.getpeername()[:2]
+            except OSError as error:  # reset before we got to it: nothing to serve
+                self.ctx.log.debug("connection gone before it was served", error=str(error))
+                await stream.aclose()
+                return
+            peer = f"{host}:{port}"
+        host = peer.rsplit(":", 1)[0]
         self._make_room(host)
         # Waiting from now on: its A-ASSOCIATE-RQ may arrive before start() returns.
         self._waiting[association_id] = host
         self._waiting_by_host[host] += 1
-        if self.workers:
+        if self.workers and tls_subject is None:
             await self._hand_off(stream, association_id, peer)
             return
+        extra = {} if tls_subject is None else {"tls_subject": tls_subject}
         spec = ActorSpec(
             name=association_id,
-            actor=lambda: self.make_association(stream, association_id, peer, self.ctx.path),
+            actor=lambda: self.make_association(stream, association_id, peer, self.ctx.path, **extra),
             restart=Restart.NEVER,
             capacity=8,
         )

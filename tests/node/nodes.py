@@ -128,6 +128,18 @@ def dataset_bytes(path: Path) -> tuple[str, bytes]:
     return syntax, data[position:]
 
 
+SECURE_SCU = Path(__file__).with_name("pynetdicom_secure_scu.py")
+
+
+async def secure_scu(port: int, *args: str, timeout: float = 60) -> dict:
+    """pynetdicom_secure_scu.py's JSON: associated or rejected, with TLS and/or a user identity."""
+    argv = [sys.executable, str(SECURE_SCU), str(port), AE_TITLE, *args]
+    with trio.fail_after(timeout):
+        done = await trio.run_process(argv, capture_stdout=True, capture_stderr=True, check=False)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    return json.loads(done.stdout)
+
+
 async def run_peer_script(script: Path, *args: str, timeout: float = 60) -> dict:
     """Run a peer script (pynetdicom in its own process) and return the JSON it prints,
     which must say it got associated."""

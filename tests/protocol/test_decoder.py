@@ -267,6 +267,10 @@ ERRORS = {
     "user identity short": (ui(item(0x58, b"\x01")), INVALID),
     "user identity positive response 2": (ui(item(0x58, b"\x01\x02\x00\x01u\x00\x00")), INVALID),
     "user identity AC trailing": (ui(item(0x59, b"\x00\x01ab")), INVALID),
+    "user identity primary length past the item": (ui(item(0x58, b"\x02\x01\xff\xffme\x00\x02pw")), INVALID),
+    "user identity secondary length past the item": (ui(item(0x58, b"\x02\x01\x00\x02me\x80\x00pw")), INVALID),
+    "user identity without its secondary length": (ui(item(0x58, b"\x02\x01\x00\x02me")), INVALID),
+    "user identity AC length past the item": (ui(item(0x59, b"\xff\xff")), INVALID),
 }
 
 

@@ -15,6 +15,7 @@ again: rejected permanently, move destination unknown, not authorised, a bad ans
 from __future__ import annotations
 
 import os
+import ssl
 import shutil
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -41,6 +42,8 @@ class RemoteSettings:
     dimse_timeout: float = 60.0
     operation_timeout: float = 600.0
     max_find_matches: int = 1000
+    # Makes our TLS client context for sources marked tls ([tls]); None: they cannot be reached.
+    tls_client: Callable[[], ssl.SSLContext] | None = None
 
 
 class SourceFailure(Exception):
@@ -77,9 +80,12 @@ async def _bounded(source: RemoteAE, settings: RemoteSettings, work: Callable[[]
 
 
 def _connect(source: RemoteAE, settings: RemoteSettings, contexts):
+    if source.tls and settings.tls_client is None:
+        raise ConnectionFailed(source.host, source.port, "the source needs TLS and [tls] has no certificates")
     return connect(
         source.host, source.port, called_ae_title=source.ae_title, calling_ae_title=settings.calling_ae_title,
         contexts=contexts, connect_timeout=settings.connect_timeout, dimse_timeout=settings.dimse_timeout,
+        ssl_context=settings.tls_client() if source.tls else None,
     )
 
 

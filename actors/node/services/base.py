@@ -14,6 +14,9 @@ import trio
 from ....protocol.commands import DimseMessage, DimseRequest, DimseResponse, next_message_id
 from ....protocol.negotiation import AcceptedContext, Negotiated, SupportedContext
 from ....client.link import DatasetSink, MemorySink
+from ....storage.audit_records import AuditRecord
+from ....storage.audit_records import Peer as AuditPeer
+from ..audit import audit
 
 if TYPE_CHECKING:
     from ..peer import Peer, PeerMessage
@@ -66,6 +69,19 @@ class Session:
         self.settings = settings
         self.log = ctx.log
         self._last_message_id = 0
+        self.username = ""  # the user identity the peer proved, if any
+        self.tls_subject: str | None = None  # the peer certificate's subject over TLS
+
+    def audit_peer(self) -> AuditPeer:
+        """The requestor, as the audit trail names it."""
+        return AuditPeer(
+            ae_title=self.calling_ae_title, host=self.peer.rsplit(":", 1)[0], username=self.username, tls_subject=self.tls_subject
+        )
+
+    async def audit(self, record: AuditRecord) -> None:
+        """Record it in the audit trail, if one is kept; returns once it is written."""
+        settings = self.settings
+        await audit(self.ctx, record, getattr(settings, "audit_path", None), wait=getattr(settings, "audit_wait", True))
 
     def context(self, context_id: int) -> AcceptedContext:
         accepted = self.negotiated.context(context_id)
@@ -85,6 +101,8 @@ class Session:
 class Service:
     requests: ClassVar[tuple[type[DimseRequest], ...]] = ()
     operation: ClassVar[bool] = False
+    # What a peer must be allowed (storage/access.py) to use it; None: anyone (C-ECHO).
+    permission: ClassVar[str | None] = None
 
     def contexts(self) -> list[SupportedContext]:
         return []

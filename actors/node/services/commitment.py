@@ -18,6 +18,7 @@ from .base import RunningOperation, Service, Session
 
 
 class StorageCommitmentService(Service):
+    permission = "commitment"
     requests = (NActionRQ,)
     operation = True
 

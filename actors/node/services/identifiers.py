@@ -36,3 +36,18 @@ def read_identifier(session: Session, received: "PeerMessage") -> tuple[Dataset,
     except UndecodableDataset as error:
         raise BadIdentifier(QueryRetrieveStatus.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, str(error)) from None
     return identifier, InformationModel.for_sop_class(context.abstract_syntax), context.transfer_syntax
+
+
+# The keys of an identifier the audit trail keeps: what was asked for, at which level.
+AUDITED_KEYS = ("QueryRetrieveLevel", "PatientID", "StudyInstanceUID", "SeriesInstanceUID", "AccessionNumber", "Modality", "StudyDate")
+
+
+def audited_keys(identifier: Dataset | None) -> dict[str, str]:
+    if identifier is None:
+        return {}
+    keys = {}
+    for keyword in AUDITED_KEYS:
+        value = identifier.get(keyword)
+        if value not in (None, ""):
+            keys[keyword] = "\\".join(map(str, value)) if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else str(value)
+    return {k: v[:256] for k, v in keys.items()}

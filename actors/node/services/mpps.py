@@ -22,6 +22,7 @@ _EVENTS = {StepStatus.COMPLETED: MPPSCompleted, StepStatus.DISCONTINUED: MPPSDis
 
 
 class PerformedStepService(Service):
+    permission = "mpps"
     requests = (NCreateRQ, NSetRQ)
     operation = True
 

@@ -13,13 +13,15 @@ from ....protocol.negotiation import SupportedContext
 from ....protocol.status import QueryRetrieveStatus, Status
 from ..activity import QueryAnswered
 from ..index import FindMatches, QueryRefused
+from ....storage import audit_records
 from .base import RunningOperation, Service, Session
-from .identifiers import BadIdentifier, read_identifier
+from .identifiers import BadIdentifier, audited_keys, read_identifier
 
 PAGE = 50
 
 
 class FindService(Service):
+    permission = "query"
     requests = (CFindRQ,)
     operation = True
 
@@ -34,10 +36,15 @@ class FindService(Service):
         assert operation is not None
         request: CFindRQ = received.message
         began, level, sent = trio.current_time(), "", 0
+        identifier = None
 
         async def finish(status: int, comment: str | None = None) -> None:
             session.ctx.publish(QueryAnswered(
                 association_id=session.association_id, level=level, matches=sent, seconds=trio.current_time() - began, status=status,
+            ))
+            await session.audit(audit_records.query(
+                session.called_ae_title, session.audit_peer(), sop_class_uid=request.affected_sop_class_uid,
+                keys=audited_keys(identifier), matches=sent, status=status,
             ))
             await session.respond(
                 CFindRSP(

@@ -18,7 +18,8 @@ or warned; Failure A702 when all of them failed; Cancel FE00 after a C-CANCEL. E
 Success carries the Failed SOP Instance UID List when there are failures.
 """
 
-from collections.abc import AsyncIterator
+import ssl
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -31,13 +32,14 @@ from ....protocol.commands import CGetRQ, CGetRSP, CMoveRQ, CMoveRSP, CStoreRQ, 
 from ....protocol.datasets import encode_dataset
 from ....protocol.negotiation import AcceptedContext, SupportedContext
 from ....protocol.status import QueryRetrieveStatus, Status, StatusClass, status_class
+from ....storage import audit_records
 from ....storage.query import InformationModel, RetrieveItem
 from ....storage.transcoding import TranscodeError, transcode
 from ..activity import RetrieveFinished
 from ..ae_registry import LookupAE, UnknownAE
 from ....client.connection import connect, storage_contexts_for
 from ....client.datasets import context_for_file, file_chunks, locate, read_whole
-from ....client.errors import ClientError, NoPresentationContext
+from ....client.errors import ClientError, ConnectionFailed, NoPresentationContext
 from ....client.results import MoveOriginator
 from ...runtime.errors import ActorError, ReplyError
 from ..index import HeldSyntaxes, InstanceList, ListHeldSyntaxes, ListInstances, QueryRefused
@@ -45,7 +47,7 @@ from ..index_hsm import TouchInstances
 from ..tiers import Stage, Staged, discard_staged
 from ....client.link import LinkClosed
 from .base import RunningOperation, Service, Session
-from .identifiers import BadIdentifier, read_identifier
+from .identifiers import BadIdentifier, audited_keys, read_identifier
 
 
 @attrs.define
@@ -102,6 +104,7 @@ class SubOperations:
 
 
 class _Retrieve(Service):
+    permission = "retrieve"
     operation = True
     response_type: type[CMoveRSP] | type[CGetRSP]
 
@@ -165,6 +168,14 @@ class _Retrieve(Service):
             association_id=session.association_id, kind=self.verb, completed=counts.completed, failed=counts.failed,
             seconds=trio.current_time() - began, status=status,
         ))
+        keys = audited_keys(identifier)
+        patient_id = keys.get("PatientID", "")
+        await session.audit(audit_records.retrieve(
+            session.called_ae_title, session.audit_peer(), kind=self.verb,
+            destination=getattr(request, "move_destination", None) or session.calling_ae_title,
+            studies=[(uid, patient_id) for uid in keys.get("StudyInstanceUID", "").split("\\")] if patient_id or "StudyInstanceUID" in keys else [],
+            completed=counts.completed, failed=counts.failed, status=status,
+        ))
         await self._respond(
             session, received, status, counts=counts.counts(final=status != QueryRetrieveStatus.CANCELED),
             comment=counts.first_reason if status != Status.SUCCESS else None,
@@ -227,12 +238,15 @@ class MoveService(_Retrieve):
 
     def __init__(
         self, *, index_path: str, aes_path: str, ae_title: str, dimse_timeout: float,
-        patient_level_in_study_root: bool = True, **tiers,
+        patient_level_in_study_root: bool = True, tls_client: Callable[[], ssl.SSLContext] | None = None, **tiers,
     ) -> None:
+        """`tls_client`: makes the context for destinations marked tls ([tls] settings);
+        None: such a destination cannot be reached (its sub-operations fail)."""
         super().__init__(index_path=index_path, patient_level_in_study_root=patient_level_in_study_root, **tiers)
         self.aes_path = aes_path
         self.ae_title = ae_title
         self.dimse_timeout = dimse_timeout
+        self.tls_client = tls_client
 
     def contexts(self) -> list[SupportedContext]:
         return [SupportedContext(abstract_syntax=uid) for uid in MOVE_MODELS]
@@ -250,6 +264,8 @@ class MoveService(_Retrieve):
         contexts = storage_contexts_for(sorted({(i.sop_class_uid, i.transfer_syntax_uid) for i in items}))
         queue = list(items)
         try:
+            if destination.tls and self.tls_client is None:
+                raise ConnectionFailed(destination.host, destination.port, "the destination needs TLS and [tls] has no certificates")
             async with connect(
                 destination.host,
                 destination.port,
@@ -257,6 +273,7 @@ class MoveService(_Retrieve):
                 calling_ae_title=self.ae_title,
                 contexts=contexts,
                 dimse_timeout=self.dimse_timeout,
+                ssl_context=self.tls_client() if destination.tls else None,
             ) as association:
                 while queue and not operation.cancel_requested:
                     item = queue.pop(0)

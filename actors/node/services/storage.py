@@ -33,6 +33,7 @@ from ....protocol.negotiation import SupportedContext
 from ....protocol.status import Status, StorageStatus
 from ....protocol.structure import DEFAULT_MAX_DEPTH, DEFAULT_MAX_INFLATED, MalformedDataset, checker_for
 from ....protocol.uid import is_valid_uid
+from ....storage import audit_records
 from ....storage.attributes import InstanceRecord, extract_record_from_prefix
 from ....storage.errors import StorageError
 from ....storage.index_db import DuplicatePolicy, Outcome
@@ -300,6 +301,7 @@ def _publish_outcome(session: Session, request: CStoreRQ, incoming: "IncomingIns
 
 
 class StorageService(Service):
+    permission = "store"
     requests = (CStoreRQ,)
     operation = True  # the commit (file, fsync, index) runs beside the association's mailbox
 
@@ -331,6 +333,13 @@ class StorageService(Service):
             status, comment = refused.status, refused.comment
             session.log.warning("store refused", sop_instance_uid=request.affected_sop_instance_uid, status=hex(status), reason=comment)
         _publish_outcome(session, request, incoming, status, trio.current_time() - began)
+        record = incoming.record
+        await session.audit(audit_records.instance_stored(
+            session.called_ae_title, session.audit_peer(),
+            study_uid=record.study_instance_uid if record is not None else "",
+            patient_id=record.patient_id if record is not None else "",
+            sop_class_uid=request.affected_sop_class_uid, sop_instance_uid=request.affected_sop_instance_uid, status=status,
+        ))
         await session.respond(
             CStoreRSP(
                 message_id_being_responded_to=request.message_id,

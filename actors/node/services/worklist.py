@@ -11,16 +11,19 @@ from ....protocol.commands import CFindRQ, CFindRSP
 from ....protocol.datasets import UndecodableDataset, decode_dataset, encode_dataset
 from ....protocol.negotiation import SupportedContext
 from ....protocol.status import QueryRetrieveStatus, Status
+from ....storage import audit_records
 from ....storage.worklist_db import WorklistMatch
 from ..dimse_n_events import WorklistQueried
 from ..index import QueryRefused
 from ..index_dimse_n import FindWorklist
 from .base import RunningOperation, Service, Session
+from .identifiers import audited_keys
 
 PAGE = 50
 
 
 class WorklistService(Service):
+    permission = "worklist"
     requests = (CFindRQ,)
     operation = True
 
@@ -79,6 +82,10 @@ class WorklistService(Service):
         if operation.cancel_requested:
             status = QueryRetrieveStatus.CANCELED
         session.log.info("worklist query answered", matches=len(sent), status=hex(status))
+        await session.audit(audit_records.query(
+            session.called_ae_title, session.audit_peer(), sop_class_uid=request.affected_sop_class_uid,
+            keys={**audited_keys(identifier), "ScheduledStationAETitle": _station(identifier)}, matches=len(sent), status=status,
+        ))
         await respond(status)
         session.ctx.publish(
             WorklistQueried(
@@ -88,3 +95,8 @@ class WorklistService(Service):
                 status=int(status),
             )
         )
+
+
+def _station(identifier) -> str:
+    steps = identifier.get("ScheduledProcedureStepSequence") or []
+    return str(steps[0].get("ScheduledStationAETitle", "")) if len(steps) else ""

@@ -373,3 +373,47 @@ def dataset_from_json(attributes: JsonDataset) -> Dataset:
     for tag_hex, attr in attributes.items():
         ds.add(element_from_json(int(tag_hex, 16), attr))
     return ds
+
+
+def json_from_dataset(ds: Dataset, *, skip: frozenset[int] = frozenset()) -> JsonDataset:
+    """The DICOM JSON of a dataset built by ``dataset_from_json`` or ``make_element`` (a
+    C-FIND response): the way back, for QIDO-RS answers. Tags in ``skip`` are left out."""
+    out: JsonDataset = {}
+    for elem in ds:
+        tag = int(elem.tag)
+        if tag in skip:
+            continue
+        vr = elem.VR
+        attr: JsonAttr = {"vr": vr}
+        if vr == "SQ":
+            items = [json_from_dataset(item) for item in elem.value or ()]
+            if items:
+                attr["Value"] = items
+        else:
+            value = elem.value
+            values = list(value) if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else [value]
+            values = [_json_value(vr, v) for v in values if v is not None]
+            if any(v is not None for v in values):
+                attr["Value"] = values
+        out[f"{tag:08X}"] = attr
+    return out
+
+
+def _json_value(vr: str, value: Any) -> Any:
+    if vr == "PN":
+        return _person_name(str(value))
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value).decode("utf-8", "replace")
+    if vr == "IS" and isinstance(value, str):
+        return _integer_string(value.strip())
+    if vr == "DS" and isinstance(value, str):
+        return _decimal_string(value.strip())
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):  # pydicom's IS is an int subclass: plain for json
+        return int(value)
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else None
+    return value

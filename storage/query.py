@@ -182,6 +182,11 @@ AVAILABILITY_SQL = {
 @attrs.frozen(kw_only=True)
 class QueryOptions:
     fold_person_names: bool = True  # PN matching case-insensitive (implementation-defined, PS3.4 C.2.2.2.4)
+    # QIDO-RS searches all series or instances without naming their study: the unique
+    # keys of the levels above may then be absent or matched like any other key.
+    relational: bool = False
+    # QIDO-RS includefield=all: every stored attribute of the matched levels comes back.
+    return_stored: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -196,6 +201,7 @@ class FindPlan:
     json_filters: tuple[tuple[str, Condition], ...]  # (tag hex, condition) tested on the stored JSON
     return_keys: tuple[IdentifierKey, ...]
     wants_availability: bool = False
+    return_stored: bool = False
 
 
 def _keyword(tag: int) -> str:
@@ -283,7 +289,8 @@ def plan_find(identifier: Dataset, model: InformationModel, options: QueryOption
         else:
             json_filters.append((key.tag_hex, condition))  # no column: sequences, any other attribute
 
-    _check_hierarchy(model, level, conditions)
+    if not options.relational:
+        _check_hierarchy(model, level, conditions)
     return FindPlan(
         model=model,
         level=level,
@@ -292,6 +299,7 @@ def plan_find(identifier: Dataset, model: InformationModel, options: QueryOption
         json_filters=tuple(json_filters),
         return_keys=tuple(return_keys),
         wants_availability=wants_availability,
+        return_stored=options.return_stored,
     )
 
 
@@ -428,6 +436,11 @@ def _response(
             ds.add(stored_element(key, merged[key.tag_hex]))
         else:
             ds.add(make_element(key.tag, key.vr, [] if key.vr == "SQ" else None))
+    if plan.return_stored:
+        for tag_hex, attr in merged.items():
+            tag = int(tag_hex, 16)
+            if tag not in ds:
+                ds.add(element_from_json(tag, attr))
     return ds
 
 
@@ -484,6 +497,8 @@ class RetrieveItem:
     file_size: int
     tier: str
     sha256: str = ""  # what a copy fetched from another tier is checked against
+    study_instance_uid: str = ""
+    series_instance_uid: str = ""
 
 
 def plan_retrieve(identifier: Dataset, model: InformationModel) -> RetrievePlan:
@@ -522,7 +537,8 @@ def retrieve_items(connection: sqlite3.Connection, plan: RetrievePlan) -> list[R
     """Every instance under the entities the plan names, in study/series/instance order."""
     with _sqlite_refusals():
         rows = connection.execute(
-            "SELECT i.sop_class_uid, i.sop_instance_uid, i.file_path, i.transfer_syntax_uid, i.file_size, i.tier, i.sha256 "
+            "SELECT i.sop_class_uid, i.sop_instance_uid, i.file_path, i.transfer_syntax_uid, i.file_size, i.tier, i.sha256, "
+            "st.study_instance_uid, se.series_instance_uid "
             f"FROM {FROM[Level.IMAGE]} WHERE {plan.where} "
             "ORDER BY st.pk, se.series_number, se.pk, i.instance_number, i.pk",
             plan.params,
@@ -530,7 +546,7 @@ def retrieve_items(connection: sqlite3.Connection, plan: RetrievePlan) -> list[R
     return [
         RetrieveItem(
             sop_class_uid=r[0], sop_instance_uid=r[1], file_path=r[2], transfer_syntax_uid=r[3],
-            file_size=r[4], tier=r[5], sha256=r[6],
+            file_size=r[4], tier=r[5], sha256=r[6], study_instance_uid=r[7], series_instance_uid=r[8],
         )
         for r in rows
     ]

@@ -23,6 +23,7 @@ from ..config import Config
 from .admin import LISTENER, Addresses, Admin
 from .connections import BoundedListener
 from .phase import NodePhase
+from .dicomweb.app import build_dicomweb
 from .routes import build_app
 
 
@@ -65,7 +66,8 @@ class HttpActor(Actor):
         host, port = sockets[0].socket.getsockname()[:2]
         self.address = ListeningOn(host=host, port=port)
         admin = Admin(self.ctx, self.config, self.phase, self.metrics_path, self._addresses)
-        app = ASGIWrapper(build_app(admin, self.metrics_path))
+        dicomweb = build_dicomweb(self.ctx, self.config) if self.config.dicomweb.enabled else None
+        app = ASGIWrapper(build_app(admin, self.metrics_path, dicomweb=(self.config.dicomweb.prefix, dicomweb) if dicomweb else None))
         server = server_config(self.config)
         serve = functools.partial(TCPServer, app, server, WorkerContext(None), ConnectionState({}))
         self.listeners = [

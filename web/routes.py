@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from ..actors import converter
 from .admin import Admin
@@ -150,7 +150,8 @@ def status_page() -> str:
     return resources.files(__package__).joinpath("status_page.html").read_text(encoding="utf-8")
 
 
-def build_app(admin: Admin, metrics_path: str) -> Starlette:
+def build_app(admin: Admin, metrics_path: str, *, dicomweb: tuple[str, Starlette] | None = None) -> Starlette:
+    """The admin API; with `dicomweb` (prefix, application), DICOMweb mounted under the prefix."""
     table = endpoints(admin, metrics_path)
     openapi = json.dumps(document(table))
     page = status_page()
@@ -170,4 +171,7 @@ def build_app(admin: Admin, metrics_path: str) -> Starlette:
 
     routes = [Route(e.path, e.handler, methods=[e.method]) for e in table]
     routes += [Route("/openapi.json", openapi_json, methods=["GET"]), Route("/", index, methods=["GET"])]
+    if dicomweb is not None:
+        prefix, application = dicomweb
+        routes.append(Mount(prefix, app=application))
     return Starlette(routes=routes, exception_handlers={ApiProblem: problem, HTTPException: problem, Exception: problem})

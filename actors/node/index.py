@@ -55,6 +55,7 @@ from ...storage.maintenance import (
 )
 from ...storage.query import (
     InformationModel,
+    QueryOptions,
     RetrieveItem,
     find_page,
     plan_find,
@@ -107,6 +108,7 @@ class FindMatches:
     cursor: int = 0
     size: int = 50
     retrieve_ae_title: str = ""
+    options: QueryOptions = QueryOptions()
 
 
 @message("index.matches")
@@ -373,8 +375,8 @@ class IndexActor(Actor):
     async def _read(self, message: FindMatches | ListInstances, reply: Reply) -> None:
         try:
             match message:
-                case FindMatches(identifier=identifier, model=model, cursor=cursor, size=size, retrieve_ae_title=aet):
-                    plan = plan_find(identifier, model)
+                case FindMatches(identifier=identifier, model=model, cursor=cursor, size=size, retrieve_ae_title=aet, options=options):
+                    plan = plan_find(identifier, model, options)
                     page = await self.reader.run(
                         partial(find_page, cursor=cursor, size=size, retrieve_ae_title=aet or None), plan
                     )

@@ -24,13 +24,14 @@ from ...actors import ActorContext
 from ...config import Config
 from ...storage.levels import Level
 from ...storage.query import RetrieveItem, UNIQUE_KEYS
+from ...storage.transcoding import can_transcode
 from ...supervisor import store_settings
-from ..problems import TYPES, ApiProblem, bad_request, problem_response
+from ..problems import MEDIA_TYPE as PROBLEM, TYPES, ApiProblem, bad_request, problem_response
 from ..views import Problem
 from . import capabilities, wado
 from .archive import Archive, check_uid
 from .instance_file import NotInFile
-from .media import DICOM, DICOM_JSON, MULTIPART, OCTET_STREAM, accepts_json, parse_accept, parse_media_type, wanted_instances
+from .media import AS_STORED, DICOM, DICOM_JSON, MULTIPART, OCTET_STREAM, accepts_json, parse_accept, parse_media_type, wanted_instances
 from .multipart import new_boundary, related_type, part_head, closing
 from .qido import build_search
 from .stow import response_json, response_status, store_parts
@@ -139,6 +140,11 @@ class DicomWeb:
         if wanted is None:
             raise _not_acceptable("instances", accept)
         items = await self._items(request)
+        if wanted.transfer_syntax != AS_STORED:
+            for stored in sorted({i.transfer_syntax_uid for i in items} - {wanted.transfer_syntax}):
+                if not can_transcode(stored, wanted.transfer_syntax):
+                    raise ApiProblem(406, "not-acceptable", f"cannot answer in transfer syntax {wanted.transfer_syntax[:64]}",
+                                     f"instances are stored as {stored}; ask for it, transfer-syntax=*, or explicit VR little endian")
         boundary = new_boundary()
         body = wado.instances_body(self.archive, items, wanted.transfer_syntax, boundary, self.ctx.log)
         return StreamingResponse(body, media_type=related_type(DICOM, boundary))
@@ -217,7 +223,14 @@ class DicomWeb:
         for o in outcomes:
             if o.failure is not None:
                 self.ctx.log.info("STOW-RS part not stored", sop_instance_uid=o.sop_instance_uid, reason=hex(o.failure), comment=o.comment)
-        return _json(response_json(outcomes, study_url, instance_url), status=response_status(outcomes))
+        answer, status = response_json(outcomes, study_url, instance_url), response_status(outcomes)
+        if status == 409 and not _asks_dicom_json(request.headers.get("accept")):
+            # Nothing stored: the node's one error format, the PS3.18 response inside it.
+            reasons = "; ".join(sorted({o.comment for o in outcomes if o.comment}))[:500]
+            problem = ApiProblem(409, "not-stored", "no instance was stored", reasons).problem
+            body = {"type": problem.type, "title": problem.title, "status": 409, "detail": problem.detail, "store_response": answer}
+            return Response(json.dumps(body), status_code=409, media_type=PROBLEM)
+        return _json(answer, status=status)
 
     # -- capabilities ---------------------------------------------------------------------
 
@@ -250,6 +263,10 @@ class DicomWeb:
             Route(method="OPTIONS", path="/", name="capabilities-options", permission=None, handler=self.capabilities),
         ]
         return table
+
+
+def _asks_dicom_json(accept: str | None) -> bool:
+    return any(m.type == DICOM_JSON for m in parse_accept(accept))
 
 
 def _frame_numbers(text: str) -> list[int]:

@@ -212,7 +212,12 @@ class DicomWeb:
                 max_part_bytes=self.settings.max_part_bytes,
             )
         except ClientDisconnect:
+            self.ctx.log.warning("STOW-RS body ended early: the client went away")
             raise ApiProblem(400, "bad-multipart", "the body ended early (the client went away)") from None
+        except ApiProblem as refused:
+            self.ctx.log.warning("STOW-RS refused", status=refused.problem.status, title=refused.problem.title,
+                                 detail=refused.problem.detail, content_type=request.headers.get("content-type", "")[:200])
+            raise
         base = self.base(request)
         studies = {o.study_instance_uid for o in outcomes if o.failure is None and o.study_instance_uid}
         study_url = f"{base}/studies/{study or next(iter(studies))}" if (study or len(studies) == 1) else None

@@ -161,6 +161,8 @@ def build_search(level: Level, params: list[tuple[str, str]], scope: dict[int, s
         if len(path) == 1 and path[0] in ds and ds[path[0]].value not in (None, ""):
             # The same key twice: either value may match, as a list does in C-FIND.
             value = f"{_text(ds[path[0]].value)}\\{value}"
+        if _vr(path[-1]) == "UI":
+            value = value.replace(",", "\\")  # PS3.18 8.3.4.1: a UID list is comma-separated here
         _put(ds, path, value)
     for tag, uid in scope.items():
         _put(ds, [tag], uid)

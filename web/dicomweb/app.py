@@ -147,7 +147,9 @@ class DicomWeb:
                                      f"instances are stored as {stored}; ask for it, transfer-syntax=*, or explicit VR little endian")
         boundary = new_boundary()
         body = wado.instances_body(self.archive, items, wanted.transfer_syntax, boundary, self.ctx.log)
-        return StreamingResponse(body, media_type=related_type(DICOM, boundary))
+        as_stored = all(wanted.transfer_syntax in (AS_STORED, i.transfer_syntax_uid) for i in items)
+        headers = {"Content-Length": str(wado.stored_length(items, boundary))} if as_stored else None
+        return StreamingResponse(body, media_type=related_type(DICOM, boundary), headers=headers)
 
     async def metadata(self, request: Request) -> Response:
         accept = request.headers.get("accept")

@@ -10,6 +10,7 @@ client slows the reading down rather than filling memory.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 
@@ -44,13 +45,34 @@ def _read_range(path, start: int, size: int) -> bytes:
         return file.read(size)
 
 
-async def file_chunks(path) -> AsyncIterator[bytes]:
-    size = (await trio.Path(path).stat()).st_size
-    if size <= WHOLE_BELOW:
-        yield await trio.to_thread.run_sync(_read_range, path, 0, size)
+def _read_small(path) -> tuple[bytes | None, int]:
+    """(the whole file, its size) when it is small enough, else (None, size): one open."""
+    with open(path, "rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        return (file.read() if size <= WHOLE_BELOW else None), size
+
+
+async def part_chunks(path, head: bytes) -> AsyncIterator[bytes]:
+    """A part: its head, the file, the CRLF that ends it. An ordinary image is one
+    thread crossing and one send; a large file goes in READ_CHUNK pieces."""
+    whole, size = await trio.to_thread.run_sync(_read_small, path)
+    if whole is not None:
+        yield b"".join((head, whole, b"\r\n"))
         return
+    yield head
     for start in range(0, size, READ_CHUNK):
         yield await trio.to_thread.run_sync(_read_range, path, start, READ_CHUNK)
+    yield b"\r\n"
+
+
+def stored_length(items: list[RetrieveItem], boundary: str) -> int:
+    """The body's length when every instance goes as stored (sizes from the index): sent
+    as Content-Length, so the body is not chunk-encoded."""
+    return sum(len(_stored_head(boundary, item)) + item.file_size + 2 for item in items) + len(closing(boundary))
+
+
+def _stored_head(boundary: str, item: RetrieveItem) -> bytes:
+    return part_head(boundary, f"{DICOM}; transfer-syntax={item.transfer_syntax_uid}")
 
 
 async def instances_body(archive: Archive, items: list[RetrieveItem], syntax: str, boundary: str, log) -> AsyncIterator[bytes]:
@@ -61,19 +83,15 @@ async def instances_body(archive: Archive, items: list[RetrieveItem], syntax: st
         try:
             async with archive.local_file(item) as path:
                 if syntax in (AS_STORED, item.transfer_syntax_uid):
-                    yield part_head(boundary, f"{DICOM}; transfer-syntax={item.transfer_syntax_uid}")
-                    async for chunk in file_chunks(path):
+                    async for chunk in part_chunks(path, _stored_head(boundary, item)):
                         yield chunk
                 else:
                     dataset = await trio.to_thread.run_sync(transcode, path, syntax)
                     meta = file_meta_bytes(sop_class_uid=item.sop_class_uid, sop_instance_uid=item.sop_instance_uid,
                                            transfer_syntax_uid=syntax)
-                    yield part_head(boundary, f"{DICOM}; transfer-syntax={syntax}") + meta
-                    yield dataset
+                    yield b"".join((part_head(boundary, f"{DICOM}; transfer-syntax={syntax}"), meta, dataset, b"\r\n"))
         except (OSError, TranscodeError) as error:
             log.warning("instance left out of a WADO-RS answer", sop_instance_uid=item.sop_instance_uid, error=str(error))
-            continue
-        yield b"\r\n"
     await archive.touch(items)
     yield closing(boundary)
 

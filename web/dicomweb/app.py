@@ -64,7 +64,7 @@ def _json(value, status: int = 200, headers: dict[str, str] | None = None) -> Re
 
 def _not_acceptable(what: str, accept: str | None) -> ApiProblem:
     return ApiProblem(406, "not-acceptable", f"cannot answer {what} in an acceptable media type",
-                      f"Accept: {(accept or '')[:200]!r}; see {'{prefix}'}/capabilities")
+                      f"Accept: {(accept or '')[:200]!r}; GET capabilities lists what each resource answers in")
 
 
 class DicomWeb:
@@ -188,7 +188,7 @@ class DicomWeb:
         [item] = await self._items(request)
         async with self.archive.local_file(item) as path:
             try:
-                value = await wado.trio.to_thread.run_sync(wado.instance_file.bulk_value, path, request.path_params["path"])
+                value = await wado.read_bulk(path, request.path_params["path"])
             except NotInFile as missing:
                 raise ApiProblem(404, "not-found", "no such bulk data", str(missing)) from None
         boundary = new_boundary()

@@ -9,24 +9,22 @@ object store's tier downloaded, as C-GET reads them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
-import trio
 from pydicom.dataset import Dataset
 
 from ...actors import ActorContext, ActorError, ReplyError
 from ...actors.node.index import FindMatches, ListInstances, QueryRefused
 from ...actors.node.index_hsm import TouchInstances
-from ...actors.node.tiers import TIERS_PATH, Stage, Staged, discard_staged
+from ...actors.node.services.retrieve import local_file
+from ...actors.node.tiers import TIERS_PATH
 from ...protocol.uid import is_valid_uid
-from ...storage.dicom_json import JsonDataset, json_from_dataset
+from ...storage.dicom_json import SPECIFIC_CHARACTER_SET, JsonDataset, json_from_dataset, make_element
 from ...storage.levels import Level
-from ...storage.query import INSTANCE_AVAILABILITY, QUERY_RETRIEVE_LEVEL, InformationModel, RetrieveItem, UNIQUE_KEYS
-from ...storage.dicom_json import SPECIFIC_CHARACTER_SET, make_element
+from ...storage.query import QUERY_RETRIEVE_LEVEL, UNIQUE_KEYS, InformationModel, RetrieveItem
 from ...supervisor import INDEX
-from ..problems import ApiProblem, bad_request, not_found, unavailable
+from ..problems import bad_request, not_found, unavailable
 from .qido import Search
 
 PAGE = 200
@@ -80,20 +78,9 @@ class Archive:
             raise not_found(level.name.lower().replace("image", "instance"), f"no {level.name.lower()} {named} in the archive")
         return list(answer.items)
 
-    @asynccontextmanager
-    async def local_file(self, item: RetrieveItem) -> AsyncIterator[Path]:
-        """A local file holding the instance, from its tier (removed after, if a copy)."""
-        try:
-            staged: Staged = await self.ctx.lookup(f"{TIERS_PATH}/{item.tier}").ask(
-                Stage(key=item.file_path, expected_sha256=item.sha256 or None, size=item.file_size), timeout=None
-            )
-        except (ReplyError, ActorError) as error:
-            raise OSError(f"tier {item.tier}: {error}") from None
-        try:
-            yield Path(staged.path)
-        finally:
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(discard_staged, staged)
+    def local_file(self, item: RetrieveItem) -> AbstractAsyncContextManager[Path]:
+        """A local file holding the instance, from whichever tier holds it (as C-GET reads it)."""
+        return local_file(self.ctx, TIERS_PATH, item)
 
     async def touch(self, items: list[RetrieveItem]) -> None:
         """Record the access, as C-GET does when access times are tracked."""
@@ -110,10 +97,6 @@ class Archive:
             return await self.ctx.lookup(path).ask(message, timeout=None)
         except QueryRefused as refused:
             raise bad_request("the query cannot be answered", refused.reason) from None
-        except ApiProblem:
-            raise
         except (ReplyError, ActorError) as error:
             raise unavailable(f"{path} is not available", str(error)) from None
 
-
-__all__ = ["Archive", "INSTANCE_AVAILABILITY", "check_uid"]

@@ -13,7 +13,7 @@ bounded whatever the body's size.
 A part that cannot be stored (no DICOM, not the study of the URL, refused like a
 C-STORE would be) leaves nothing behind and is listed in the FailedSOPSequence with
 its reason; the others are stored. The answer (PS3.18 10.5.3): 200 when every part
-was stored, 202 when some were, 409 when none was. A body that is not multipart, is
+was stored, 202 when some were, 409 when none was (web/dicomweb/app.py shapes it). A body that is not multipart, is
 truncated, or has a part larger than [dicomweb] max_part_bytes ends the request with
 a 4xx problem; the parts stored before it stay stored (each is whole), the part under
 way is dropped.
@@ -29,7 +29,7 @@ import attrs
 from ...actors import ActorContext
 from ...actors.node.services.storage import IncomingInstance, StoreRefused, StoreSettings, commit_instance
 from ...protocol.commands import CStoreRQ
-from ...protocol.status import Status, StorageStatus, status_class, StatusClass
+from ...protocol.status import StatusClass, StorageStatus, status_class
 from ...protocol.uid import is_valid_uid
 from ...storage.part10 import MAX_META_BYTES, file_meta_bytes, read_file_meta
 from ...storage.errors import InvalidPart10File
@@ -236,5 +236,3 @@ def response_json(outcomes: list[StoreOutcome], study_url: str | None, instance_
 def _ui(uid: str) -> dict:
     return {"vr": "UI", "Value": [uid]} if uid else {"vr": "UI"}
 
-
-__all__ = ["Status", "StoreOutcome", "response_json", "response_status", "store_parts"]

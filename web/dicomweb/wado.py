@@ -145,3 +145,7 @@ def frames_body(frames: list[bytes], syntax: str, boundary: str) -> bytes:
     shown = syntax if syntax in FRAME_MEDIA else EXPLICIT_VR_LITTLE_ENDIAN
     head_type = f"{media}; transfer-syntax={shown}"
     return b"".join(part_head(boundary, head_type) + frame + b"\r\n" for frame in frames) + closing(boundary)
+
+
+async def read_bulk(path, tags: str) -> bytes:
+    return await trio.to_thread.run_sync(instance_file.bulk_value, path, tags)

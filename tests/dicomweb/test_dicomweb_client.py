@@ -15,7 +15,6 @@ from pydicom.uid import generate_uid
 from dicomweb.support import c_find, c_get, dicomweb_url, parts, value, with_client
 from node.nodes import counts, peer, running_node
 from web.client import get
-from triopacs.storage.dicom_json import json_from_dataset
 
 STUDY_KEYS = ("00100010", "00100020", "00080020", "00080050", "0020000D", "00201206", "00201208", "00080061")
 
@@ -36,7 +35,7 @@ async def test_search_retrieve_metadata_frames_and_store(tmp_path):
             setattr(query, keyword, "mül*" if keyword == "PatientName" else "")
         found = await c_find(node, query, "STUDY")
         assert len(studies) == len(found) == 1
-        dimse = json_from_dataset(found[0])
+        dimse = found[0].to_json_dict()  # pydicom's own DICOM JSON: an independent conversion
         for tag in STUDY_KEYS:
             assert studies[0][tag] == dimse[tag], tag
         assert value(studies[0], "00100010") == {"Alphabetic": "MÜLLER^JÖRG"}

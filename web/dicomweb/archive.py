@@ -20,7 +20,7 @@ from ...actors.node.index_hsm import TouchInstances
 from ...actors.node.services.retrieve import local_file
 from ...actors.node.tiers import TIERS_PATH
 from ...protocol.uid import is_valid_uid
-from ...storage.dicom_json import SPECIFIC_CHARACTER_SET, JsonDataset, json_from_dataset, make_element
+from ...storage.dicom_json import SPECIFIC_CHARACTER_SET, JsonDataset, make_element
 from ...storage.levels import Level
 from ...storage.query import QUERY_RETRIEVE_LEVEL, UNIQUE_KEYS, InformationModel, RetrieveItem
 from ...supervisor import INDEX
@@ -28,7 +28,7 @@ from ..problems import bad_request, not_found, unavailable
 from .qido import Search
 
 PAGE = 200
-LEFT_OUT = frozenset({SPECIFIC_CHARACTER_SET, QUERY_RETRIEVE_LEVEL})  # JSON is UTF-8; the level is the resource's
+LEFT_OUT = frozenset(f"{tag:08X}" for tag in (SPECIFIC_CHARACTER_SET, QUERY_RETRIEVE_LEVEL))  # JSON is UTF-8; the level is the resource's
 ASK_TIMEOUT = 30.0
 
 
@@ -51,15 +51,15 @@ class Archive:
         while cursor is not None:
             page = await self._ask(INDEX, FindMatches(
                 identifier=search.identifier, model=InformationModel.STUDY_ROOT, cursor=cursor, size=PAGE,
-                options=search.options,
+                options=search.options, as_json=True,
             ))
-            for response in page.responses:
+            for match in page.matches:
                 if skip:
                     skip -= 1
                     continue
                 if len(found) == search.limit:
                     return found, True
-                found.append(json_from_dataset(response, skip=LEFT_OUT))
+                found.append({tag: attr for tag, attr in match.items() if tag not in LEFT_OUT})
             cursor = page.cursor
         return found, False
 

@@ -2,7 +2,9 @@
 QIDO-RS study search latency over a populated archive.
 
 Each server - triopacs (durability fsync, the default, and os) and Orthanc with its
-DICOMweb plugin - is started empty, in its own process, and
+DICOMweb plugin - is started empty, in its own process, all at once; each step below
+goes round them in turn (WADO-RS runs and searches alternating between servers, so that
+a busy moment of this shared machine falls on all alike), and each server
 
 1. is sent one study of N x 513 KiB CT images in ONE STOW-RS request (a multipart body
    streamed from the files, with its Content-Length): MB/s of the request;
@@ -44,7 +46,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import dicom_samples  # noqa: E402
 from peers import LOOPBACK, run_dcmtk  # noqa: E402
-from store_throughput import Orthanc, Running, Target, TriopacsOsDurability, TriopacsTarget  # noqa: E402
+from store_throughput import Orthanc, Running, TriopacsOsDurability, TriopacsTarget  # noqa: E402
 
 from triopacs.web.dicomweb.multipart import MultipartReader, PartEnded, closing, part_head  # noqa: E402
 
@@ -147,38 +149,65 @@ def qido(url: str, params: dict[str, str], repeats: int) -> float:
     return statistics.median(times)
 
 
-async def measure(name: str, study, population: Path, population_count: int, runs: int, repeats: int, scratch: Path) -> Result:
-    result = Result(name)
-    target: Target = TARGETS[name]()
-    try:
-        async with target.start(scratch) as running:
-            url = base_url(running)
-            files = sorted(study.folder.rglob("*.dcm"))
-            cpu, started = running.cpu_seconds(), time.perf_counter()
-            status, sent = await trio.to_thread.run_sync(stow, url, files)
+async def phase(results: dict[str, Result], running: dict[str, Running], work) -> None:
+    """Run `work(name, running)` for each server in turn; a server that fails is dropped."""
+    for name, server in list(running.items()):
+        try:
+            await work(name, server)
+        except Exception as error:  # one server failing does not stop the others
+            while isinstance(error, BaseExceptionGroup) and error.exceptions:
+                error = error.exceptions[0]
+            results[name].error = f"{type(error).__name__}: {error}"
+            del running[name]
+
+
+async def measure(names: list[str], study, population: Path, population_count: int, runs: int, repeats: int, scratch: Path) -> list[Result]:
+    """Every server up at once; each phase goes round them in turn, WADO-RS and QIDO-RS
+    rounds alternating, so that a busy moment of this shared machine hits them alike."""
+    results = {name: Result(name) for name in names}
+    files = sorted(study.folder.rglob("*.dcm"))
+    async with contextlib.AsyncExitStack() as stack:
+        running: dict[str, Running] = {}
+        for name in names:
+            (scratch / name).mkdir()
+            try:
+                running[name] = await stack.enter_async_context(TARGETS[name]().start(scratch / name))
+            except Exception as error:
+                results[name].error = f"{type(error).__name__}: {error}"
+
+        async def send_study(name: str, server: Running) -> None:
+            cpu, started = server.cpu_seconds(), time.perf_counter()
+            status, sent = await trio.to_thread.run_sync(stow, base_url(server), files)
             elapsed = time.perf_counter() - started
-            if status != 200 or await target.stored_count(running) < len(files):
-                raise RuntimeError(f"STOW-RS answered {status}; {await target.stored_count(running)}/{len(files)} stored")
-            result.stow = (sent / MB / elapsed, running.cpu_seconds() - cpu)
-            for _ in range(runs):
-                cpu, started = running.cpu_seconds(), time.perf_counter()
-                parts, received = await trio.to_thread.run_sync(wado, url, study.study_instance_uid)
-                elapsed = time.perf_counter() - started
-                if parts != len(files):
-                    raise RuntimeError(f"WADO-RS gave {parts} of {len(files)} instances")
-                result.wado.append((received / MB / elapsed, running.cpu_seconds() - cpu))
-            fill = await run_dcmtk("storescu", "-aet", "BENCH", "-aec", target.ae_title, "+sd", "+r", LOOPBACK,
-                                   str(running.port), str(population), timeout=3600)
-            stored = await target.stored_count(running)
-            if fill.returncode != 0 or stored < population_count + len(files):
-                raise RuntimeError(f"filling: storescu exit {fill.returncode}, {stored} stored")
-            for params in SEARCHES:
-                result.qido[json.dumps(params)] = await trio.to_thread.run_sync(qido, url, params, repeats)
-    except Exception as error:  # one server failing does not stop the others
-        while isinstance(error, BaseExceptionGroup) and error.exceptions:
-            error = error.exceptions[0]
-        result.error = f"{type(error).__name__}: {error}"
-    return result
+            stored = await server.target.stored_count(server)
+            if status != 200 or stored < len(files):
+                raise RuntimeError(f"STOW-RS answered {status}; {stored}/{len(files)} stored")
+            results[name].stow = (sent / MB / elapsed, server.cpu_seconds() - cpu)
+
+        async def retrieve_study(name: str, server: Running) -> None:
+            cpu, started = server.cpu_seconds(), time.perf_counter()
+            parts, received = await trio.to_thread.run_sync(wado, base_url(server), study.study_instance_uid)
+            elapsed = time.perf_counter() - started
+            if parts != len(files):
+                raise RuntimeError(f"WADO-RS gave {parts} of {len(files)} instances")
+            results[name].wado.append((received / MB / elapsed, server.cpu_seconds() - cpu))
+
+        async def fill(name: str, server: Running) -> None:
+            done = await run_dcmtk("storescu", "-aet", "BENCH", "-aec", server.target.ae_title, "+sd", "+r", LOOPBACK,
+                                   str(server.port), str(population), timeout=3600)
+            stored = await server.target.stored_count(server)
+            if done.returncode != 0 or stored < population_count + len(files):
+                raise RuntimeError(f"filling: storescu exit {done.returncode}, {stored} stored")
+
+        await phase(results, running, send_study)
+        for _ in range(runs):
+            await phase(results, running, retrieve_study)
+        await phase(results, running, fill)
+        for params in SEARCHES:
+            async def search(name: str, server: Running, params=params) -> None:
+                results[name].qido[json.dumps(params)] = await trio.to_thread.run_sync(qido, base_url(server), params, repeats)
+            await phase(results, running, search)
+    return [results[name] for name in names]
 
 
 def report(results: list[Result], count: int, runs: int) -> str:
@@ -194,7 +223,6 @@ def report(results: list[Result], count: int, runs: int) -> str:
         wado_ratio = f"{wado_rate / statistics.median(w[0] for w in peer.wado):.2f}x" if peer else "-"
         lines.append(f"{r.name:<14}{r.stow[0]:>11.1f}{r.stow[1]:>8.2f}{stow_ratio:>12}{wado_rate:>11.1f}{wado_cpu:>8.2f}{wado_ratio:>12}")
     lines += ["", "QIDO-RS /studies, median latency in ms (Orthanc's time / ours in brackets)"]
-    queries = list(peer.qido) if peer else []
     for r in results:
         if r.error is not None or not r.qido:
             continue
@@ -208,7 +236,6 @@ def report(results: list[Result], count: int, runs: int) -> str:
             geo = f"  geometric mean vs Orthanc {math.exp(statistics.mean(math.log(f) for f in factors)):.2f}x"
         lines.append(f"{r.name}:{geo}")
         lines += [f"    {c}" for c in cells]
-    del queries
     return "\n".join(lines)
 
 
@@ -224,17 +251,17 @@ async def run(options) -> int:
         population_count = patients * 20
         print(f"one study of {options.count} CT images; population {population_count} MR images; "
               f"{options.runs} WADO run(s), {options.repeats} repeats per search", flush=True)
+        names = []
         results = []
         for name in options.servers:
             why_not = TARGETS[name]().available()
             if why_not:
                 results.append(Result(name, error=why_not))
-                continue
-            scratch = work / name
-            scratch.mkdir()
-            results.append(await measure(name, study, work / "population", population_count, options.runs, options.repeats, scratch))
-            print(f"  {name}: done{'' if results[-1].error is None else ' - ' + results[-1].error}", flush=True)
-            shutil.rmtree(scratch, ignore_errors=True)
+            else:
+                names.append(name)
+        scratch = work / "servers"
+        scratch.mkdir()
+        results += await measure(names, study, work / "population", population_count, options.runs, options.repeats, scratch)
         print()
         print(report(results, options.count, options.runs))
     finally:

@@ -34,6 +34,7 @@ from .instance_file import NotInFile
 from .media import AS_STORED, DICOM, DICOM_JSON, MULTIPART, OCTET_STREAM, accepts_json, parse_accept, parse_media_type, wanted_instances
 from .multipart import new_boundary, related_type, part_head, closing
 from .qido import build_search
+from .read_ahead import ReadAheadResponse
 from .stow import response_json, response_status, store_parts
 
 SEARCH = "dicomweb.search"
@@ -149,7 +150,7 @@ class DicomWeb:
         body = wado.instances_body(self.archive, items, wanted.transfer_syntax, boundary, self.ctx.log)
         as_stored = all(wanted.transfer_syntax in (AS_STORED, i.transfer_syntax_uid) for i in items)
         headers = {"Content-Length": str(wado.stored_length(items, boundary))} if as_stored else None
-        return StreamingResponse(body, media_type=related_type(DICOM, boundary), headers=headers)
+        return ReadAheadResponse(body, media_type=related_type(DICOM, boundary), headers=headers)
 
     async def metadata(self, request: Request) -> Response:
         accept = request.headers.get("accept")

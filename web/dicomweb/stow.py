@@ -7,8 +7,8 @@ part takes the C-STORE path unchanged (actors/node/services/storage.py): an
 `IncomingInstance` checks its structure and parses its header while the bytes arrive
 and streams a large one into the hot tier's writer, and `commit_instance` places and
 indexes it under its study's lock, durably, before the part counts as stored. Parts
-are read from the body as they arrive and stored one after the other, so memory stays
-bounded whatever the body's size.
+are read from the body as they arrive, and each is committed while the next ones are
+read (at most IN_FLIGHT at once), so memory stays bounded whatever the body's size.
 
 A part that cannot be stored (no DICOM, not the study of the URL, refused like a
 C-STORE would be) leaves nothing behind and is listed in the FailedSOPSequence with
@@ -25,6 +25,7 @@ import io
 from collections.abc import AsyncIterator
 
 import attrs
+import trio
 
 from ...actors import ActorContext
 from ...actors.node.services.storage import IncomingInstance, StoreRefused, StoreSettings, commit_instance
@@ -42,6 +43,7 @@ PREFIX = 132  # preamble and DICM
 # server refuse it; the C-STORE code for a data set it will not take is A900).
 STUDY_MISMATCH = StorageStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS
 UNSUPPORTED_PART = 0x0122  # a part of another media type: "SOP class not supported" is the nearest
+IN_FLIGHT = 4  # parts committing while the next ones are read
 
 
 @attrs.frozen(kw_only=True)
@@ -154,50 +156,75 @@ class _Part:
 async def store_parts(
     body: AsyncIterator[bytes], boundary: str, *, settings: StoreSettings, ctx: ActorContext, study: str | None, max_part_bytes: int,
 ) -> list[StoreOutcome]:
-    """Store every part of the body in turn; the outcome of each."""
+    """Store every part of the body; the outcome of each, in the body's order.
+
+    A part's commit (place, fsync, index) runs while the next part is read, at most
+    IN_FLIGHT at a time (each holds at most its unwritten tail in memory). When the body
+    turns out bad, the commits under way finish - their parts are whole - before the
+    request is refused; the part being read is dropped."""
     try:
         reader = MultipartReader(boundary)
     except MalformedMultipart as error:
         raise ApiProblem(400, "bad-multipart", "malformed multipart body", str(error)) from None
-    outcomes: list[StoreOutcome] = []
+    outcomes: list[StoreOutcome | None] = []
+    slots = trio.Semaphore(IN_FLIGHT)
+    refusal: ApiProblem | None = None
+    failure: Exception | None = None
+
+    async def commit(part: _Part, index: int) -> None:
+        try:
+            outcomes[index] = await part.store(study)
+        finally:
+            slots.release()
+
     part: _Part | None = None
-    try:
-        async for chunk in body:
-            for event in reader.feed(chunk):
-                match event:
-                    case PartStarted(headers=headers):
-                        kind = headers.get("content-type", DICOM).split(";")[0].strip().lower()
-                        part = _Part(settings, ctx, kind, max_part_bytes)
-                        if kind != DICOM:
-                            part.failure = StoreOutcome(sop_class_uid="", sop_instance_uid="", study_instance_uid=None,
-                                                        failure=UNSUPPORTED_PART, comment=f"parts of type {kind[:60]} are not stored")
-                    case PartData(data=data):
-                        assert part is not None
-                        await part.feed(data)
-                    case PartEnded():
-                        assert part is not None
-                        outcomes.append(await part.store(study))
-                        part = None
-            if reader.finished:
-                break
-        reader.end()
-    except MalformedMultipart as error:
-        if part is not None:
-            await part.drop()
-        raise ApiProblem(400, "bad-multipart", "malformed multipart body", str(error)) from None
-    except PartTooLarge:
-        assert part is not None
-        await part.drop()
-        raise ApiProblem(413, "too-large", "a part is larger than this node takes",
-                         f"at most {max_part_bytes} bytes per instance ([dicomweb] max_part_bytes); "
-                         f"{len(outcomes)} instances before it were handled") from None
-    except BaseException:
-        if part is not None:
-            await part.drop()
-        raise
+    async with trio.open_nursery() as nursery:
+        try:
+            async for chunk in body:
+                for event in reader.feed(chunk):
+                    match event:
+                        case PartStarted(headers=headers):
+                            part = _new_part(headers, settings, ctx, max_part_bytes)
+                        case PartData(data=data):
+                            assert part is not None
+                            await part.feed(data)
+                        case PartEnded():
+                            assert part is not None
+                            await slots.acquire()
+                            outcomes.append(None)
+                            nursery.start_soon(commit, part, len(outcomes) - 1)
+                            part = None
+                if reader.finished:
+                    break
+            reader.end()
+        except MalformedMultipart as error:
+            refusal = ApiProblem(400, "bad-multipart", "malformed multipart body", str(error))
+        except PartTooLarge:
+            refusal = ApiProblem(413, "too-large", "a part is larger than this node takes",
+                                 f"at most {max_part_bytes} bytes per instance ([dicomweb] max_part_bytes); "
+                                 f"{len(outcomes)} instances before it were handled")
+        except Exception as error:  # the client went away, ...: still let the whole parts finish
+            failure = error
+        finally:
+            if part is not None:
+                with trio.CancelScope(shield=True):
+                    await part.drop()
+    if refusal is not None:
+        raise refusal
+    if failure is not None:
+        raise failure
     if not outcomes:
         raise ApiProblem(400, "bad-multipart", "the body has no parts")
-    return outcomes
+    return [o for o in outcomes if o is not None]
+
+
+def _new_part(headers: dict[str, str], settings: StoreSettings, ctx: ActorContext, max_part_bytes: int) -> _Part:
+    kind = headers.get("content-type", DICOM).split(";")[0].strip().lower()
+    part = _Part(settings, ctx, kind, max_part_bytes)
+    if kind != DICOM:
+        part.failure = StoreOutcome(sop_class_uid="", sop_instance_uid="", study_instance_uid=None,
+                                    failure=UNSUPPORTED_PART, comment=f"parts of type {kind[:60]} are not stored")
+    return part
 
 
 def response_status(outcomes: list[StoreOutcome]) -> int:

@@ -115,7 +115,7 @@ class DicomWeb:
             base = self.base(request)
             for match in found:
                 match["00081190"] = {"vr": "UR", "Value": [self._retrieve_url(base, level, match)]}
-            return _json(found, headers=headers)
+            return _json([dict(sorted(match.items())) for match in found], headers=headers)  # in tag order, as PS3.18 F.2 shows
         return handler
 
     @staticmethod

@@ -9,16 +9,18 @@ object store's tier downloaded, as C-GET reads them.
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
+import trio
 from pydicom.dataset import Dataset
 
 from ...actors import ActorContext, ActorError, ReplyError
 from ...actors.node.index import FindMatches, ListInstances, QueryRefused
 from ...actors.node.index_hsm import TouchInstances
 from ...actors.node.services.retrieve import local_file
-from ...actors.node.tiers import TIERS_PATH
+from ...actors.node.tiers import TIERS_PATH, Stage, StagedMany, StageMany, Staged, discard_staged
 from ...protocol.uid import is_valid_uid
 from ...storage.dicom_json import SPECIFIC_CHARACTER_SET, JsonDataset, make_element
 from ...storage.levels import Level
@@ -81,6 +83,37 @@ class Archive:
     def local_file(self, item: RetrieveItem) -> AbstractAsyncContextManager[Path]:
         """A local file holding the instance, from whichever tier holds it (as C-GET reads it)."""
         return local_file(self.ctx, TIERS_PATH, item)
+
+    @asynccontextmanager
+    async def local_files(self, items: list[RetrieveItem]) -> AsyncIterator[list[tuple[Path | None, str]]]:
+        """Local files for several instances, one StageMany per tier: (path, "") for each
+        item, or (None, why) where its tier could not provide it. Copies removed after."""
+        found: list[tuple[Path | None, str]] = [(None, "")] * len(items)
+        staged: list[Staged] = []
+        try:
+            by_tier: dict[str, list[int]] = {}
+            for index, item in enumerate(items):
+                by_tier.setdefault(item.tier, []).append(index)
+            for tier, indexes in by_tier.items():
+                stages = tuple(Stage(key=items[i].file_path, expected_sha256=items[i].sha256 or None, size=items[i].file_size)
+                               for i in indexes)
+                try:
+                    answer: StagedMany = await self.ctx.lookup(f"{TIERS_PATH}/{tier}").ask(StageMany(stages=stages), timeout=None)
+                except (ReplyError, ActorError) as error:
+                    for i in indexes:
+                        found[i] = (None, f"tier {tier}: {error}")
+                    continue
+                for i, one, problem in zip(indexes, answer.staged, answer.problems):
+                    if one is not None:
+                        staged.append(one)
+                        found[i] = (Path(one.path), "")
+                    else:
+                        found[i] = (None, problem)
+            yield found
+        finally:
+            if any(one.temporary for one in staged):
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(lambda: [discard_staged(one) for one in staged])
 
     async def touch(self, items: list[RetrieveItem]) -> None:
         """Record the access, as C-GET does when access times are tracked."""

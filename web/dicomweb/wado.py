@@ -10,7 +10,6 @@ client slows the reading down rather than filling memory.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from collections.abc import AsyncIterator, Callable
@@ -112,33 +111,55 @@ async def instances_body(archive: Archive, items: list[RetrieveItem], syntax: st
     yield closing(boundary)
 
 
-async def _read_batch(archive: Archive, batch: list[RetrieveItem], boundary: str, log) -> bytes:
-    async with contextlib.AsyncExitStack() as staged:
-        parts: list[tuple[RetrieveItem, bytes, object]] = []
-        for item in batch:
-            try:
-                parts.append((item, _stored_head(boundary, item), await staged.enter_async_context(archive.local_file(item))))
-            except OSError as error:
-                log.warning("instance left out of a WADO-RS answer", sop_instance_uid=item.sop_instance_uid, error=str(error))
-        data, failed = await trio.to_thread.run_sync(_read_parts, [(head, path) for _, head, path in parts])
+async def _read_batch(archive: Archive, batch: list[RetrieveItem], boundary: str, log) -> bytearray:
+    """The batch's parts, staged by their tiers in one message each and read in one
+    thread crossing; an instance its tier cannot provide is left out (and logged)."""
+    async with archive.local_files(batch) as files:
+        readable = []
+        for item, (path, problem) in zip(batch, files):
+            if path is None:
+                log.warning("instance left out of a WADO-RS answer", sop_instance_uid=item.sop_instance_uid, error=problem)
+            else:
+                readable.append((item, _stored_head(boundary, item), path))
+        data, failed = await trio.to_thread.run_sync(_read_parts, [(head, path) for _, head, path in readable])
     for index, error in failed:
-        log.warning("instance left out of a WADO-RS answer", sop_instance_uid=parts[index][0].sop_instance_uid, error=error)
+        log.warning("instance left out of a WADO-RS answer", sop_instance_uid=readable[index][0].sop_instance_uid, error=error)
     return data
 
 
-def _read_parts(parts: list[tuple[bytes, object]]) -> tuple[bytes, list[tuple[int, str]]]:
-    """Heads, files and CRLFs joined; the files that could not be read are left out."""
-    pieces: list[bytes] = []
+def _read_parts(parts: list[tuple[bytes, object]]) -> tuple[bytearray, list[tuple[int, str]]]:
+    """Heads, files and CRLFs in one buffer, each file read straight into its place (one
+    copy); the files that could not be read are left out."""
+    opened: list[tuple[int, bytes, object, int]] = []
     failed: list[tuple[int, str]] = []
-    for index, (head, path) in enumerate(parts):
-        try:
-            with open(path, "rb") as file:
-                data = file.read()
-        except OSError as error:
-            failed.append((index, str(error)))
-            continue
-        pieces += (head, data, b"\r\n")
-    return b"".join(pieces), failed
+    try:
+        for index, (head, path) in enumerate(parts):
+            try:
+                file = open(path, "rb")
+            except OSError as error:
+                failed.append((index, str(error)))
+                continue
+            opened.append((index, head, file, os.fstat(file.fileno()).st_size))
+        buffer = bytearray(sum(len(head) + size + 2 for _, head, _, size in opened))
+        view, at = memoryview(buffer), 0
+        for index, head, file, size in opened:
+            start = at
+            view[at : at + len(head)] = head
+            at += len(head)
+            got = file.readinto(view[at : at + size])
+            if got != size:
+                failed.append((index, f"read {got} of {size} bytes"))
+                at = start  # overwritten by the next part; the buffer is cut below
+                continue
+            at += size
+            view[at : at + 2] = b"\r\n"
+            at += 2
+        view.release()
+        del buffer[at:]
+        return buffer, failed
+    finally:
+        for _, _, file, _ in opened:
+            file.close()
 
 
 async def metadata_body(archive: Archive, items: list[RetrieveItem], url_of: Callable[[RetrieveItem], str], threshold: int, log) -> AsyncIterator[bytes]:

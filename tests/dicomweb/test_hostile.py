@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import trio
 from dicom_samples import SeriesSpec, write_series
 from pydicom.data import get_testdata_file
@@ -106,3 +107,30 @@ async def test_unsupported_accept_and_a_mismatched_study(tmp_path):
         problem(await get(node, f"{study}/metadata", headers={"Accept": "application/dicom+xml"}), 406)
         ok = await get(node, study, headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'})
         assert ok.status_code == 200 and ok.content.count(b"DICM") == 1
+
+
+async def test_a_file_gone_from_its_tier_fails_visibly_and_the_rest_still_serves(tmp_path):
+    write_series(tmp_path / "in", SeriesSpec(count=3, modality="MR"))
+    files = sorted((tmp_path / "in").rglob("*.dcm"))
+    async with running_node(tmp_path) as node:
+        stored = await request(node, "POST", "/dicom-web/studies", content=multipart(*(f.read_bytes() for f in files)), headers=STOW)
+        assert stored.status_code == 200
+        study_url = stored.json()["00081190"]["Value"][0]
+        study = study_url.rsplit("/", 1)[1]
+        sorted(Path(node.config.node.data_dir, "files").rglob("*.dcm"))[1].unlink()  # behind the index's back
+
+        # As stored, the answer has a Content-Length: an instance that cannot be read
+        # cuts it short, which the client sees (rather than a silently shorter study).
+        def fetch() -> str:
+            accept = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+            try:
+                with httpx.Client(timeout=30) as client:
+                    client.get(f"http://{node.http.host}:{node.http.port}/dicom-web/studies/{study}", headers={"Accept": accept})
+            except httpx.HTTPError as error:
+                return type(error).__name__
+            return "complete"
+
+        assert await trio.to_thread.run_sync(fetch) != "complete"
+        metadata = await get(node, f"/dicom-web/studies/{study}/metadata")
+        assert metadata.status_code == 200 and len(metadata.json()) == 2  # the others
+        assert (await get(node, "/dicom-web/studies")).status_code == 200

@@ -1,5 +1,6 @@
 """The HTTP actor: serves the admin API, probes, /metrics, /openapi.json and the status
-page (routes.py) with hypercorn's trio server, inside the node's tree.
+page (routes.py), and DICOMweb under [dicomweb] prefix (dicomweb/app.py), with
+hypercorn's trio server, inside the node's tree.
 
 Requests come from sockets, not the mailbox (like the DICOM listener); each handler
 answers by asking the node's actors. The server's limits: connections.py (connections
@@ -22,8 +23,8 @@ from ..actors.node.listener import GetAddress, ListeningOn
 from ..config import Config
 from .admin import LISTENER, Addresses, Admin
 from .connections import BoundedListener
-from .phase import NodePhase
 from .dicomweb.app import build_dicomweb
+from .phase import NodePhase
 from .routes import build_app
 
 

@@ -24,10 +24,10 @@ serves anyone.
 """
 
 import time
-from typing import Any
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import attrs
 import trio

@@ -10,6 +10,7 @@ from peers import storescu
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
+from pydicom.encaps import generate_frames
 from pydicom.uid import generate_uid
 
 from dicomweb.support import c_find, c_get, dicomweb_url, parts, value, with_client
@@ -122,3 +123,23 @@ def _study_key(study: str, **more) -> Dataset:
     for name, text in more.items():
         setattr(key, name, text)
     return key
+
+
+async def test_frames_of_compressed_instances_come_as_stored(tmp_path):
+    """Encapsulated pixel data: each frame is the stored bitstream, typed by its syntax;
+    an Accept that takes only raw bytes is 406 (the node does not decompress frames)."""
+    async with running_node(tmp_path) as node:
+        for name, media in (("SC_rgb_jpeg_dcmtk.dcm", "image/jpeg"), ("JPEG2000.dcm", "image/jp2"), ("MR_small_RLE.dcm", "image/dicom-rle")):
+            ds = dcmread(get_testdata_file(name))
+            await with_client(node, lambda c: c.store_instances([ds]))
+            path = f"/dicom-web/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}/frames/1"
+            answer = await get(node, path, headers={"Accept": 'multipart/related; type="*/*"'})
+            assert answer.status_code == 200 and f'type="{media}"' in answer.headers["content-type"], name
+            [frame] = parts(answer)
+            assert frame == next(generate_frames(ds.PixelData, number_of_frames=1)), name
+            [by_client] = await with_client(node, lambda c: c.retrieve_instance_frames(
+                ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID, [1]))
+            assert by_client == frame
+            raw_only = await get(node, path, headers={"Accept": 'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.1'})
+            assert raw_only.status_code == 406, name
+

@@ -399,6 +399,40 @@ class HttpSettings:
     event_buffer: int = setting(256, "Events queued for one stream client; a client that falls this far behind is closed (code 4008).", between(1, 100_000))
 
 
+def url_prefix(value: str) -> str | None:
+    if value.startswith("/") and not value.endswith("/") and len(value) > 1 and " " not in value:
+        return None
+    return "must start with / and not end with one (e.g. /dicom-web)"
+
+
+def origins(values: tuple[str, ...]) -> str | None:
+    for value in values:
+        if value != "*" and not re.fullmatch(r"https?://[^/\s]+", value):
+            return f"{value!r} is not an origin (scheme://host[:port]) or *"
+    return None
+
+
+@attrs.frozen(kw_only=True)
+class DicomWebSettings:
+    enabled: bool = setting(True, "Serve DICOMweb (QIDO-RS, WADO-RS, STOW-RS) on the HTTP server, under prefix.")
+    prefix: str = setting("/dicom-web", "URL path DICOMweb is served under (the base URL clients are given ends with it).", url_prefix)
+    public_url: str = setting(
+        "", "Base URL clients reach DICOMweb at through a proxy (https://pacs.example.org/dicom-web); empty: from each request's Host.",
+        lambda v: None if v == "" or re.fullmatch(r"https?://[^\s]+[^/]", v) else "must be empty or an http(s) URL without a trailing /",
+    )
+    cors_origins: tuple[str, ...] = setting(
+        (), "Origins whose browser pages may call DICOMweb (CORS); * for any; empty: no CORS headers.", origins,
+        example=["https://viewer.example.org"],
+    )
+    bulk_data_threshold: int = setting(
+        1024, "In WADO-RS metadata, binary values and text values longer than this many bytes are given as a BulkDataURI.", between(0, 1 << 30)
+    )
+    max_results: int = setting(1000, "Most matches one QIDO-RS answer holds (limit may ask for fewer; more are cut, with a Warning).", between(1, 1_000_000))
+    max_part_bytes: int = setting(
+        4 << 30, "Largest instance one STOW-RS part may carry; a larger one ends the request with 413.", between(1024, 1 << 40)
+    )
+
+
 @attrs.frozen(kw_only=True)
 class Config:
     node: NodeSettings = NodeSettings()
@@ -420,6 +454,7 @@ class Config:
     archive: ArchiveSettings = ArchiveSettings()
     prefetch: PrefetchSettings = PrefetchSettings()
     http: HttpSettings = HttpSettings()
+    dicomweb: DicomWebSettings = DicomWebSettings()
     remote: tuple[RemoteAE, ...] = setting(
         (), "Remote AEs we may send to (C-MOVE destinations, storage commitment requestors).", _remote_entries,
         example=[{"ae_title": "VIEWER", "host": "127.0.0.1", "port": 11113}],

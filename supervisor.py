@@ -503,8 +503,9 @@ def tls_client_factory(config: Config) -> Callable[[], ssl.SSLContext] | None:
     )
 
 
-def dicom_services(config: Config) -> ServiceSet:
-    storage = StoreSettings(
+def store_settings(config: Config) -> StoreSettings:
+    """How received instances are kept: by C-STORE and by STOW-RS alike."""
+    return StoreSettings(
         layout=Layout(config.storage.layout),
         duplicates=DuplicatePolicy(config.storage.duplicates),
         index_path=INDEX,
@@ -512,6 +513,10 @@ def dicom_services(config: Config) -> ServiceSet:
         max_sequence_depth=config.network.max_sequence_depth,
         max_inflated_bytes=config.network.max_inflated_bytes,
     )
+
+
+def dicom_services(config: Config) -> ServiceSet:
+    storage = store_settings(config)
     return ServiceSet(
         [
             VerificationService(),

@@ -36,9 +36,11 @@ from pydicom.dataset import Dataset
 
 from .dicom_json import (
     SPECIFIC_CHARACTER_SET,
+    JsonAttr,
+    JsonDataset,
+    dataset_from_json,
     character_set_of,
     element_from_json,
-    make_element,
     python_encodings,
 )
 from .errors import QueryError
@@ -182,6 +184,11 @@ AVAILABILITY_SQL = {
 @attrs.frozen(kw_only=True)
 class QueryOptions:
     fold_person_names: bool = True  # PN matching case-insensitive (implementation-defined, PS3.4 C.2.2.2.4)
+    # QIDO-RS searches all series or instances without naming their study: the unique
+    # keys of the levels above may then be absent or matched like any other key.
+    relational: bool = False
+    # QIDO-RS includefield=all: every stored attribute of the matched levels comes back.
+    return_stored: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -196,6 +203,7 @@ class FindPlan:
     json_filters: tuple[tuple[str, Condition], ...]  # (tag hex, condition) tested on the stored JSON
     return_keys: tuple[IdentifierKey, ...]
     wants_availability: bool = False
+    return_stored: bool = False
 
 
 def _keyword(tag: int) -> str:
@@ -283,7 +291,8 @@ def plan_find(identifier: Dataset, model: InformationModel, options: QueryOption
         else:
             json_filters.append((key.tag_hex, condition))  # no column: sequences, any other attribute
 
-    _check_hierarchy(model, level, conditions)
+    if not options.relational:
+        _check_hierarchy(model, level, conditions)
     return FindPlan(
         model=model,
         level=level,
@@ -292,6 +301,7 @@ def plan_find(identifier: Dataset, model: InformationModel, options: QueryOption
         json_filters=tuple(json_filters),
         return_keys=tuple(return_keys),
         wants_availability=wants_availability,
+        return_stored=options.return_stored,
     )
 
 
@@ -312,7 +322,7 @@ def _check_hierarchy(model: InformationModel, level: Level, conditions: dict[int
 
 @attrs.frozen(kw_only=True)
 class FindPage:
-    responses: list[Dataset]
+    responses: list[Dataset] | list[JsonDataset]  # DICOM JSON when find_page was asked as_json
     cursor: int | None  # give it back to get the next page; None when there is no more
 
 
@@ -346,6 +356,7 @@ def find_page(
     size: int = 100,
     retrieve_ae_title: str | None = None,
     max_scanned: int = MAX_SCANNED_PER_PAGE,
+    as_json: bool = False,
 ) -> FindPage:
     """Up to ``size`` responses after ``cursor`` (0 to start).
 
@@ -370,7 +381,7 @@ def find_page(
         scanned += len(rows)
         for row in rows:
             position = row[0]
-            response = _response(plan, row, computed, retrieve_ae_title)
+            response = _response(plan, row, computed, retrieve_ae_title, as_json)
             if response is not None:
                 responses.append(response)
         if len(rows) < want:
@@ -390,8 +401,10 @@ def _sqlite_refusals() -> Iterator[None]:
 
 
 def _response(
-    plan: FindPlan, row: Sequence[Any], computed: list[int], retrieve_ae_title: str | None
-) -> Dataset | None:
+    plan: FindPlan, row: Sequence[Any], computed: list[int], retrieve_ae_title: str | None, as_json: bool = False
+) -> Dataset | JsonDataset | None:
+    """The response for a row, None when a Python-side filter rules it out: a dataset for
+    C-FIND, or its DICOM JSON for QIDO-RS (the same attributes, without pydicom)."""
     merged: dict[str, Any] = {}
     charsets: set[str] = set()
     index = 1
@@ -408,46 +421,50 @@ def _response(
     computed_values = dict(zip(computed, row[index : index + len(computed)]))
     index += len(computed)
 
-    ds = Dataset()
+    out: JsonDataset = {}
     # One stored character set is returned as stored; levels stored under different ones
     # are all Unicode in the index, so UTF-8 can carry every value.
     if len(charsets) == 1:
-        charset = next(iter(charsets)).split("\\")
-        ds.add(make_element(SPECIFIC_CHARACTER_SET, "CS", charset if len(charset) > 1 else charset[0]))
+        out[f"{SPECIFIC_CHARACTER_SET:08X}"] = {"vr": "CS", "Value": next(iter(charsets)).split("\\")}
     elif charsets:
-        ds.add(make_element(SPECIFIC_CHARACTER_SET, "CS", UTF8))
-    ds.add(make_element(QUERY_RETRIEVE_LEVEL, "CS", plan.level.name))
+        out[f"{SPECIFIC_CHARACTER_SET:08X}"] = {"vr": "CS", "Value": [UTF8]}
+    out[f"{QUERY_RETRIEVE_LEVEL:08X}"] = {"vr": "CS", "Value": [plan.level.name]}
     if retrieve_ae_title:
-        ds.add(make_element(RETRIEVE_AE_TITLE, "AE", retrieve_ae_title))
+        out[f"{RETRIEVE_AE_TITLE:08X}"] = {"vr": "AE", "Value": [retrieve_ae_title]}
     if plan.wants_availability:
-        ds.add(make_element(INSTANCE_AVAILABILITY, "CS", "NEARLINE" if row[index] else "ONLINE"))
+        out[f"{INSTANCE_AVAILABILITY:08X}"] = {"vr": "CS", "Value": ["NEARLINE" if row[index] else "ONLINE"]}
     for key in plan.return_keys:
         if key.tag in computed_values:
-            ds.add(_computed_element(key.tag, computed_values[key.tag]))
+            out[key.tag_hex] = _computed_attr(key.tag, computed_values[key.tag])
         elif key.tag_hex in merged:
-            ds.add(stored_element(key, merged[key.tag_hex]))
+            out[key.tag_hex] = stored_attr(key, merged[key.tag_hex])
         else:
-            ds.add(make_element(key.tag, key.vr, [] if key.vr == "SQ" else None))
-    return ds
+            out[key.tag_hex] = {"vr": key.vr}
+    if plan.return_stored:
+        for tag_hex, attr in merged.items():
+            out.setdefault(tag_hex, attr)
+    return out if as_json else dataset_from_json(out)
 
 
-def _computed_element(tag: int, value: Any) -> DataElement:
+def _computed_attr(tag: int, value: Any) -> JsonAttr:
     vr = COMPUTED_SQL[tag][0]
     if vr == "IS":
-        return make_element(tag, vr, str(value or 0))
+        return {"vr": vr, "Value": [int(value or 0)]}
     values = sorted(v for v in (value or "").split(",") if v)
-    return make_element(tag, vr, values if len(values) != 1 else values[0])
+    return {"vr": vr, "Value": values} if values else {"vr": vr}
 
 
-def stored_element(key: IdentifierKey, attr: dict[str, Any]) -> DataElement:
+def stored_attr(key: IdentifierKey, attr: JsonAttr) -> JsonAttr:
     """A stored attribute as the key asks it returned (a sequence cut to the item's sub-keys)."""
     vr = attr.get("vr", key.vr)
     values = attr.get("Value")
     if vr == "SQ" and values and key.items and key.items[0]:
         values = [_prune_item(item, key.items[0]) for item in values]
-    if not values:
-        return make_element(key.tag, vr, [] if vr == "SQ" else None)
-    return element_from_json(key.tag, {"vr": vr, "Value": values})
+    return {"vr": vr, "Value": values} if values else {"vr": vr}
+
+
+def stored_element(key: IdentifierKey, attr: JsonAttr) -> DataElement:
+    return element_from_json(key.tag, stored_attr(key, attr))
 
 
 def _prune_item(item: dict[str, Any], template: tuple[IdentifierKey, ...]) -> dict[str, Any]:
@@ -484,6 +501,8 @@ class RetrieveItem:
     file_size: int
     tier: str
     sha256: str = ""  # what a copy fetched from another tier is checked against
+    study_instance_uid: str = ""
+    series_instance_uid: str = ""
 
 
 def plan_retrieve(identifier: Dataset, model: InformationModel) -> RetrievePlan:
@@ -522,7 +541,8 @@ def retrieve_items(connection: sqlite3.Connection, plan: RetrievePlan) -> list[R
     """Every instance under the entities the plan names, in study/series/instance order."""
     with _sqlite_refusals():
         rows = connection.execute(
-            "SELECT i.sop_class_uid, i.sop_instance_uid, i.file_path, i.transfer_syntax_uid, i.file_size, i.tier, i.sha256 "
+            "SELECT i.sop_class_uid, i.sop_instance_uid, i.file_path, i.transfer_syntax_uid, i.file_size, i.tier, i.sha256, "
+            "st.study_instance_uid, se.series_instance_uid "
             f"FROM {FROM[Level.IMAGE]} WHERE {plan.where} "
             "ORDER BY st.pk, se.series_number, se.pk, i.instance_number, i.pk",
             plan.params,
@@ -530,7 +550,7 @@ def retrieve_items(connection: sqlite3.Connection, plan: RetrievePlan) -> list[R
     return [
         RetrieveItem(
             sop_class_uid=r[0], sop_instance_uid=r[1], file_path=r[2], transfer_syntax_uid=r[3],
-            file_size=r[4], tier=r[5], sha256=r[6],
+            file_size=r[4], tier=r[5], sha256=r[6], study_instance_uid=r[7], series_instance_uid=r[8],
         )
         for r in rows
     ]

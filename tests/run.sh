@@ -3,7 +3,8 @@
 #
 #     bash tests/run.sh [pytest arguments...]
 #
-# 1. Debian packages the interop tests run as real peers: dcmtk, orthanc, dicom3tools,
+# 1. Debian packages the interop tests run as real peers: dcmtk, orthanc (and its
+#    DICOMweb plugin, orthanc-dicomweb), dicom3tools,
 #    chromium (the status page's browser test)
 #    (and nodejs/npm, python3-venv if missing). Installed only when missing; the
 #    Orthanc system service is kept from starting (tests start their own Orthancs).
@@ -29,10 +30,10 @@ die() {
 started=$(date +%s)
 
 # ---------------------------------------------------------------- 1. Debian packages
-step "Debian packages (dcmtk, orthanc, dicom3tools, chromium)"
+step "Debian packages (dcmtk, orthanc, orthanc-dicomweb, dicom3tools, chromium)"
 installed() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]; }
 missing=()
-for package in dcmtk orthanc dicom3tools chromium; do
+for package in dcmtk orthanc orthanc-dicomweb dicom3tools chromium; do
     installed "$package" || missing+=("$package")
 done
 command -v node >/dev/null || missing+=(nodejs)

@@ -15,6 +15,7 @@ import base64
 import binascii
 
 from starlette.requests import Request
+from starlette.responses import Response
 
 from ..actors.node.audit import audit
 from ..actors.node.security import SECURITY_PATH, AccessVerdict, Authenticate, CheckToken
@@ -30,6 +31,12 @@ class Unauthorized(ApiProblem):
 
     def __init__(self, detail: str) -> None:
         super().__init__(401, "unauthorized", "credentials needed", detail)
+
+
+def challenge(response: Response) -> Response:
+    """A 401 answer with the challenge RFC 9110 asks for."""
+    response.headers["WWW-Authenticate"] = 'Basic realm="triopacs", charset="UTF-8"'
+    return response
 
 
 class Guard:
@@ -69,7 +76,7 @@ class Guard:
         finally:
             await self.record(request, verdict, lambda ae, peer: audit_records.web_access(
                 ae, peer, method=request.method, path=request.url.path, status=status,
-                study_uid=request.path_params.get("uid", ""),
+                study_uid=request.path_params.get("uid") or request.path_params.get("study", ""),
             ))
 
     def is_open(self, permission: str | None) -> bool:

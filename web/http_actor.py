@@ -1,5 +1,6 @@
 """The HTTP actor: serves the admin API, probes, /metrics, /openapi.json and the status
-page (routes.py) with hypercorn's trio server, inside the node's tree.
+page (routes.py), and DICOMweb under [dicomweb] prefix (dicomweb/app.py), with
+hypercorn's trio server, inside the node's tree.
 
 Requests come from sockets, not the mailbox (like the DICOM listener); each handler
 answers by asking the node's actors. The server's limits: connections.py (connections
@@ -22,8 +23,9 @@ from ..actors.node.listener import GetAddress, ListeningOn
 from ..config import Config
 from .admin import LISTENER, Addresses, Admin
 from .connections import BoundedListener
+from .dicomweb.app import build_dicomweb
 from .phase import NodePhase
-from .routes import build_app
+from .routes import build_app, guard_of
 
 
 @message("web.count-http-connections")
@@ -65,7 +67,8 @@ class HttpActor(Actor):
         host, port = sockets[0].socket.getsockname()[:2]
         self.address = ListeningOn(host=host, port=port)
         admin = Admin(self.ctx, self.config, self.phase, self.metrics_path, self._addresses)
-        app = ASGIWrapper(build_app(admin, self.metrics_path))
+        dicomweb = build_dicomweb(self.ctx, self.config, guard_of(admin)) if self.config.dicomweb.enabled else None
+        app = ASGIWrapper(build_app(admin, self.metrics_path, dicomweb=(self.config.dicomweb.prefix, dicomweb) if dicomweb else None))
         server = server_config(self.config)
         serve = functools.partial(TCPServer, app, server, WorkerContext(None), ConnectionState({}))
         self.listeners = [

@@ -11,13 +11,13 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from ..actors import ReplyError, converter
 from ..actors.node.audit import AUDIT_PATH
 from ..actors.node.security import SECURITY_PATH, IssueToken
 from ..storage import audit_records
-from .auth import Guard, Unauthorized, basic_credentials
+from .auth import Guard, Unauthorized, basic_credentials, challenge
 from .admin import Admin
 from .endpoint import Endpoint, Parameter
 from .metrics_actor import RenderMetrics
@@ -186,11 +186,17 @@ def guarded(endpoint: Endpoint, guard: Guard):
     return handler
 
 
-def build_app(admin: Admin, metrics_path: str) -> Starlette:
+def guard_of(admin: Admin) -> Guard:
+    """The one guard of the HTTP server: the admin API and DICOMweb check users alike."""
     access = admin.config.access
-    guard = Guard(
+    return Guard(
         admin, enabled=access.enabled, open_probes=access.open_probes, audit_path=AUDIT_PATH if admin.config.audit.enabled else None
     )
+
+
+def build_app(admin: Admin, metrics_path: str, *, dicomweb: tuple[str, Starlette] | None = None) -> Starlette:
+    """The admin API; with `dicomweb` (prefix, application), DICOMweb mounted under the prefix."""
+    guard = guard_of(admin)
     table = endpoints(admin, metrics_path, guard)
     openapi = json.dumps(document(table))
     page = status_page()
@@ -203,9 +209,7 @@ def build_app(admin: Admin, metrics_path: str) -> Starlette:
 
     async def problem(request: Request, error: Exception) -> Response:
         if isinstance(error, Unauthorized):
-            response = problem_response(error.problem)
-            response.headers["WWW-Authenticate"] = 'Basic realm="triopacs", charset="UTF-8"'
-            return response
+            return challenge(problem_response(error.problem))
         if isinstance(error, ApiProblem):
             return problem_response(error.problem)
         status = getattr(error, "status_code", 500)
@@ -214,4 +218,7 @@ def build_app(admin: Admin, metrics_path: str) -> Starlette:
 
     routes = [Route(e.path, guarded(e, guard), methods=[e.method]) for e in table]
     routes += [Route("/openapi.json", openapi_json, methods=["GET"]), Route("/", index, methods=["GET"])]
+    if dicomweb is not None:
+        prefix, application = dicomweb
+        routes.append(Mount(prefix, app=application))
     return Starlette(routes=routes, exception_handlers={ApiProblem: problem, HTTPException: problem, Exception: problem})

@@ -27,6 +27,7 @@ import time
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import attrs
 import trio
@@ -55,6 +56,7 @@ from ...storage.maintenance import (
 )
 from ...storage.query import (
     InformationModel,
+    QueryOptions,
     RetrieveItem,
     find_page,
     plan_find,
@@ -107,12 +109,20 @@ class FindMatches:
     cursor: int = 0
     size: int = 50
     retrieve_ae_title: str = ""
+    options: QueryOptions = QueryOptions()
+    as_json: bool = False  # answer with a JsonMatchPage (QIDO-RS): the same responses as DICOM JSON
 
 
 @message("index.matches")
 class MatchPage:
     responses: tuple[Dataset, ...]
     cursor: int | None  # None: there are no more
+
+
+@message("index.json-matches")
+class JsonMatchPage:
+    matches: tuple[dict[str, Any], ...]
+    cursor: int | None
 
 
 @message("index.list-instances")
@@ -373,12 +383,16 @@ class IndexActor(Actor):
     async def _read(self, message: FindMatches | ListInstances, reply: Reply) -> None:
         try:
             match message:
-                case FindMatches(identifier=identifier, model=model, cursor=cursor, size=size, retrieve_ae_title=aet):
-                    plan = plan_find(identifier, model)
+                case FindMatches(identifier=identifier, model=model, cursor=cursor, size=size, retrieve_ae_title=aet, options=options,
+                                 as_json=as_json):
+                    plan = plan_find(identifier, model, options)
                     page = await self.reader.run(
-                        partial(find_page, cursor=cursor, size=size, retrieve_ae_title=aet or None), plan
+                        partial(find_page, cursor=cursor, size=size, retrieve_ae_title=aet or None, as_json=as_json), plan
                     )
-                    reply.send(MatchPage(responses=tuple(page.responses), cursor=page.cursor))
+                    if as_json:
+                        reply.send(JsonMatchPage(matches=tuple(page.responses), cursor=page.cursor))
+                    else:
+                        reply.send(MatchPage(responses=tuple(page.responses), cursor=page.cursor))
                 case ListInstances(identifier=identifier, model=model):
                     items = await self.reader.run(retrieve_items, plan_retrieve(identifier, model))
                     reply.send(InstanceList(items=tuple(items)))

@@ -20,7 +20,7 @@ Success carries the Failed SOP Instance UID List when there are failures.
 
 import ssl
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import attrs
@@ -41,6 +41,7 @@ from ....client.connection import connect, storage_contexts_for
 from ....client.datasets import context_for_file, file_chunks, locate, read_whole
 from ....client.errors import ClientError, ConnectionFailed, NoPresentationContext
 from ....client.results import MoveOriginator
+from ...runtime.actor import ActorContext
 from ...runtime.errors import ActorError, ReplyError
 from ..index import HeldSyntaxes, InstanceList, ListHeldSyntaxes, ListInstances, QueryRefused
 from ..index_hsm import TouchInstances
@@ -103,6 +104,24 @@ class SubOperations:
         return dataset
 
 
+@asynccontextmanager
+async def local_file(ctx: ActorContext, tiers_path: str, item: RetrieveItem) -> AsyncIterator[Path]:
+    """A local file holding the instance, from its tier: a local tier's own file, or a
+    checked copy an object store's tier staged (streamed to disk, never whole in memory),
+    removed once read. Raises OSError when the tier cannot provide it. C-MOVE, C-GET and
+    WADO-RS read instances through here."""
+    try:
+        staged: Staged = await ctx.lookup(f"{tiers_path}/{item.tier}").ask(
+            Stage(key=item.file_path, expected_sha256=item.sha256 or None, size=item.file_size), timeout=None
+        )
+    except (ReplyError, ActorError) as error:
+        raise OSError(f"tier {item.tier}: {error}") from None
+    try:
+        yield Path(staged.path)
+    finally:
+        discard_staged(staged)
+
+
 class _Retrieve(Service):
     permission = "retrieve"
     operation = True
@@ -117,21 +136,8 @@ class _Retrieve(Service):
         self.tiers_path = tiers_path
         self.track_access_time = track_access_time
 
-    @asynccontextmanager
-    async def local_file(self, session: Session, item: RetrieveItem) -> AsyncIterator[Path]:
-        """A local file holding the instance, from its tier: a local tier's own file, or
-        a checked copy an object store's tier staged (streamed to disk, never whole in
-        memory), removed once sent. Raises OSError when the tier cannot provide it."""
-        try:
-            staged: Staged = await session.ctx.lookup(f"{self.tiers_path}/{item.tier}").ask(
-                Stage(key=item.file_path, expected_sha256=item.sha256 or None, size=item.file_size), timeout=None
-            )
-        except (ReplyError, ActorError) as error:
-            raise OSError(f"tier {item.tier}: {error}") from None
-        try:
-            yield Path(staged.path)
-        finally:
-            discard_staged(staged)
+    def local_file(self, session: Session, item: RetrieveItem) -> AbstractAsyncContextManager[Path]:
+        return local_file(session.ctx, self.tiers_path, item)
 
     async def touch(self, session: Session, items: list[RetrieveItem]) -> None:
         """Record the access (one batched update per request, before the final response),

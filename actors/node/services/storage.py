@@ -130,6 +130,7 @@ class IncomingInstance:
         self._batches: trio.MemorySendChannel[list[bytes | memoryview]] | None = None
         self._writer_done = trio.Event()
         self._write_error: OSError | None = None
+        self._completed = False
 
     @property
     def received(self) -> int:
@@ -267,7 +268,11 @@ class IncomingInstance:
             self._chunks, self._small = [], None
 
     async def complete(self) -> None:
-        """All fragments are in: finish the background writes and the parse."""
+        """All fragments are in: finish the background writes and the parse (once; a
+        STOW-RS part is completed to check its study before it is committed)."""
+        if self._completed:
+            return
+        self._completed = True
         if self.refusal is None:
             try:
                 self.structure.finish()
@@ -352,79 +357,93 @@ class StorageService(Service):
         )
 
     async def store(self, session: Session, request: CStoreRQ, incoming: IncomingInstance) -> tuple[int, str | None]:
-        if not _safe_uids(request):
-            raise StoreRefused(StorageStatus.CANNOT_UNDERSTAND, "the command's SOP class or instance UID is not a valid UID")
-        await incoming.complete()
-        if incoming.refusal is not None:
-            raise incoming.refusal
-        assert incoming.record is not None and incoming.key is not None
-        guard = self.settings.guard
-        if guard is None:
-            return await self._commit(session, incoming)
-        outcome: tuple[int, str | None] | None = None
-        try:
-            async with guard(session.ctx, incoming.record.study_instance_uid):
-                outcome = await self._commit(session, incoming)
-        except ReplyError as error:
-            if outcome is None:  # never got the study: it stayed locked (deletion, migration)
-                session.log.info("store refused: study locked", study=incoming.record.study_instance_uid, error=str(error))
-                raise StoreRefused(StorageStatus.OUT_OF_RESOURCES, "study is busy (locked); try again later") from None
-            session.log.warning("study lock ended badly after a completed store", error=str(error))
-        assert outcome is not None
-        return outcome
+        return await commit_instance(self.settings, session.ctx, request, incoming)
 
-    async def _commit(self, session: Session, incoming: IncomingInstance) -> tuple[int, str | None]:
-        assert incoming.record is not None and incoming.key is not None
-        key = incoming.key
-        writer = await incoming.open_writer()
-        if writer is None:
-            assert incoming.refusal is not None
-            raise incoming.refusal
-        writer.hand_in(incoming.take_pending())
-        placed = await self._place(session, writer, key, overwrite=self.settings.duplicates is DuplicatePolicy.REPLACE)
-        record = attrs.evolve(incoming.record, file_path=key, file_size=placed.size, sha256=placed.sha256)
-        try:
-            recorded = await session.ctx.lookup(self.settings.index_path).ask(RecordInstance(record=record), timeout=None)
-        except (ReplyError, ActorError) as error:
-            if placed.placed:
-                await self._remove(session, key)
-            raise StoreRefused(StorageStatus.OUT_OF_RESOURCES, f"could not index the instance: {error}") from None
-        return await self._settle(session, recorded.outcome, writer, key, placed.placed)
 
-    async def _place(self, session: Session, writer: ObjectWriter, key: str, *, overwrite: bool) -> Placed:
-        try:
-            return await session.ctx.lookup(self.settings.tier_path).ask(Place(writer=writer, key=key, overwrite=overwrite), timeout=None)
-        except (ReplyError, ActorError) as error:
-            raise StoreRefused(StorageStatus.OUT_OF_RESOURCES, f"cannot store the file: {error}") from None
+async def commit_instance(
+    settings: StoreSettings, ctx: ActorContext, request: CStoreRQ, incoming: IncomingInstance
+) -> tuple[int, str | None]:
+    """Keep a received instance: wait for its last bytes, then under its study's guard
+    place it in the hot tier and index it; (status, comment) to answer. Raises
+    StoreRefused for an instance not kept (the caller discards it). C-STORE and STOW-RS
+    both store through here."""
+    if not _safe_uids(request):
+        raise StoreRefused(StorageStatus.CANNOT_UNDERSTAND, "the command's SOP class or instance UID is not a valid UID")
+    await incoming.complete()
+    if incoming.refusal is not None:
+        raise incoming.refusal
+    assert incoming.record is not None and incoming.key is not None
+    guard = settings.guard
+    if guard is None:
+        return await _commit(settings, ctx, incoming)
+    outcome: tuple[int, str | None] | None = None
+    try:
+        async with guard(ctx, incoming.record.study_instance_uid):
+            outcome = await _commit(settings, ctx, incoming)
+    except ReplyError as error:
+        if outcome is None:  # never got the study: it stayed locked (deletion, migration)
+            ctx.log.info("store refused: study locked", study=incoming.record.study_instance_uid, error=str(error))
+            raise StoreRefused(StorageStatus.OUT_OF_RESOURCES, "study is busy (locked); try again later") from None
+        ctx.log.warning("study lock ended badly after a completed store", error=str(error))
+    assert outcome is not None
+    return outcome
 
-    async def _remove(self, session: Session, key: str) -> None:
-        """Remove a file this store placed or replaced; a failure leaves an orphan that
-        verification finds, never a wrong answer."""
-        try:
-            await session.ctx.lookup(self.settings.tier_path).ask(DeleteObject(key=key), timeout=None)
-        except (ReplyError, ActorError) as error:
-            session.log.warning("stored file not removed", key=key, error=str(error))
 
-    async def _settle(self, session: Session, outcome, writer: ObjectWriter, key: str, placed: bool) -> tuple[int, str | None]:
-        """Finish the file side of what the index decided; the status to answer."""
-        previous = outcome.previous_path
-        match outcome.outcome:
-            case Outcome.STORED:
-                if not placed:  # an unindexed file was in the way (a crash's leftover)
-                    await self._place(session, writer, key, overwrite=True)
+async def _commit(settings: StoreSettings, ctx: ActorContext, incoming: IncomingInstance) -> tuple[int, str | None]:
+    assert incoming.record is not None and incoming.key is not None
+    key = incoming.key
+    writer = await incoming.open_writer()
+    if writer is None:
+        assert incoming.refusal is not None
+        raise incoming.refusal
+    writer.hand_in(incoming.take_pending())
+    placed = await _place(settings, ctx, writer, key, overwrite=settings.duplicates is DuplicatePolicy.REPLACE)
+    record = attrs.evolve(incoming.record, file_path=key, file_size=placed.size, sha256=placed.sha256)
+    try:
+        recorded = await ctx.lookup(settings.index_path).ask(RecordInstance(record=record), timeout=None)
+    except (ReplyError, ActorError) as error:
+        if placed.placed:
+            await _remove(settings, ctx, key)
+        raise StoreRefused(StorageStatus.OUT_OF_RESOURCES, f"could not index the instance: {error}") from None
+    return await _settle(settings, ctx, recorded.outcome, writer, key, placed.placed)
+
+
+async def _place(settings: StoreSettings, ctx: ActorContext, writer: ObjectWriter, key: str, *, overwrite: bool) -> Placed:
+    try:
+        return await ctx.lookup(settings.tier_path).ask(Place(writer=writer, key=key, overwrite=overwrite), timeout=None)
+    except (ReplyError, ActorError) as error:
+        raise StoreRefused(StorageStatus.OUT_OF_RESOURCES, f"cannot store the file: {error}") from None
+
+
+async def _remove(settings: StoreSettings, ctx: ActorContext, key: str) -> None:
+    """Remove a file this store placed or replaced; a failure leaves an orphan that
+    verification finds, never a wrong answer."""
+    try:
+        await ctx.lookup(settings.tier_path).ask(DeleteObject(key=key), timeout=None)
+    except (ReplyError, ActorError) as error:
+        ctx.log.warning("stored file not removed", key=key, error=str(error))
+
+
+async def _settle(settings: StoreSettings, ctx: ActorContext, outcome, writer: ObjectWriter, key: str, placed: bool) -> tuple[int, str | None]:
+    """Finish the file side of what the index decided; the status to answer."""
+    previous = outcome.previous_path
+    match outcome.outcome:
+        case Outcome.STORED:
+            if not placed:  # an unindexed file was in the way (a crash's leftover)
+                await _place(settings, ctx, writer, key, overwrite=True)
+            return Status.SUCCESS, None
+        case Outcome.REPLACED:
+            if previous and previous != key:
+                await _remove(settings, ctx, previous)
+            return Status.SUCCESS, None
+        case Outcome.DUPLICATE_IGNORED | Outcome.DUPLICATE_REJECTED:
+            if placed and previous != key:
+                await _remove(settings, ctx, key)
+            await trio.to_thread.run_sync(writer.abandon)
+            if outcome.outcome is Outcome.DUPLICATE_IGNORED:
                 return Status.SUCCESS, None
-            case Outcome.REPLACED:
-                if previous and previous != key:
-                    await self._remove(session, previous)
-                return Status.SUCCESS, None
-            case Outcome.DUPLICATE_IGNORED | Outcome.DUPLICATE_REJECTED:
-                if placed and previous != key:
-                    await self._remove(session, key)
-                await trio.to_thread.run_sync(writer.abandon)
-                if outcome.outcome is Outcome.DUPLICATE_IGNORED:
-                    return Status.SUCCESS, None
-                return Status.DUPLICATE_SOP_INSTANCE, "an instance with this SOP Instance UID is already stored"
-        raise AssertionError(outcome)
+            return Status.DUPLICATE_SOP_INSTANCE, "an instance with this SOP Instance UID is already stored"
+    raise AssertionError(outcome)
 
 
 def _safe_uids(message: CStoreRQ) -> bool:

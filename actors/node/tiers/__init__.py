@@ -22,7 +22,9 @@ from .messages import (
     RemoveObjects,
     Removed,
     Stage,
+    StageMany,
     Staged,
+    StagedMany,
     Stored,
     TierFailure,
     TierHealthChanged,
@@ -44,6 +46,6 @@ HOT_TIER_PATH = tier_path(HOT)  # the data directory: where every instance arriv
 __all__ = [
     "CheckObjects", "DeleteObject", "Deleted", "FetchFile", "GetTierStatistics", "HOT_TIER_PATH", "Head",
     "ListObjects", "ObjectPage", "ObjectsChecked", "OpenWriter", "Place", "Placed", "PutFile", "ReadRecord",
-    "RecordRead", "RemoveObjects", "Removed", "Stage", "Staged", "Stored", "TIERS_PATH", "TierActor", "TierFailure",
+    "RecordRead", "RemoveObjects", "Removed", "Stage", "StageMany", "Staged", "StagedMany", "Stored", "TIERS_PATH", "TierActor", "TierFailure",
     "TierHealthChanged", "TierStatistics", "WriterOpened", "check_tier", "discard_staged", "tier_path",
 ]

@@ -42,7 +42,9 @@ from .messages import (
     RemoveObjects,
     Removed,
     Stage,
+    StageMany,
     Staged,
+    StagedMany,
     Stored,
     TierFailure,
     TierHealthChanged,
@@ -56,7 +58,7 @@ MIN_RATE = 1024 * 1024  # bytes/s an upload may not fall below before it is give
 
 class TierActor(Actor):
     accepts = (
-        PutFile, FetchFile, Stage, Head, DeleteObject, ListObjects, GetTierStatistics,
+        PutFile, FetchFile, Stage, StageMany, Head, DeleteObject, ListObjects, GetTierStatistics,
         OpenWriter, Place, RemoveObjects, CheckObjects, ReadRecord,
     )
     # Its bytes are outside any scratch copy a replay could make.
@@ -101,6 +103,19 @@ class TierActor(Actor):
             case _:
                 self.ctx.nursery.start_soon(self._operate, message, self.ctx.defer_reply())
 
+    async def _stage(self, stage: Stage) -> Staged:
+        backend = self.backend
+        local = backend.local_path(stage.key)
+        if local is not None:
+            if not local.is_file():
+                raise ObjectMissing(f"{stage.key}: no such file")
+            return Staged(path=str(local), temporary=False)
+        self.staging.mkdir(parents=True, exist_ok=True)
+        dest = self.staging / f"{self.definition.name}-{uuid.uuid4().hex}.dcm"
+        fetched = await backend.get_file(stage.key, dest, expected_sha256=stage.expected_sha256)
+        self._fetched(fetched.size)
+        return Staged(path=str(dest), temporary=True)
+
     def _time_limit(self, message) -> float | None:
         """How long one operation on an object store may take, whatever the SDK does:
         its own read timeout did not fire against a server that stopped answering
@@ -112,7 +127,12 @@ class TierActor(Actor):
         size = getattr(message, "size", None) or 0
         if size == 0 and isinstance(message, (FetchFile, Stage)):
             size = 4 * 1024**3  # not told: as much as any instance may be
-        objects = len(message.keys) if isinstance(message, RemoveObjects) else len(message.expected) if isinstance(message, CheckObjects) else 1
+        if isinstance(message, StageMany):
+            size = sum(stage.size or 4 * 1024**3 for stage in message.stages)
+        objects = (
+            len(message.keys) if isinstance(message, RemoveObjects) else len(message.expected) if isinstance(message, CheckObjects)
+            else len(message.stages) if isinstance(message, StageMany) else 1
+        )
         return (settings.connect_timeout + settings.read_timeout * 2) * max(objects, 1) + size / MIN_RATE
 
     async def _operate(self, message, reply: Reply) -> None:
@@ -165,17 +185,19 @@ class TierActor(Actor):
                 fetched = await backend.get_file(key, Path(dest), expected_sha256=expected)
                 self._fetched(fetched.size)
                 return Stored(object=fetched)
-            case Stage(key=key, expected_sha256=expected):
-                local = backend.local_path(key)
-                if local is not None:
-                    if not local.is_file():
-                        raise ObjectMissing(f"{key}: no such file")
-                    return Staged(path=str(local), temporary=False)
-                self.staging.mkdir(parents=True, exist_ok=True)
-                dest = self.staging / f"{self.definition.name}-{uuid.uuid4().hex}.dcm"
-                fetched = await backend.get_file(key, dest, expected_sha256=expected)
-                self._fetched(fetched.size)
-                return Staged(path=str(dest), temporary=True)
+            case Stage():
+                return await self._stage(message)
+            case StageMany(stages=stages):
+                staged: list[Staged | None] = []
+                problems: list[str] = []
+                for stage in stages:
+                    try:
+                        staged.append(await self._stage(stage))
+                        problems.append("")
+                    except (ObjectStoreError, OSError) as error:
+                        staged.append(None)
+                        problems.append(f"tier {self.definition.name}: {error}")
+                return StagedMany(staged=tuple(staged), problems=tuple(problems))
             case Head(key=key):
                 return Stored(object=await backend.head(key))
             case DeleteObject(key=key):

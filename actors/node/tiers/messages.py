@@ -50,6 +50,20 @@ class Staged:
     temporary: bool  # a copy: the caller removes it when done
 
 
+@message("tier.stage-many")
+class StageMany:
+    """Stage several objects in one message (a WADO-RS batch): one answer per Stage,
+    in order, a failed one as its reason instead of failing the others."""
+
+    stages: tuple[Stage, ...]
+
+
+@message("tier.staged-many")
+class StagedMany:
+    staged: tuple[Staged | None, ...]  # None where it failed
+    problems: tuple[str, ...]  # why, "" where it was staged
+
+
 @message("tier.head")
 class Head:
     key: str

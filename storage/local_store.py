@@ -191,7 +191,7 @@ class LocalStore:
                 failed.append((key, str(error)))
                 continue
             try:
-                os.rename(path, trash / f"{uuid.uuid4().hex}.dcm")
+                os.rename(path, trash / f"{uuid.uuid4().hex}.removed")  # no longer an instance: never *.dcm
             except FileNotFoundError:
                 pass
             except OSError as error:

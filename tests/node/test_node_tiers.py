@@ -80,7 +80,8 @@ async def test_hot_to_warm_to_s3_cold_then_getscu_and_movescu_are_byte_identical
                 assert (await events.receive()).report == report
             assert (report.migrated, report.failures) == (5, 0), report
             assert tiers_of(node) == {"cold": 5}
-            assert list((tmp_path / "warm").rglob("*.dcm")) == []
+            await trash_emptied(tmp_path / "warm")
+            assert [p for p in (tmp_path / "warm").rglob("*") if p.is_file()] == []
             sizes = index_rows(node, "SELECT file_size FROM instance")
             assert all(size > 0 for (size,) in sizes)
             got = await getscu(peer(node), {"StudyInstanceUID": study[0].study_instance_uid}, received_dir=tmp_path / "got")

@@ -15,7 +15,6 @@ import base64
 import binascii
 
 from starlette.requests import Request
-from starlette.responses import Response
 
 from ..actors.node.audit import audit
 from ..actors.node.security import SECURITY_PATH, AccessVerdict, Authenticate, CheckToken
@@ -29,14 +28,10 @@ MAX_CREDENTIALS = 2048
 class Unauthorized(ApiProblem):
     """401, answered with a WWW-Authenticate challenge."""
 
+    headers = {"WWW-Authenticate": 'Basic realm="triopacs", charset="UTF-8"'}
+
     def __init__(self, detail: str) -> None:
         super().__init__(401, "unauthorized", "credentials needed", detail)
-
-
-def challenge(response: Response) -> Response:
-    """A 401 answer with the challenge RFC 9110 asks for."""
-    response.headers["WWW-Authenticate"] = 'Basic realm="triopacs", charset="UTF-8"'
-    return response
 
 
 class Guard:

@@ -13,6 +13,8 @@ TYPES = "https://triopacs.invalid/problems/"  # problem kinds are named, not res
 class ApiProblem(Exception):
     """Raised by a handler; answered as problem+json with its status."""
 
+    headers: dict[str, str] = {}  # sent with the answer (a 401's challenge)
+
     def __init__(self, status: int, kind: str, title: str, detail: str = "") -> None:
         super().__init__(title)
         self.problem = Problem(type=TYPES + kind, title=title, status=status, detail=detail)
@@ -23,6 +25,18 @@ def problem_response(problem: Problem) -> Response:
     if problem.detail:
         body["detail"] = problem.detail
     return Response(json.dumps(body), status_code=problem.status, media_type=MEDIA_TYPE)
+
+
+def error_response(error: Exception) -> Response:
+    """The problem+json answer to what a route raised: its own problem, or the framework's
+    404, 405 or 500."""
+    if isinstance(error, ApiProblem):
+        response = problem_response(error.problem)
+        response.headers.update(error.headers)
+        return response
+    status = getattr(error, "status_code", 500)
+    title = {404: "no such resource", 405: "method not allowed"}.get(status, "internal error")
+    return problem_response(Problem(type=TYPES + ("not-found" if status == 404 else "http"), title=title, status=status))
 
 
 def not_found(what: str, detail: str = "") -> ApiProblem:

@@ -17,14 +17,14 @@ from ..actors import ReplyError, converter
 from ..actors.node.audit import AUDIT_PATH
 from ..actors.node.security import SECURITY_PATH, IssueToken
 from ..storage import audit_records
-from .auth import Guard, Unauthorized, basic_credentials, challenge
+from .auth import Guard, Unauthorized, basic_credentials
 from .admin import Admin
 from .endpoint import Endpoint, Parameter
 from .metrics_actor import RenderMetrics
 from .openapi import document
-from .problems import TYPES, ApiProblem, problem_response
+from .problems import ApiProblem, error_response
 from .views import (
-    AssociationList, ConfigView, Health, LockList, Probe, Problem, Statistics, StudyDetail, StudyList, StudyRemoved,
+    AssociationList, ConfigView, Health, LockList, Probe, Statistics, StudyDetail, StudyList, StudyRemoved,
     SystemStatus, TaskHistory, TaskList, TaskView, TokenView, Version,
 )
 
@@ -208,13 +208,7 @@ def build_app(admin: Admin, metrics_path: str, *, dicomweb: tuple[str, Starlette
         return HTMLResponse(page)
 
     async def problem(request: Request, error: Exception) -> Response:
-        if isinstance(error, Unauthorized):
-            return challenge(problem_response(error.problem))
-        if isinstance(error, ApiProblem):
-            return problem_response(error.problem)
-        status = getattr(error, "status_code", 500)
-        title = {404: "no such resource", 405: "method not allowed"}.get(status, "internal error")
-        return problem_response(Problem(type=TYPES + ("not-found" if status == 404 else "http"), title=title, status=status))
+        return error_response(error)
 
     routes = [Route(e.path, guarded(e, guard), methods=[e.method]) for e in table]
     routes += [Route("/openapi.json", openapi_json, methods=["GET"]), Route("/", index, methods=["GET"])]

@@ -27,9 +27,8 @@ from ...storage.levels import Level
 from ...storage.query import RetrieveItem, UNIQUE_KEYS
 from ...storage.transcoding import can_transcode
 from ...supervisor import store_settings
-from ..auth import Guard, Unauthorized, challenge
-from ..problems import MEDIA_TYPE as PROBLEM, TYPES, ApiProblem, bad_request, problem_response
-from ..views import Problem
+from ..auth import Guard
+from ..problems import MEDIA_TYPE as PROBLEM, ApiProblem, bad_request, error_response
 from . import capabilities, wado
 from .archive import Archive, check_uid
 from .instance_file import NotInFile
@@ -298,15 +297,9 @@ def build_dicomweb(ctx: ActorContext, config: Config, guard: Guard) -> Starlette
     service = DicomWeb(ctx, config)
 
     async def problem(request: Request, error: Exception) -> Response:
-        if isinstance(error, Unauthorized):
-            return challenge(problem_response(error.problem))
-        if isinstance(error, ApiProblem):
-            return problem_response(error.problem)
-        status = getattr(error, "status_code", 500)
-        if status == 500:
+        if not isinstance(error, ApiProblem) and getattr(error, "status_code", 500) == 500:
             ctx.log.exception("DICOMweb request failed", path=request.url.path)
-        title = {404: "no such resource", 405: "method not allowed"}.get(status, "internal error")
-        return problem_response(Problem(type=TYPES + ("not-found" if status == 404 else "http"), title=title, status=status))
+        return error_response(error)
 
     middleware = []
     if config.dicomweb.cors_origins:

@@ -24,7 +24,8 @@ from .cli_tiers import TIER_COMMANDS, add_tier_commands
 from .cli_status import STATUS_COMMANDS, add_status_command
 from .cli_security import SECURITY_COMMANDS, add_security_commands
 from .cli_audit import AUDIT_COMMANDS, add_audit_commands
-from .config import ConfigError, default_toml, load_config
+from .config import ConfigError, load_config
+from .config_toml import default_toml
 from .log import configure_logging
 from .actors.runtime.errors import first_of
 from .client.tls import TlsSetupError

@@ -3,7 +3,8 @@ import tomllib
 import pytest
 
 from triopacs.actors.node.ae_registry import RemoteAE
-from triopacs.config import SECTIONS, Config, ConfigError, default_toml, from_mapping, load_config
+from triopacs.config import SECTIONS, Config, ConfigError, from_mapping, load_config
+from triopacs.config_toml import default_toml
 
 
 def test_default_toml_round_trips_through_the_loader(tmp_path):

@@ -23,6 +23,7 @@ LAYERS = {
     "supervisor": 5,
     "worker": 5,
     "config": 5,
+    "config_toml": 5,
     "log": 5,
     "cli": 6,
     "cli_scu": 6,
